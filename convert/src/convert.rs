@@ -97,14 +97,32 @@ pub struct ConversionPlan {
     pub tied_output: bool,
 }
 
+/// What a conversion needs besides tensor bytes: the configs and the tokenizer, read from a folder.
+pub struct ModelDescription {
+    pub config: SailVlConfig,
+    pub preprocess: PreprocessConfig,
+    pub tokenizer: tokenizer::TokenizerMetadata,
+    /// `general.name`.
+    pub name: String,
+}
+
+impl ModelDescription {
+    /// Read `config.json`, `preprocessor_config.json` and the tokenizer files of a checkpoint folder.
+    pub fn load(dir: &Path, name: Option<String>) -> Result<ModelDescription, ConvertError> {
+        let config = SailVlConfig::from_file(&dir.join("config.json"))?;
+        let preprocess = PreprocessConfig::load(dir, &config)?;
+        let tokenizer = tokenizer::TokenizerMetadata::load(dir, &config)?;
+        Ok(ModelDescription { config, preprocess, tokenizer, name: name.unwrap_or_else(|| folder_name(dir)) })
+    }
+}
+
+/// Looks up the shape a source holds for a tensor name.
+pub type ShapeLookup<'a> = &'a dyn Fn(&str) -> Option<Vec<usize>>;
+
 /// Read and check the checkpoint folder and decide every output tensor and key.
 pub fn plan(dir: &Path, ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, ConvertError> {
-    let config = SailVlConfig::from_file(&dir.join("config.json"))?;
-    let pre = PreprocessConfig::load(dir, &config)?;
-    let tok = tokenizer::TokenizerMetadata::load(dir, &config)?;
-    let name = opts.name.clone().unwrap_or_else(|| folder_name(dir));
-
-    let mut lm = mapping::lm_tensors(&config);
+    let desc = ModelDescription::load(dir, opts.name.clone())?;
+    let config = &desc.config;
     let tied_output = match ckpt.get(LM_HEAD) {
         None if config.llm.tie_word_embeddings => true,
         None => return Err(ConvertError::MissingTensor { tensor: LM_HEAD.into(), dir: dir.to_path_buf() }),
@@ -119,21 +137,37 @@ pub fn plan(dir: &Path, ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Conv
             same
         }
     };
-    if !tied_output {
-        lm.push(mapping::lm_output(&config));
-    }
-    let vision = mapping::vision_tensors(&config);
 
     // Every checkpoint tensor must be used: a tensor we do not know means a model we do not understand.
-    let mut used: HashSet<&str> = HashSet::new();
-    for t in lm.iter().chain(&vision) {
-        used.extend(t.sources.iter().map(String::as_str));
+    let mut used: HashSet<String> = HashSet::new();
+    for t in mapping::lm_tensors(config).iter().chain(&mapping::vision_tensors(config)) {
+        used.extend(t.sources.iter().cloned());
     }
-    used.insert(LM_HEAD);
-    if let Some((unknown, _)) = ckpt.tensors().find(|(n, _)| !used.contains(n)) {
+    used.insert(LM_HEAD.to_string());
+    if let Some((unknown, _)) = ckpt.tensors().find(|(n, _)| !used.contains(*n)) {
         return Err(ConvertError::UnexpectedTensor { tensor: unknown.to_string(), dir: dir.to_path_buf() });
     }
 
+    let lookup = |name: &str| ckpt.get(name).map(|m| m.shape.clone());
+    build_plan(&desc, opts, tied_output, Some(&lookup), dir)
+}
+
+/// Decide every output tensor and key for a described model. `shape_of` gives the shape the source holds
+/// for a tensor name (checked against config.json); `None` trusts the config (synthetic sources).
+pub fn build_plan(
+    desc: &ModelDescription,
+    opts: &ConvertOptions,
+    tied_output: bool,
+    shape_of: Option<ShapeLookup>,
+    dir: &Path,
+) -> Result<ConversionPlan, ConvertError> {
+    let config = &desc.config;
+    let tok = &desc.tokenizer;
+    let mut lm = mapping::lm_tensors(config);
+    if !tied_output {
+        lm.push(mapping::lm_output(config));
+    }
+    let vision = mapping::vision_tensors(config);
     let shape = ModelShape {
         n_layers: config.llm.num_hidden_layers,
         has_output: !tied_output,
@@ -144,7 +178,7 @@ pub fn plan(dir: &Path, ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Conv
         .map(|t| {
             let dims = t.gguf_dims();
             let ty = lm_tensor_type(opts.mix, &t.gguf_name, &dims, &shape, GgmlType::F32);
-            planned(dir, ckpt, t, ty)
+            planned(dir, shape_of, t, ty)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let vision_type = opts.vision_type.unwrap_or(opts.mix.default_vision_type());
@@ -153,12 +187,11 @@ pub fn plan(dir: &Path, ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Conv
         .map(|t| {
             let dims = t.gguf_dims();
             let ty = vision_tensor_type(vision_type, &t.gguf_name, &dims, GgmlType::F32);
-            planned(dir, ckpt, t, ty)
+            planned(dir, shape_of, t, ty)
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let quantized = |ts: &[PlannedTensor]| ts.iter().any(|t| t.spec.ty.is_quantized());
-    let mut lm_metadata = metadata::lm_metadata(&config, &name, opts.mix.file_type_id());
+    let mut lm_metadata = metadata::lm_metadata(config, &desc.name, opts.mix.file_type_id());
     lm_metadata.extend(tok.entries.iter().cloned());
 
     let system_prompt = tok
@@ -174,11 +207,11 @@ pub fn plan(dir: &Path, ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Conv
     }
     .file_type_id();
     let mmproj_metadata = MmprojMeta {
-        cfg: &config,
-        pre: &pre,
-        name: &name,
+        cfg: config,
+        pre: &desc.preprocess,
+        name: &desc.name,
         file_type: vision_file_type,
-        quantized: quantized(&mmproj_tensors),
+        quantized: mmproj_tensors.iter().any(|t| t.spec.ty.is_quantized()),
         system_prompt: &system_prompt,
         image_context_id: tok.image_context_id,
         image_start_id: tok.image_start_id,
@@ -187,25 +220,29 @@ pub fn plan(dir: &Path, ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<Conv
     }
     .to_metadata();
 
-    Ok(ConversionPlan { config, lm_metadata, lm_tensors, mmproj_metadata, mmproj_tensors, tied_output })
+    Ok(ConversionPlan { config: config.clone(), lm_metadata, lm_tensors, mmproj_metadata, mmproj_tensors, tied_output })
 }
 
-/// Check a mapped tensor's sources against the checkpoint and turn it into a write plan.
-fn planned(dir: &Path, ckpt: &Checkpoint, t: &MappedTensor, ty: GgmlType) -> Result<PlannedTensor, ConvertError> {
+/// Check a mapped tensor's sources and turn it into a write plan.
+fn planned(
+    dir: &Path,
+    shape_of: Option<ShapeLookup>,
+    t: &MappedTensor,
+    ty: GgmlType,
+) -> Result<PlannedTensor, ConvertError> {
     let part_shape: &[usize] = if t.sources.len() > 1 { &t.hf_shape[1..] } else { &t.hf_shape };
+    let row_len = *part_shape.last().unwrap_or(&1);
+    let part_rows = (part_shape.iter().product::<usize>() / row_len.max(1)) as u64;
     let mut parts = Vec::with_capacity(t.sources.len());
     for s in &t.sources {
-        let meta =
-            ckpt.get(s).ok_or_else(|| ConvertError::MissingTensor { tensor: s.clone(), dir: dir.to_path_buf() })?;
-        if meta.shape != part_shape {
-            return Err(ConvertError::ShapeMismatch {
-                tensor: s.clone(),
-                expected: part_shape.to_vec(),
-                found: meta.shape.clone(),
-            });
+        if let Some(shape_of) = shape_of {
+            let found =
+                shape_of(s).ok_or_else(|| ConvertError::MissingTensor { tensor: s.clone(), dir: dir.to_path_buf() })?;
+            if found != part_shape {
+                return Err(ConvertError::ShapeMismatch { tensor: s.clone(), expected: part_shape.to_vec(), found });
+            }
         }
-        let row_len = *part_shape.last().unwrap_or(&1);
-        parts.push(Part { source: s.clone(), n_rows: (meta.n_elements() / row_len.max(1)) as u64 });
+        parts.push(Part { source: s.clone(), n_rows: part_rows });
     }
     Ok(PlannedTensor { spec: TensorSpec::new(t.gguf_name.clone(), t.gguf_dims(), ty), parts })
 }
