@@ -2,7 +2,12 @@
 
 pub mod ggml_type;
 pub mod gguf;
+pub mod image;
+pub mod kernels;
 pub mod mmap;
+pub mod model;
 pub mod quant;
+pub mod tensor;
+pub mod tokenizer;
 
 pub use ggml_type::{GgmlType, QK_K};

@@ -1,0 +1,245 @@
+//! Qwen3 decoder (spec §7.1): pre-norm blocks with per-head q/k RMSNorm before half-split RoPE, GQA
+//! attention over a KV cache, SwiGLU MLP, final norm, tied or separate output projection.
+
+use crate::gguf::GgufFile;
+use crate::kernels;
+use crate::model::{Meta, ModelError};
+use crate::tensor::{matrix, vector, Matrix};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    pub arch: String,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub eps: f32,
+    pub rope_theta: f32,
+    pub context_length: usize,
+    pub vocab: usize,
+}
+
+struct Layer<'a> {
+    attn_norm: Vec<f32>,
+    q: Matrix<'a>,
+    k: Matrix<'a>,
+    v: Matrix<'a>,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    o: Matrix<'a>,
+    ffn_norm: Vec<f32>,
+    gate: Matrix<'a>,
+    up: Matrix<'a>,
+    down: Matrix<'a>,
+}
+
+/// Keys and values of every past position, per layer (f32; a compact cache comes with the kernel work).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> KvCache {
+        KvCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0 }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        for l in self.k.iter_mut().chain(self.v.iter_mut()) {
+            l.clear();
+        }
+        self.len = 0;
+    }
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position (generation).
+    Last,
+    /// Every position of the batch (`trace`, parity tests).
+    All,
+}
+
+pub struct Decoder<'a> {
+    pub config: DecoderConfig,
+    token_embd: Matrix<'a>,
+    layers: Vec<Layer<'a>>,
+    output_norm: Vec<f32>,
+    output: Matrix<'a>,
+    /// `1 / theta^(2i/d)` in f32, as the reference computes it.
+    inv_freq: Vec<f32>,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn load(file: &'a GgufFile) -> Result<Decoder<'a>, ModelError> {
+        let m = Meta { file };
+        let arch = m.str("general.architecture")?.to_string();
+        if arch != "qwen3" {
+            return Err(ModelError::Unsupported {
+                file: file.path().display().to_string(),
+                message: format!("architecture '{arch}' (this decoder runs 'qwen3')"),
+            });
+        }
+        let a = |k: &str| format!("{arch}.{k}");
+        let hidden = m.u32(&a("embedding_length"))? as usize;
+        let heads = m.u32(&a("attention.head_count"))? as usize;
+        let config = DecoderConfig {
+            hidden,
+            layers: m.u32(&a("block_count"))? as usize,
+            heads,
+            kv_heads: m.u32(&a("attention.head_count_kv"))? as usize,
+            head_dim: m.u32_or(&a("attention.key_length"), (hidden / heads) as u32)? as usize,
+            ffn: m.u32(&a("feed_forward_length"))? as usize,
+            eps: m.f32(&a("attention.layer_norm_rms_epsilon"))?,
+            rope_theta: m.f32(&a("rope.freq_base"))?,
+            context_length: m.u32(&a("context_length"))? as usize,
+            vocab: file.tensor_info("token_embd.weight")?.dims.get(1).copied().unwrap_or(0) as usize,
+            arch,
+        };
+        let c = &config;
+        if c.kv_heads == 0 || c.heads % c.kv_heads != 0 || c.head_dim % 2 != 0 {
+            return Err(ModelError::Unsupported {
+                file: file.path().display().to_string(),
+                message: format!("{} heads / {} kv heads / head_dim {}", c.heads, c.kv_heads, c.head_dim),
+            });
+        }
+        let (h, hd, f) = (c.hidden, c.head_dim, c.ffn);
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            layers.push(Layer {
+                attn_norm: vector(file, &n("attn_norm.weight"), h)?,
+                q: matrix(file, &n("attn_q.weight"), h, c.heads * hd)?,
+                k: matrix(file, &n("attn_k.weight"), h, c.kv_heads * hd)?,
+                v: matrix(file, &n("attn_v.weight"), h, c.kv_heads * hd)?,
+                q_norm: vector(file, &n("attn_q_norm.weight"), hd)?,
+                k_norm: vector(file, &n("attn_k_norm.weight"), hd)?,
+                o: matrix(file, &n("attn_output.weight"), c.heads * hd, h)?,
+                ffn_norm: vector(file, &n("ffn_norm.weight"), h)?,
+                gate: matrix(file, &n("ffn_gate.weight"), h, f)?,
+                up: matrix(file, &n("ffn_up.weight"), h, f)?,
+                down: matrix(file, &n("ffn_down.weight"), f, h)?,
+            });
+        }
+        let token_embd = matrix(file, "token_embd.weight", h, c.vocab)?;
+        let output = match file.header().tensor("output.weight") {
+            Some(_) => matrix(file, "output.weight", h, c.vocab)?,
+            None => token_embd,
+        };
+        let inv_freq = (0..hd / 2).map(|i| 1.0 / c.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
+        Ok(Decoder {
+            output_norm: vector(file, "output_norm.weight", h)?,
+            token_embd,
+            output,
+            layers,
+            inv_freq,
+            config,
+        })
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.layers)
+    }
+
+    /// Token embeddings `[ids.len(), hidden]`.
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let h = self.config.hidden;
+        let mut out = vec![0f32; ids.len() * h];
+        let mut row = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id >= self.config.vocab {
+                return Err(ModelError::Input(format!("token id {id} outside the vocabulary of {}", self.config.vocab)));
+            }
+            self.token_embd.rows_f32(id, id + 1, &mut row)?;
+            out[i * h..(i + 1) * h].copy_from_slice(&row);
+        }
+        Ok(out)
+    }
+
+    /// Run `x` (`[n, hidden]` input embeddings for the next n positions) through the decoder, appending to
+    /// `cache`; returns logits `[1 or n, vocab]`.
+    pub fn forward(&self, mut x: Vec<f32>, cache: &mut KvCache, logits: Logits) -> Result<Vec<f32>, ModelError> {
+        let c = &self.config;
+        let (h, hd) = (c.hidden, c.head_dim);
+        let n = x.len() / h;
+        let first = cache.len;
+        if first + n > c.context_length {
+            return Err(ModelError::Input(format!(
+                "{} positions exceed the context length {}",
+                first + n,
+                c.context_length
+            )));
+        }
+        // Rotary tables for these positions: angle = pos · inv_freq, in f32 as the reference.
+        let half = hd / 2;
+        let mut cos = vec![0f32; n * half];
+        let mut sin = vec![0f32; n * half];
+        for i in 0..n {
+            for (j, f) in self.inv_freq.iter().enumerate() {
+                let angle = (first + i) as f32 * f;
+                cos[i * half + j] = angle.cos();
+                sin[i * half + j] = angle.sin();
+            }
+        }
+        let (qd, kvd) = (c.heads * hd, c.kv_heads * hd);
+        let mut normed = vec![0f32; n * h];
+        let mut q = vec![0f32; n * qd];
+        let mut k = vec![0f32; n * kvd];
+        let mut v = vec![0f32; n * kvd];
+        let mut attn = vec![0f32; n * qd];
+        let mut o = vec![0f32; n * h];
+        let mut gate = vec![0f32; n * c.ffn];
+        let mut up = vec![0f32; n * c.ffn];
+        for (l, layer) in self.layers.iter().enumerate() {
+            kernels::rms_norm(&x, &layer.attn_norm, c.eps, &mut normed);
+            kernels::matmul(&normed, n, &layer.q, &mut q)?;
+            kernels::matmul(&normed, n, &layer.k, &mut k)?;
+            kernels::matmul(&normed, n, &layer.v, &mut v)?;
+            kernels::rms_norm_heads(&mut q, &layer.q_norm, c.eps);
+            kernels::rms_norm_heads(&mut k, &layer.k_norm, c.eps);
+            for i in 0..n {
+                let (cs, sn) = (&cos[i * half..(i + 1) * half], &sin[i * half..(i + 1) * half]);
+                kernels::rope_half_split(&mut q[i * qd..(i + 1) * qd], hd, cs, sn);
+                kernels::rope_half_split(&mut k[i * kvd..(i + 1) * kvd], hd, cs, sn);
+            }
+            cache.k[l].extend_from_slice(&k);
+            cache.v[l].extend_from_slice(&v);
+            kernels::attention(&q, &cache.k[l], &cache.v[l], n, first + n, c.heads, c.kv_heads, hd, Some(first), &mut attn);
+            kernels::matmul(&attn, n, &layer.o, &mut o)?;
+            kernels::add_in_place(&mut x, &o);
+
+            kernels::rms_norm(&x, &layer.ffn_norm, c.eps, &mut normed);
+            kernels::matmul(&normed, n, &layer.gate, &mut gate)?;
+            kernels::matmul(&normed, n, &layer.up, &mut up)?;
+            kernels::silu_mul(&mut gate, &up);
+            kernels::matmul(&gate, n, &layer.down, &mut o)?;
+            kernels::add_in_place(&mut x, &o);
+        }
+        cache.len += n;
+        let rows = match logits {
+            Logits::Last => &x[(n - 1) * h..],
+            Logits::All => &x[..],
+        };
+        let m = rows.len() / h;
+        let mut normed = vec![0f32; rows.len()];
+        kernels::rms_norm(rows, &self.output_norm, c.eps, &mut normed);
+        let mut out = vec![0f32; m * c.vocab];
+        kernels::matmul(&normed, m, &self.output, &mut out)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,214 @@
+//! SAIL-ViT (spec §2): patch conv with bias → RMSNorm → + learned position embedding → pre-norm blocks
+//! (fused qkv, plain softmax attention, SwiGLU with fc1 = gate, fc3 = up, fc2 = down) → post-trunk RMSNorm.
+
+use crate::gguf::GgufFile;
+use crate::kernels;
+use crate::model::{Meta, ModelError};
+use crate::tensor::{matrix, vector, Matrix};
+
+/// Shape of the vision tower, read from the mmproj file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub channels: usize,
+    pub width: usize,
+    pub ffn: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub eps: f32,
+    /// -1: the post-trunk-norm output; otherwise an index into the per-block outputs (no embedding entry,
+    /// no final norm — spec §2.6).
+    pub select_layer: i32,
+}
+
+impl VisionConfig {
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// How many blocks run, and whether the final norm applies, for `select_layer`.
+    fn depth(&self) -> Result<(usize, bool), ModelError> {
+        if self.select_layer == -1 {
+            return Ok((self.layers, true));
+        }
+        let l = self.layers as i32;
+        let idx = if self.select_layer < 0 { l + self.select_layer } else { self.select_layer };
+        if !(0..l).contains(&idx) {
+            return Err(ModelError::Input(format!("select_layer {} outside 0..{l}", self.select_layer)));
+        }
+        Ok((idx as usize + 1, false))
+    }
+}
+
+struct Block<'a> {
+    ln1: Vec<f32>,
+    qkv: Matrix<'a>,
+    qkv_bias: Option<Vec<f32>>,
+    out: Matrix<'a>,
+    out_bias: Option<Vec<f32>>,
+    ln2: Vec<f32>,
+    gate: Matrix<'a>,
+    up: Matrix<'a>,
+    down: Matrix<'a>,
+    gate_bias: Option<Vec<f32>>,
+    up_bias: Option<Vec<f32>>,
+    down_bias: Option<Vec<f32>>,
+}
+
+/// The vision tower over a mapped mmproj file.
+pub struct VisionEncoder<'a> {
+    pub config: VisionConfig,
+    patch: Matrix<'a>,
+    patch_bias: Vec<f32>,
+    patch_norm: Vec<f32>,
+    position: Vec<f32>,
+    blocks: Vec<Block<'a>>,
+    post_norm: Vec<f32>,
+}
+
+impl<'a> VisionEncoder<'a> {
+    pub fn load(file: &'a GgufFile) -> Result<VisionEncoder<'a>, ModelError> {
+        let m = Meta { file };
+        let config = VisionConfig {
+            image_size: m.u32("clip.vision.image_size")? as usize,
+            patch_size: m.u32("clip.vision.patch_size")? as usize,
+            channels: m.u32_or("sailvl2.vision.num_channels", 3)? as usize,
+            width: m.u32("clip.vision.embedding_length")? as usize,
+            ffn: m.u32("clip.vision.feed_forward_length")? as usize,
+            layers: m.u32("clip.vision.block_count")? as usize,
+            heads: m.u32("clip.vision.attention.head_count")? as usize,
+            eps: m.f32("clip.vision.attention.layer_norm_epsilon")?,
+            select_layer: m.i32_or("sailvl2.vision.select_layer", -1)?,
+        };
+        let (c, ff, p, ch) = (config.width, config.ffn, config.patch_size, config.channels);
+        if c % config.heads != 0 || config.image_size % p != 0 {
+            return Err(ModelError::Unsupported {
+                file: file.path().display().to_string(),
+                message: format!("vision width {c} / {} heads, image {} / patch {p}", config.heads, config.image_size),
+            });
+        }
+        let has = |n: &str| file.header().tensor(n).is_some();
+        let opt_vec = |n: String, len| if has(&n) { vector(file, &n, len).map(Some) } else { Ok(None) };
+        let info = file.tensor_info("v.patch_embd.weight")?;
+        let patch = Matrix::from_info(file, info)?.reshaped(ch * p * p)?.expect(ch * p * p, c)?;
+        let mut blocks = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let n = |s: &str| format!("v.blk.{i}.{s}");
+            blocks.push(Block {
+                ln1: vector(file, &n("ln1.weight"), c)?,
+                qkv: matrix(file, &n("attn_qkv.weight"), c, 3 * c)?,
+                qkv_bias: opt_vec(n("attn_qkv.bias"), 3 * c)?,
+                out: matrix(file, &n("attn_out.weight"), c, c)?,
+                out_bias: opt_vec(n("attn_out.bias"), c)?,
+                ln2: vector(file, &n("ln2.weight"), c)?,
+                gate: matrix(file, &n("ffn_gate.weight"), c, ff)?,
+                up: matrix(file, &n("ffn_up.weight"), c, ff)?,
+                down: matrix(file, &n("ffn_down.weight"), ff, c)?,
+                gate_bias: opt_vec(n("ffn_gate.bias"), ff)?,
+                up_bias: opt_vec(n("ffn_up.bias"), ff)?,
+                down_bias: opt_vec(n("ffn_down.bias"), c)?,
+            });
+        }
+        Ok(VisionEncoder {
+            patch,
+            patch_bias: vector(file, "v.patch_embd.bias", c)?,
+            patch_norm: vector(file, "v.patch_norm.weight", c)?,
+            position: vector(file, "v.position_embd.weight", config.tokens() * c)?,
+            post_norm: vector(file, "v.post_ln.weight", c)?,
+            blocks,
+            config,
+        })
+    }
+
+    /// Encode one tile (`[3, image_size, image_size]`, normalized) into `[tokens, width]` features.
+    pub fn encode_tile(&self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let cfg = &self.config;
+        let (c, p, g, n, ch) = (cfg.width, cfg.patch_size, cfg.grid(), cfg.tokens(), cfg.channels);
+        let side = cfg.image_size;
+        if pixels.len() != ch * side * side {
+            return Err(ModelError::Input(format!("tile has {} values, expected {}", pixels.len(), ch * side * side)));
+        }
+        // Patch embedding as a matmul: each patch flattened in the kernel's (channel, ky, kx) order.
+        let k = ch * p * p;
+        let mut patches = vec![0f32; n * k];
+        for (t, patch) in patches.chunks_mut(k).enumerate() {
+            let (py, px) = (t / g, t % g);
+            for c_in in 0..ch {
+                for ky in 0..p {
+                    let src = c_in * side * side + (py * p + ky) * side + px * p;
+                    patch[(c_in * p + ky) * p..(c_in * p + ky + 1) * p].copy_from_slice(&pixels[src..src + p]);
+                }
+            }
+        }
+        let mut x = vec![0f32; n * c];
+        kernels::matmul(&patches, n, &self.patch, &mut x)?;
+        kernels::add_bias(&mut x, &self.patch_bias);
+        let mut normed = vec![0f32; n * c];
+        kernels::rms_norm(&x, &self.patch_norm, cfg.eps, &mut normed);
+        x = normed;
+        kernels::add_in_place(&mut x, &self.position);
+
+        let (depth, final_norm) = cfg.depth()?;
+        for block in &self.blocks[..depth] {
+            self.block(block, &mut x)?;
+        }
+        if final_norm {
+            let mut out = vec![0f32; n * c];
+            kernels::rms_norm(&x, &self.post_norm, cfg.eps, &mut out);
+            return Ok(out);
+        }
+        Ok(x)
+    }
+
+    fn block(&self, b: &Block<'_>, x: &mut [f32]) -> Result<(), ModelError> {
+        let cfg = &self.config;
+        let (c, n, heads, ff) = (cfg.width, cfg.tokens(), cfg.heads, cfg.ffn);
+        let d = c / heads;
+        let mut h = vec![0f32; n * c];
+        kernels::rms_norm(x, &b.ln1, cfg.eps, &mut h);
+        let mut qkv = vec![0f32; n * 3 * c];
+        kernels::matmul(&h, n, &b.qkv, &mut qkv)?;
+        if let Some(bias) = &b.qkv_bias {
+            kernels::add_bias(&mut qkv, bias);
+        }
+        // Rows are [q | k | v], each `heads × d`: split into three [n, heads, d] arrays.
+        let (mut q, mut k, mut v) = (vec![0f32; n * c], vec![0f32; n * c], vec![0f32; n * c]);
+        for i in 0..n {
+            let row = &qkv[i * 3 * c..(i + 1) * 3 * c];
+            q[i * c..(i + 1) * c].copy_from_slice(&row[..c]);
+            k[i * c..(i + 1) * c].copy_from_slice(&row[c..2 * c]);
+            v[i * c..(i + 1) * c].copy_from_slice(&row[2 * c..]);
+        }
+        let mut attn = vec![0f32; n * c];
+        kernels::attention(&q, &k, &v, n, n, heads, heads, d, None, &mut attn);
+        let mut o = vec![0f32; n * c];
+        kernels::matmul(&attn, n, &b.out, &mut o)?;
+        if let Some(bias) = &b.out_bias {
+            kernels::add_bias(&mut o, bias);
+        }
+        kernels::add_in_place(x, &o);
+
+        kernels::rms_norm(x, &b.ln2, cfg.eps, &mut h);
+        let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
+        kernels::matmul(&h, n, &b.gate, &mut gate)?;
+        kernels::matmul(&h, n, &b.up, &mut up)?;
+        if let Some(bias) = &b.gate_bias {
+            kernels::add_bias(&mut gate, bias);
+        }
+        if let Some(bias) = &b.up_bias {
+            kernels::add_bias(&mut up, bias);
+        }
+        kernels::silu_mul(&mut gate, &up);
+        kernels::matmul(&gate, n, &b.down, &mut o)?;
+        if let Some(bias) = &b.down_bias {
+            kernels::add_bias(&mut o, bias);
+        }
+        kernels::add_in_place(x, &o);
+        Ok(())
+    }
+}

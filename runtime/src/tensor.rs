@@ -1,0 +1,105 @@
+//! Typed views of weights inside a mapped GGUF file: no copy for any stored type.
+
+use crate::gguf::{GgufError, GgufFile, TensorInfo};
+use crate::quant::{self, QuantError};
+use crate::GgmlType;
+
+/// What went wrong finding or using a weight.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("tensor '{tensor}': shape {found:?}, expected {expected:?}")]
+    Shape { tensor: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error("tensor '{tensor}': {source}")]
+    Quant { tensor: String, source: QuantError },
+    #[error("tensor '{tensor}': type {ty} has no CPU kernel in this build")]
+    Unsupported { tensor: String, ty: GgmlType },
+}
+
+/// A matrix of `rows` rows of `cols` elements (a linear layer's `[out, in]` weight, ggml dims `[in, out]`),
+/// borrowed from the map.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    pub name: &'a str,
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+    row_bytes: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// View a tensor as a matrix whose rows are `cols` long; all higher dims fold into rows.
+    pub fn from_info(file: &'a GgufFile, info: &'a TensorInfo) -> Result<Matrix<'a>, WeightError> {
+        if !info.ty.is_supported_block_format() {
+            return Err(WeightError::Unsupported { tensor: info.name.clone(), ty: info.ty });
+        }
+        let cols = info.dims[0] as usize;
+        let rows = info.n_rows() as usize;
+        let row_bytes = info.ty.row_size(cols).expect("validated by the reader");
+        Ok(Matrix { name: &info.name, ty: info.ty, rows, cols, data: file.data(info), row_bytes })
+    }
+
+    /// The same bytes seen with a different row length (e.g. a conv kernel as `[out, in·kh·kw]`).
+    pub fn reshaped(self, cols: usize) -> Result<Matrix<'a>, WeightError> {
+        let total = self.rows * self.cols;
+        let row_bytes = self.ty.row_size(cols);
+        match row_bytes {
+            Some(rb) if cols > 0 && total % cols == 0 => {
+                Ok(Matrix { rows: total / cols, cols, row_bytes: rb, ..self })
+            }
+            _ => Err(WeightError::Shape {
+                tensor: self.name.to_string(),
+                expected: vec![cols as u64],
+                found: vec![self.cols as u64, self.rows as u64],
+            }),
+        }
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// Raw bytes of rows `[r0, r1)`.
+    pub fn rows_bytes(&self, r0: usize, r1: usize) -> &'a [u8] {
+        &self.data[r0 * self.row_bytes..r1 * self.row_bytes]
+    }
+
+    /// Rows `[r0, r1)` as f32 into `out` (resized).
+    pub fn rows_f32(&self, r0: usize, r1: usize, out: &mut Vec<f32>) -> Result<(), WeightError> {
+        out.resize((r1 - r0) * self.cols, 0.0);
+        quant::dequantize(self.ty, self.rows_bytes(r0, r1), out)
+            .map_err(|source| WeightError::Quant { tensor: self.name.to_string(), source })
+    }
+
+    /// Check the expected `[cols, rows]` (ggml order) shape.
+    pub fn expect(self, cols: usize, rows: usize) -> Result<Matrix<'a>, WeightError> {
+        if self.cols != cols || self.rows != rows {
+            return Err(WeightError::Shape {
+                tensor: self.name.to_string(),
+                expected: vec![cols as u64, rows as u64],
+                found: vec![self.cols as u64, self.rows as u64],
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// A vector weight (norm scale, bias), always materialized as f32 (they are tiny).
+pub fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, WeightError> {
+    let info = file.tensor_info(name)?;
+    if info.n_elements() != len as u64 {
+        return Err(WeightError::Shape { tensor: name.into(), expected: vec![len as u64], found: info.dims.clone() });
+    }
+    let mut out = vec![0.0; len];
+    quant::dequantize(info.ty, file.data(info), &mut out)
+        .map_err(|source| WeightError::Quant { tensor: name.into(), source })?;
+    Ok(out)
+}
+
+/// A matrix weight by name with its expected ggml shape `[cols, rows]`.
+pub fn matrix<'a>(file: &'a GgufFile, name: &str, cols: usize, rows: usize) -> Result<Matrix<'a>, WeightError> {
+    let info = file.tensor_info(name)?;
+    Matrix::from_info(file, info)?.expect(cols, rows)
+}
