@@ -120,7 +120,9 @@ fn main() {
     write_gguf(&gguf.join("alignment_64.gguf"), &aligned, mixed());
 
     let fixtures = root.join("../../shared/fixtures/llamacpp");
-    for (src, dst) in [("qwen3-dense.q4_0.gguf", "fixture_dense_q4_0.gguf"), ("qwen3-moe.q8_0.gguf", "fixture_moe_q8_0.gguf")] {
+    for (src, dst) in
+        [("qwen3-dense.q4_0.gguf", "fixture_dense_q4_0.gguf"), ("qwen3-moe.q8_0.gguf", "fixture_moe_q8_0.gguf")]
+    {
         let src = fixtures.join(src);
         if src.exists() {
             shrink_fixture(&src, &gguf.join(dst));

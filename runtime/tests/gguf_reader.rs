@@ -251,9 +251,9 @@ fn fixture_specific_values() {
     // gguf-py: output_norm.weight[:4] = [1.0859375, 1.09375, 1.015625, 0.93359375].
     assert_eq!(first, [1066074112, 1066139648, 1065484288, 1064239104]);
     let te = f.tensor_data("token_embd.weight").unwrap();
-    // gguf-py: token_embd.weight[0, :2] = [-0.0634765625, 0.1904296875].
-    assert_eq!(f32::from_le_bytes(te[0..4].try_into().unwrap()), -0.0634765625);
-    assert_eq!(f32::from_le_bytes(te[4..8].try_into().unwrap()), 0.1904296875);
+    // gguf-py: token_embd.weight[0, :2] = [-0.0634765625, 0.1904296875], bits 0xbd820000, 0x3e430000.
+    assert_eq!(u32::from_le_bytes(te[0..4].try_into().unwrap()), 0xbd82_0000);
+    assert_eq!(u32::from_le_bytes(te[4..8].try_into().unwrap()), 0x3e43_0000);
 
     // qwen3-dense.q8_0.gguf: first bytes of the first Q8_0 block of token_embd.weight (gguf-py raw uint8).
     let f = GgufFile::open(fixture("qwen3-dense.q8_0.gguf")).unwrap();
@@ -855,7 +855,7 @@ fn tensor_offset_past_end_of_file() {
     assert_names(&e, &["'b'", &(data + 4096).to_string()]);
 
     // Offsets near u64::MAX do not wrap around.
-    let huge = u64::MAX & !31;
+    let huge: u64 = !31; // u64::MAX rounded down to the alignment
     let b = with_tensors(&[("far", &[32], F32, huge)], 128);
     let e = parse_err(&b);
     assert_eq!(e, FormatError::DataOutOfBounds { tensor: "far".into(), start: u64::MAX, end: u64::MAX, len: b.pos() });
@@ -875,10 +875,9 @@ fn overlapping_tensors() {
     assert!(matches!(parse_err(&b), FormatError::Overlap { .. }));
 }
 
-/// Reader bug: the overlap check only compares neighbours in offset order and skips zero-size tensors, so
-/// a zero-size tensor placed between two overlapping ones hides the overlap (see the report).
+/// Reader regression: a zero-size tensor placed between two overlapping ones must not hide the overlap
+/// (the check once compared offset-order neighbours including zero-size tensors).
 #[test]
-#[ignore = "reader bug: overlap hidden by a zero-size tensor in between (reader.rs overlap loop)"]
 fn overlap_hidden_by_zero_size_tensor() {
     // a = [0, 256), z = [64, 64) (no data), b = [128, 192): b overlaps a.
     let b = with_tensors(&[("a", &[64], F32, 0), ("z", &[0], F32, 64), ("b", &[16], F32, 128)], 256);
@@ -1030,4 +1029,54 @@ fn open_malformed_file_names_path_and_problem() {
     assert!(matches!(&err, GgufError::Format { source: FormatError::Overlap { .. }, .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("overlap.gguf") && msg.contains("'b'"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Regressions found by fuzzing (fuzz/README.md)
+// ---------------------------------------------------------------------------------------------------------
+
+/// `fuzz/artifacts/gguf_parse/crash-515b511f…`, minimized by libFuzzer to 128 bytes: tensor '' with dims
+/// [0x400000005d5d5d01, 0, 0], F32. The zero dims made the element count 0, so the shape was accepted although
+/// its row size (ne0 × 4 bytes) overflows: `GgmlType::row_size(row_len)` returned None for an accepted tensor.
+const FUZZ_ROW_SIZE_OVERFLOW: [u8; 128] = [
+    0x47, 0x47, 0x55, 0x46, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x67, 0x65, 0x66, 0x65, 0x72, 0x61,
+    0x6c, 0x2e, 0x61, 0x72, 0x63, 0x68, 0x69, 0x74, 0x27, 0x63, 0x74, 0x75, 0x72, 0x65, 0x08, 0x00, 0x00, 0x00, 0x05,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x71, 0x7f, 0x65, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x5d, 0x5d, 0x5d, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x5d, 0x5d, 0x5d, 0x5d, 0x5d, 0x5d, 0x00,
+];
+
+#[test]
+fn fuzz_regression_row_size_overflow_hidden_by_zero_dims() {
+    let e = GgufHeader::parse(&FUZZ_ROW_SIZE_OVERFLOW).unwrap_err();
+    assert_eq!(
+        e,
+        FormatError::ShapeOverflow { tensor: String::new(), dims: vec![0x4000_0000_5d5d_5d01, 0, 0], offset: 69 }
+    );
+}
+
+#[test]
+fn zero_dims_do_not_hide_overflowing_rows_or_strides() {
+    // Any shape accepted with an element count of 0 must still have a representable row size and row count:
+    // `TensorInfo::n_rows()` multiplied [2^40, 2^40] (overflow panic in debug builds) for [0, 2^40, 2^40].
+    for (dims, ty) in [
+        (&[0u64, 1 << 40, 1 << 40][..], F32),
+        (&[1 << 62, 0], F32),
+        (&[1 << 61, 0, 3], 28),
+        (&[32, 1 << 62, 0, 4], Q8_0),
+    ] {
+        let b = with_tensors(&[("z", dims, ty, 0)], 64);
+        assert!(matches!(parse_err(&b), FormatError::ShapeOverflow { .. }), "{dims:?} accepted");
+    }
+    // Zero-size tensors with sane shapes are still fine, and every derived count is computable.
+    for dims in [&[0u64][..], &[0, 1 << 20], &[32, 0, 1 << 20, 7]] {
+        let b = with_tensors(&[("z", dims, F32, 0)], 64);
+        let h = GgufHeader::parse(&b.bytes()).unwrap();
+        let t = &h.tensors[0];
+        assert_eq!((t.size, t.n_elements()), (0, 0));
+        let _ = t.n_rows();
+        assert!(t.ty.row_size(t.row_len() as usize).is_some());
+    }
 }

@@ -192,7 +192,8 @@ fn create_rejects_bad_metadata_and_tensor_lists() {
     let path = dir.path().join("bad.gguf");
     let t = || vec![TensorSpec::new("t", vec![32], GgmlType::F32)];
     let kv = |k: &str, v: Value| (k.to_string(), v);
-    let cases: Vec<(Vec<(String, Value)>, Vec<TensorSpec>, &str)> = vec![
+    type Case = (Vec<(String, Value)>, Vec<TensorSpec>, &'static str);
+    let cases: Vec<Case> = vec![
         (vec![kv("a", Value::U8(1)), kv("a", Value::U8(2))], t(), "duplicate metadata key 'a'"),
         (vec![kv("general.alignment", Value::U32(48))], t(), "general.alignment"),
         (vec![kv("general.alignment", Value::U64(64))], t(), "general.alignment"),

@@ -131,11 +131,16 @@ impl GgufHeader {
                 offset: ty_at,
             })?;
             let offset = c.u64("tensor data offset")?;
-            // ggml keeps element counts within int64.
-            let n_elements = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d).filter(|&n| n <= i64::MAX as u64));
-            let Some(n_elements) = n_elements else {
+            // ggml keeps element counts within int64. A zero dimension counts as 1 here, so that every row
+            // count, stride and row size derived from the shape fits too, not only the (then zero) total.
+            let bound = dims
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)).filter(|&n| n <= i64::MAX as u64))
+                .filter(|&b| (b / ty.block_size() as u64).checked_mul(ty.type_size() as u64).is_some());
+            if bound.is_none() {
                 return Err(FormatError::ShapeOverflow { tensor: name, dims, offset: at });
-            };
+            }
+            let n_elements: u64 = dims.iter().product();
             let block = ty.block_size() as u64;
             if dims[0] % block != 0 {
                 return Err(FormatError::NotBlockMultiple { tensor: name, ne0: dims[0], ty: ty.to_string(), block });
@@ -170,11 +175,12 @@ impl GgufHeader {
                 }
             }
         }
-        let mut order: Vec<usize> = (0..tensors.len()).collect();
+        // Zero-size tensors occupy nothing; among the rest, any overlap shows between offset-order neighbours.
+        let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].size > 0).collect();
         order.sort_by_key(|&i| (tensors[i].offset, tensors[i].size));
         for w in order.windows(2) {
             let (a, b) = (&tensors[w[0]], &tensors[w[1]]);
-            if b.size > 0 && a.offset + a.size > b.offset {
+            if a.offset + a.size > b.offset {
                 return Err(FormatError::Overlap {
                     tensor: b.name.clone(),
                     other: a.name.clone(),

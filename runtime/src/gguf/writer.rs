@@ -31,13 +31,18 @@ impl TensorSpec {
         self.dims.iter().product()
     }
 
-    /// Bytes of data, or `None` if the first dimension is not a whole number of blocks.
+    /// Bytes of data, or `None` if the first dimension is not a whole number of blocks or the shape is
+    /// larger than ggml allows (element count within i64, as the reader requires).
     pub fn size(&self) -> Option<u64> {
         let block = self.ty.block_size() as u64;
         if self.dims.is_empty() || self.dims[0] % block != 0 {
             return None;
         }
-        Some(self.n_elements() / block * self.ty.type_size() as u64)
+        let bound = self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)))?;
+        if bound > i64::MAX as u64 {
+            return None;
+        }
+        (self.n_elements() / block).checked_mul(self.ty.type_size() as u64)
     }
 }
 
@@ -99,8 +104,10 @@ impl GgufWriter {
             }
             let size = t.size().ok_or_else(|| {
                 bad(format!(
-                    "tensor '{}': first dimension {} is not a multiple of the {} block size {}",
+                    "tensor '{}': shape {:?} is too large, or its first dimension {} is not a multiple of the {} \
+                     block size {}",
                     t.name,
+                    t.dims,
                     t.dims[0],
                     t.ty,
                     t.ty.block_size()

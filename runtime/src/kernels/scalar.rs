@@ -255,8 +255,9 @@ pub fn attention(
             Some(first_pos) => (first_pos + i + 1).min(nk),
             None => nk,
         };
-        let mut scores: Vec<f32> =
-            (0..visible).map(|j| dot(qv, &k[(j * n_kv_heads + kvh) * d..(j * n_kv_heads + kvh + 1) * d]) * scale).collect();
+        let mut scores: Vec<f32> = (0..visible)
+            .map(|j| dot(qv, &k[(j * n_kv_heads + kvh) * d..(j * n_kv_heads + kvh + 1) * d]) * scale)
+            .collect();
         softmax_in_place(&mut scores);
         o.fill(0.0);
         for (j, p) in scores.iter().enumerate() {

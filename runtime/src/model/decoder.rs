@@ -163,7 +163,10 @@ impl<'a> Decoder<'a> {
         for (i, &id) in ids.iter().enumerate() {
             let id = id as usize;
             if id >= self.config.vocab {
-                return Err(ModelError::Input(format!("token id {id} outside the vocabulary of {}", self.config.vocab)));
+                return Err(ModelError::Input(format!(
+                    "token id {id} outside the vocabulary of {}",
+                    self.config.vocab
+                )));
             }
             self.token_embd.rows_f32(id, id + 1, &mut row)?;
             out[i * h..(i + 1) * h].copy_from_slice(&row);
@@ -219,7 +222,18 @@ impl<'a> Decoder<'a> {
             }
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
-            kernels::attention(&q, &cache.k[l], &cache.v[l], n, first + n, c.heads, c.kv_heads, hd, Some(first), &mut attn);
+            kernels::attention(
+                &q,
+                &cache.k[l],
+                &cache.v[l],
+                n,
+                first + n,
+                c.heads,
+                c.kv_heads,
+                hd,
+                Some(first),
+                &mut attn,
+            );
             kernels::matmul(&attn, n, &layer.o, &mut o)?;
             kernels::add_in_place(&mut x, &o);
 

@@ -62,19 +62,7 @@ impl Meta<'_> {
         self.f32(key)
     }
 
-    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, ModelError> {
-        match self.file.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| self.err(key)),
-        }
-    }
-
     pub fn str(&self, key: &str) -> Result<&str, ModelError> {
         self.file.get(key).and_then(Value::as_str).ok_or_else(|| self.err(key))
-    }
-
-    pub fn f32_array(&self, key: &str) -> Result<Vec<f32>, ModelError> {
-        let arr = self.file.get(key).and_then(Value::as_array).ok_or_else(|| self.err(key))?;
-        arr.iter().map(|v| v.as_f32().ok_or_else(|| self.err(key))).collect()
     }
 }
