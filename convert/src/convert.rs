@@ -199,13 +199,7 @@ pub fn build_plan(
         .as_deref()
         .and_then(metadata::system_prompt_from_template)
         .unwrap_or_else(|| metadata::UNIVL_SYSTEM_PROMPT.to_string());
-    let vision_file_type = match vision_type {
-        GgmlType::F32 => Mix::F32,
-        GgmlType::F16 => Mix::F16,
-        GgmlType::BF16 => Mix::BF16,
-        _ => opts.mix,
-    }
-    .file_type_id();
+    let vision_file_type = Mix::for_uniform_type(vision_type).map_or(opts.mix.file_type_id(), Mix::file_type_id);
     let mmproj_metadata = MmprojMeta {
         cfg: config,
         pre: &desc.preprocess,

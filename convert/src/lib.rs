@@ -6,6 +6,7 @@ pub mod hf;
 pub mod mapping;
 pub mod metadata;
 pub mod source;
+pub mod synth;
 
 use std::path::PathBuf;
 

@@ -155,6 +155,7 @@ fn quantized_mixes_keep_vision_weights_at_q8_0() {
     assert_eq!(f.tensor_info("v.blk.0.attn_qkv.weight").unwrap().ty, GgmlType::Q8_0);
     assert_eq!(f.tensor_info("v.patch_embd.weight").unwrap().ty, GgmlType::F16);
     assert_eq!(f.tensor_info("v.position_embd.weight").unwrap().ty, GgmlType::F32);
+    assert_eq!(f.get("general.file_type").and_then(Value::as_u64), Some(7), "labelled by its Q8_0 matrices");
     // hidden 32 fits no 256-block: Q4_K falls back to Q5_0, Q6_K to Q8_0 (llama.cpp's table).
     let l = GgufFile::open(&lm).unwrap();
     assert_eq!(l.tensor_info("blk.1.attn_q.weight").unwrap().ty, GgmlType::Q5_0);

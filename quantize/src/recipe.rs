@@ -121,6 +121,23 @@ impl Mix {
         !matches!(self, Mix::F32 | Mix::F16 | Mix::BF16 | Mix::Q8_0)
     }
 
+    /// The mix that stores (nearly) everything in `ty`, for labelling a file whose matrices all have one
+    /// type (an mmproj file's `general.file_type`).
+    pub fn for_uniform_type(ty: GgmlType) -> Option<Mix> {
+        Some(match ty {
+            GgmlType::F32 => Mix::F32,
+            GgmlType::F16 => Mix::F16,
+            GgmlType::BF16 => Mix::BF16,
+            GgmlType::Q8_0 => Mix::Q8_0,
+            GgmlType::Q4_0 => Mix::Q4_0,
+            GgmlType::Q4_1 => Mix::Q4_1,
+            GgmlType::Q5_0 => Mix::Q5_0,
+            GgmlType::Q5_1 => Mix::Q5_1,
+            GgmlType::Q6K => Mix::Q6K,
+            _ => return None,
+        })
+    }
+
     /// The vision type used by default under this mix: float mixes keep their float type, every quantized
     /// mix uses Q8_0.
     pub fn default_vision_type(self) -> GgmlType {

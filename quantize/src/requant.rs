@@ -121,7 +121,11 @@ pub fn quantize_file(
         .filter(|(k, _)| k != "general.file_type" && k != "general.quantization_version")
         .cloned()
         .collect();
-    metadata.push(("general.file_type".into(), Value::U32(options.mix.file_type_id())));
+    let file_type = match mmproj {
+        true => Mix::for_uniform_type(vision).unwrap_or(options.mix),
+        false => options.mix,
+    };
+    metadata.push(("general.file_type".into(), Value::U32(file_type.file_type_id())));
     metadata.push(("general.quantization_version".into(), Value::U32(QUANTIZATION_VERSION)));
 
     let elements: u64 = plan.iter().map(|p| p.spec.n_elements()).sum();

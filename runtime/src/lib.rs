@@ -6,6 +6,7 @@ pub mod image;
 pub mod kernels;
 pub mod mmap;
 pub mod model;
+pub mod pipeline;
 pub mod quant;
 pub mod tensor;
 pub mod tokenizer;

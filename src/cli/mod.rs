@@ -1,8 +1,12 @@
 //! Command-line parsing and the subcommands.
 
+mod chat;
 mod convert;
+mod describe;
+mod infer;
 mod info;
 mod quantize;
+mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +16,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser, Debug)]
-#[command(name = "sail-edge", version, about = "Run SAIL-VL2 on the device: convert, quantize, inspect")]
+#[command(
+    name = "sail-edge",
+    version,
+    about = "Run SAIL-VL2 on the device: describe images, chat, convert and quantize checkpoints"
+)]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -23,6 +31,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Describe images or video frames: streams the answer to stdout, timings to stderr.
+    Describe(describe::DescribeArgs),
+    /// Talk to the model interactively (/image PATH, /clear, /quit).
+    Chat(chat::ChatArgs),
+    /// Write every pipeline stage as .npy files (pixel_values, vit_out, mlp1_out, input_ids, logits_last,
+    /// gen_ids) to compare with the reference.
+    Trace(trace::TraceArgs),
     /// Convert a Hugging Face SAIL-VL2 checkpoint folder into a language-model GGUF and an mmproj GGUF.
     Convert(convert::ConvertArgs),
     /// Re-quantize a GGUF file (language model or mmproj) into another type mix.
@@ -33,6 +48,9 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Describe(a) => describe::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Trace(a) => trace::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Info(a) => info::run(a),

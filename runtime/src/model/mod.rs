@@ -3,6 +3,7 @@
 
 pub mod decoder;
 pub mod projector;
+pub mod sampler;
 pub mod vision;
 
 use crate::gguf::{GgufFile, Value};

@@ -1,0 +1,93 @@
+//! `sail-edge describe`: images (or video frames) + a question → the answer, streamed to stdout; timings to
+//! stderr.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use runtime::model::decoder::Logits;
+use runtime::model::sampler::Sampler;
+use runtime::pipeline::Vlm;
+
+use super::infer::{InputArgs, ModelArgs, SamplingArgs};
+
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
+    pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+pub fn run(a: DescribeArgs) -> Result<()> {
+    let sampler_config = a.sampling.config()?;
+    let files = a.model.open()?;
+    a.model.with_threads(|| {
+        let load = Instant::now();
+        let vlm = Vlm::load(&files).context("loading the model")?;
+        eprintln!("load: {:.0} ms", load.elapsed().as_secs_f64() * 1e3);
+        let input = a.input.prepare(&vlm)?;
+
+        let mut embeddings = Vec::new();
+        let mut per_tile = Vec::new();
+        for tiles in &input.tiles {
+            let f = vlm.encode_tiles(tiles)?;
+            per_tile.extend(f.per_tile);
+            embeddings.extend(f.embeddings);
+        }
+
+        let prompt = vlm.prompt_text(&input.question, input.tiles.len(), a.input.system.as_deref(), a.input.think);
+        let counts: Vec<usize> = input.tiles.iter().map(|t| t.num_tiles).collect();
+        let ids = vlm.prompt_ids(&prompt, &counts)?;
+        let t = Instant::now();
+        let (logits, mut cache) = vlm.prefill(&ids, &embeddings, Logits::Last)?;
+        let prefill = t.elapsed();
+
+        let mut out = std::io::stdout().lock();
+        let mut sampler = Sampler::new(sampler_config.clone());
+        let gen = vlm.generate(&ids, logits, &mut cache, &mut sampler, a.max_tokens, &mut |text| {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            true
+        })?;
+        let _ = writeln!(out);
+        report_timings(&per_tile, ids.len(), prefill, gen.ids.len(), gen.elapsed);
+        Ok(())
+    })
+}
+
+/// llama.cpp-style timing lines on stderr.
+pub fn report_timings(
+    per_tile: &[Duration],
+    prompt_tokens: usize,
+    prefill: Duration,
+    generated: usize,
+    generation: Duration,
+) {
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    if !per_tile.is_empty() {
+        let total: Duration = per_tile.iter().sum();
+        eprintln!(
+            "image encode: {} tiles in {:.0} ms ({:.0} ms per tile)",
+            per_tile.len(),
+            total.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3 / per_tile.len() as f64
+        );
+    }
+    eprintln!(
+        "prompt: {prompt_tokens} tokens in {:.0} ms ({:.1} tokens/s)",
+        prefill.as_secs_f64() * 1e3,
+        rate(prompt_tokens, prefill)
+    );
+    eprintln!(
+        "generation: {generated} tokens in {:.0} ms ({:.1} tokens/s)",
+        generation.as_secs_f64() * 1e3,
+        rate(generated, generation)
+    );
+}

@@ -1,0 +1,233 @@
+//! What `describe`, `chat` and `trace` share: model flags, sampling flags, image and video inputs, threads.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use runtime::image::{load_rgb, preprocess, Tiles};
+use runtime::model::sampler::SamplerConfig;
+use runtime::pipeline::{ModelFiles, Vlm};
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Language-model GGUF.
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+    /// Vision GGUF [default: the mmproj-*.gguf next to the model].
+    #[arg(long)]
+    pub mmproj: Option<PathBuf>,
+    /// Worker threads [default: the number of CPU cores].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn open(&self) -> Result<ModelFiles> {
+        ModelFiles::open(&self.model, self.mmproj.as_deref())
+            .with_context(|| format!("loading {}", self.model.display()))
+    }
+
+    /// Run `f` on a pool of the requested size (no global pool is touched).
+    pub fn with_threads<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        let n = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if n == 0 {
+            bail!("-t/--threads must be at least 1");
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().context("starting worker threads")?;
+        pool.install(f)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 = greedy (the reference's default).
+    #[arg(long = "temp", default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Drop tokens below min-p × the top probability (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    pub fn config(&self) -> Result<SamplerConfig> {
+        let valid_temp = self.temperature.is_finite() && self.temperature >= 0.0;
+        if !valid_temp || !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
+            bail!("--temp must be ≥ 0, --top-p and --min-p within [0, 1]");
+        }
+        if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
+            bail!("--repeat-penalty must be > 0");
+        }
+        Ok(SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// An image (PNG or JPEG); repeat for several.
+    #[arg(long = "image")]
+    pub images: Vec<PathBuf>,
+    /// Video frames: a folder of images or a comma-separated list; up to 16 are sampled uniformly, one tile
+    /// each.
+    #[arg(long)]
+    pub video_frames: Option<String>,
+    /// Tile budget per still image [default: from the mmproj file].
+    #[arg(long)]
+    pub max_tiles: Option<u32>,
+    /// The question.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the question from a UTF-8 file.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    /// Replace the default system prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Ask for reasoning in <think> tags (the Thinking variants' suffix).
+    #[arg(long)]
+    pub think: bool,
+}
+
+/// Frames sampled from a video.
+pub const MAX_VIDEO_FRAMES: usize = 16;
+
+/// Images ready for the model, with the prompt text that refers to them.
+pub struct PreparedInput {
+    pub tiles: Vec<Tiles>,
+    pub question: String,
+}
+
+impl InputArgs {
+    pub fn question(&self, default: &str) -> Result<String> {
+        if let Some(p) = &self.prompt {
+            return Ok(p.clone());
+        }
+        if let Some(f) = &self.prompt_file {
+            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            return String::from_utf8(bytes).map_err(|e| {
+                anyhow::anyhow!("{}: not UTF-8 (invalid byte at offset {})", f.display(), e.utf8_error().valid_up_to())
+            });
+        }
+        Ok(default.to_string())
+    }
+
+    /// Load and tile the images or frames, and build the question as the reference does for several images
+    /// (`Image-i: <image>\n`) or video frames (`Frame-i: <image>\n`).
+    pub fn prepare(&self, vlm: &Vlm<'_>) -> Result<PreparedInput> {
+        let frames = match &self.video_frames {
+            Some(spec) => video_frames(spec)?,
+            None => Vec::new(),
+        };
+        if !frames.is_empty() && !self.images.is_empty() {
+            bail!("give either --image or --video-frames, not both");
+        }
+        let default_q = if frames.is_empty() { "Describe this image." } else { "Describe this video." };
+        let mut question = self.question(if self.images.is_empty() && frames.is_empty() { "" } else { default_q })?;
+        if question.trim().is_empty() {
+            bail!("nothing to ask: give -p/--prompt, --prompt-file, or an image");
+        }
+        if self.images.is_empty() && frames.is_empty() {
+            return Ok(PreparedInput { tiles: Vec::new(), question });
+        }
+        let vision = vlm.vision.as_ref().with_context(|| {
+            format!("{}: images need the vision file: no mmproj-*.gguf next to the model; pass --mmproj", "model")
+        })?;
+        let mut params = vision.preprocess.clone();
+        if let Some(m) = self.max_tiles {
+            if m == 0 {
+                bail!("--max-tiles must be at least 1");
+            }
+            params.max_tiles = m;
+        }
+        let (paths, params, label) = if frames.is_empty() {
+            (self.images.clone(), params, "Image")
+        } else {
+            (frames, params.for_frame(), "Frame")
+        };
+        let tiles = paths
+            .iter()
+            .map(|p| {
+                let img = load_rgb(p)?;
+                preprocess(&img, &params)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let placeholders = question.matches("<image>").count();
+        if placeholders == 0 && (paths.len() > 1 || label == "Frame") {
+            let prefix: String = (1..=paths.len()).map(|i| format!("{label}-{i}: <image>\n")).collect();
+            question = prefix + &question;
+        } else if placeholders != 0 && placeholders != paths.len() {
+            bail!("the question has {placeholders} <image> placeholders for {} images", paths.len());
+        }
+        Ok(PreparedInput { tiles, question })
+    }
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// The frames named by `--video-frames`: a folder (its PNG/JPEG files by name) or a comma-separated list,
+/// sampled uniformly down to [`MAX_VIDEO_FRAMES`] (frame i of k at the middle of its 1/k of the clip).
+pub fn video_frames(spec: &str) -> Result<Vec<PathBuf>> {
+    let path = Path::new(spec);
+    let all: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image(p))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            bail!("{}: no PNG or JPEG frames in this folder", path.display());
+        }
+        v
+    } else {
+        spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+    };
+    if all.is_empty() {
+        bail!("--video-frames: no frames given");
+    }
+    Ok(sample_uniform(&all, MAX_VIDEO_FRAMES))
+}
+
+/// At most `k` items spread evenly: item `floor((i + ½) · n / k)` for i < k.
+pub fn sample_uniform<T: Clone>(items: &[T], k: usize) -> Vec<T> {
+    let n = items.len();
+    if n <= k {
+        return items.to_vec();
+    }
+    (0..k).map(|i| items[((2 * i + 1) * n) / (2 * k)].clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_sampling_spreads_frames() {
+        let v: Vec<usize> = (0..32).collect();
+        assert_eq!(sample_uniform(&v, 16), (0..16).map(|i| 2 * i + 1).collect::<Vec<_>>());
+        assert_eq!(sample_uniform(&v[..3], 16), vec![0, 1, 2]);
+        assert_eq!(sample_uniform(&(0..100).collect::<Vec<_>>(), 4), vec![12, 37, 62, 87]);
+    }
+}

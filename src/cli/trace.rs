@@ -1,0 +1,108 @@
+//! `sail-edge trace`: every stage of the pipeline as NumPy files, laid out like the goldens, so the
+//! runtime can be diffed against the reference stage by stage.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use npyz::WriterBuilder;
+use runtime::model::decoder::Logits;
+use runtime::model::sampler::Sampler;
+use runtime::pipeline::Vlm;
+
+use super::infer::{InputArgs, ModelArgs};
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output folder (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also greedily generate this many tokens and write `gen_ids`.
+    #[arg(short = 'n', long = "n-predict")]
+    pub n: Option<usize>,
+}
+
+/// Write one `.npy` through a temporary file renamed into place.
+fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    dir: &Path,
+    name: &str,
+    shape: &[u64],
+    data: &[T],
+) -> Result<()> {
+    let path = dir.join(format!("{name}.npy"));
+    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing {}", path.display()))?;
+    {
+        let mut w = npyz::WriteOptions::<T>::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(std::io::BufWriter::new(tmp.as_file()))
+            .begin_nd()
+            .with_context(|| format!("writing {}", path.display()))?;
+        w.extend(data.iter().copied()).with_context(|| format!("writing {}", path.display()))?;
+        w.finish().with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(a: TraceArgs) -> Result<()> {
+    if a.out.exists() && !a.out.is_dir() {
+        bail!("{}: exists and is not a folder", a.out.display());
+    }
+    fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let files = a.model.open()?;
+    a.model.with_threads(|| {
+        let vlm = Vlm::load(&files).context("loading the model")?;
+        let input = a.input.prepare(&vlm)?;
+        let (mut pixels, mut vit, mut mlp1) = (Vec::new(), Vec::new(), Vec::new());
+        let mut n_tiles = 0;
+        for tiles in &input.tiles {
+            pixels.extend_from_slice(&tiles.pixel_values);
+            let f = vlm.encode_tiles(tiles)?;
+            vit.extend(f.vit);
+            mlp1.extend(f.embeddings);
+            n_tiles += tiles.num_tiles;
+        }
+        let prompt = vlm.prompt_text(&input.question, input.tiles.len(), a.input.system.as_deref(), a.input.think);
+        let counts: Vec<usize> = input.tiles.iter().map(|t| t.num_tiles).collect();
+        let ids = vlm.prompt_ids(&prompt, &counts)?;
+        let (logits, mut cache) = vlm.prefill(&ids, &mlp1, Logits::Last)?;
+
+        let out = &a.out;
+        if let Some(v) = &vlm.vision {
+            let side = v.encoder.config.image_size as u64;
+            let t = n_tiles as u64;
+            if t > 0 {
+                write_npy(out, "pixel_values", &[t, 3, side, side], &pixels)?;
+                write_npy(out, "vit_out", &[t, v.encoder.config.tokens() as u64, v.encoder.config.width as u64], &vit)?;
+                write_npy(out, "mlp1_out", &[t, v.tokens_per_tile as u64, vlm.decoder.config.hidden as u64], &mlp1)?;
+            }
+        }
+        let ids64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        write_npy(out, "input_ids", &[ids64.len() as u64], &ids64)?;
+        write_npy(out, "logits_last", &[logits.len() as u64], &logits)?;
+        let num_tiles: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
+        write_npy(out, "num_tiles", &[num_tiles.len() as u64], &num_tiles)?;
+        if let Some(n) = a.n {
+            // Greedy, no stop token: the goldens' `gen_ids` recipe.
+            let mut sampler = Sampler::new(Default::default());
+            let mut last = logits;
+            let mut gen = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = sampler.sample(&mut last, &[]);
+                gen.push(id as i64);
+                if gen.len() < n {
+                    last = vlm.decoder.forward(vlm.decoder.embed(&[id])?, &mut cache, Logits::Last)?;
+                }
+            }
+            write_npy(out, "gen_ids", &[n as u64], &gen)?;
+        }
+        eprintln!("wrote {} ({} tiles, {} prompt tokens)", out.display(), n_tiles, ids.len());
+        Ok(())
+    })
+}
