@@ -94,3 +94,107 @@ fn dense_quantized_files_match_llama_cpp() {
         assert!(mismatched.is_empty(), "{ty}: top-1 differs at {mismatched:?}");
     }
 }
+
+/// The MoE decoder on llama.cpp's q8_0 MoE file: the same routing and integer arithmetic, so the same top-1
+/// at every position and logits within 1e-4 (the bound is 5e-2).
+#[test]
+fn moe_q8_0_matches_llama_cpp() {
+    let dir = fixtures().join("llamacpp");
+    let file = GgufFile::open(dir.join("qwen3-moe.q8_0.gguf")).unwrap();
+    let dec = Decoder::load(&file).unwrap();
+    let ids: Vec<u32> = npy_i64(&dir.join("qwen3-moe.input_ids.npy")).iter().map(|&i| i as u32).collect();
+    let mut cache = dec.new_cache();
+    let logits = dec.forward(dec.embed(&ids).unwrap(), &mut cache, Logits::All).unwrap();
+    let v = dec.config.vocab;
+    let n = ids.len();
+    let (_, last) = npy_f32(&dir.join("qwen3-moe.q8_0.logits_last.npy"));
+    let d = max_abs_diff(&logits[(n - 1) * v..], &last);
+    let top = npy_i64(&dir.join("qwen3-moe.q8_0.topk_ids.npy"));
+    let mismatched: Vec<usize> = (0..n).filter(|&p| argmax(&logits[p * v..(p + 1) * v]) as i64 != top[p * 8]).collect();
+    eprintln!("moe q8_0: max abs diff last {d}, top-1 mismatches {mismatched:?}");
+    assert!(d <= 1e-4, "max abs diff {d}");
+    assert!(mismatched.is_empty(), "top-1 differs at {mismatched:?}");
+}
+
+/// Copy a GGUF with its metadata edited and some tensors left out.
+fn edited_copy(
+    src: &GgufFile,
+    out: &Path,
+    edit: impl Fn(&str, &runtime::gguf::Value) -> runtime::gguf::Value,
+    drop: &str,
+) {
+    use runtime::gguf::{GgufWriter, TensorSpec};
+    let meta: Vec<_> = src.metadata().iter().map(|(k, v)| (k.clone(), edit(k, v))).collect();
+    let kept: Vec<_> = src.tensors().iter().filter(|t| t.name != drop).collect();
+    let specs = kept.iter().map(|t| TensorSpec::new(t.name.clone(), t.dims.clone(), t.ty)).collect();
+    let mut w = GgufWriter::create(out, &meta, specs).unwrap();
+    for t in kept {
+        w.write_tensor(&t.name, src.data(t)).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn moe_files_with_inconsistent_experts_are_refused() {
+    use runtime::gguf::Value;
+    let src = GgufFile::open(fixtures().join("llamacpp/qwen3-moe.q8_0.gguf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let wrong_count = dir.path().join("count.gguf");
+    edited_copy(&src, &wrong_count, |k, v| if k == "qwen3moe.expert_count" { Value::U32(4) } else { v.clone() }, "");
+    let f = GgufFile::open(&wrong_count).unwrap();
+    let err = Decoder::load(&f).err().expect("expert_count 4 with 8 stacked experts").to_string();
+    assert!(err.contains("ffn_") && err.contains("expert_count 4"), "{err}");
+
+    let used = dir.path().join("used.gguf");
+    edited_copy(&src, &used, |k, v| if k == "qwen3moe.expert_used_count" { Value::U32(9) } else { v.clone() }, "");
+    let f = GgufFile::open(&used).unwrap();
+    let err = Decoder::load(&f).err().expect("9 of 8 experts").to_string();
+    assert!(err.contains("expert_used_count 9"), "{err}");
+
+    let missing = dir.path().join("missing.gguf");
+    edited_copy(&src, &missing, |_, v| v.clone(), "blk.1.ffn_up_exps.weight");
+    let f = GgufFile::open(&missing).unwrap();
+    let err = Decoder::load(&f).err().expect("missing expert tensor").to_string();
+    assert!(err.contains("blk.1.ffn_up_exps.weight"), "{err}");
+}
+
+/// `norm_topk_prob = false` (the Qwen3-MoE class default) must change the mixture: without renormalizing,
+/// the routed weights sum to less than one.
+#[test]
+fn moe_honours_norm_topk_prob_false() {
+    use runtime::gguf::Value;
+    let dir = fixtures().join("llamacpp");
+    let src = GgufFile::open(dir.join("qwen3-moe.q8_0.gguf")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = dir.join("qwen3-moe.q8_0.gguf");
+    assert!(src.get("qwen3moe.expert_weights_norm").is_none(), "llama.cpp's file carries no flag: it renormalizes");
+    let with_flag = tmp.path().join("no-norm.gguf");
+    edited_copy(&src, &with_flag, |_, v| v.clone(), "");
+    {
+        // Rewrite with the flag set to false.
+        use runtime::gguf::{GgufWriter, TensorSpec};
+        let f = GgufFile::open(&with_flag).unwrap();
+        let mut meta: Vec<_> = f.metadata().to_vec();
+        meta.push(("qwen3moe.expert_weights_norm".into(), Value::Bool(false)));
+        let specs = f.tensors().iter().map(|t| TensorSpec::new(t.name.clone(), t.dims.clone(), t.ty)).collect();
+        let out = tmp.path().join("no-norm-2.gguf");
+        let mut w = GgufWriter::create(&out, &meta, specs).unwrap();
+        for t in f.tensors() {
+            w.write_tensor(&t.name, f.data(t)).unwrap();
+        }
+        w.finish().unwrap();
+        std::fs::rename(&out, &with_flag).unwrap();
+    }
+    let ids: Vec<u32> = npy_i64(&dir.join("qwen3-moe.input_ids.npy")).iter().map(|&i| i as u32).collect();
+    let run = |path: &Path| {
+        let f = GgufFile::open(path).unwrap();
+        let dec = Decoder::load(&f).unwrap();
+        let mut cache = dec.new_cache();
+        dec.forward(dec.embed(&ids).unwrap(), &mut cache, Logits::Last).unwrap()
+    };
+    let (normed, raw) = (run(&plain), run(&with_flag));
+    let (_, llama) = npy_f32(&dir.join("qwen3-moe.q8_0.logits_last.npy"));
+    assert!(max_abs_diff(&normed, &llama) <= 1e-4, "renormalized = llama.cpp");
+    assert!(max_abs_diff(&raw, &llama) > 1e-3, "without renormalization the output must differ");
+}

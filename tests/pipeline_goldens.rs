@@ -207,6 +207,11 @@ fn dense_f32_matches_the_reference() {
     check_f32("sailvl2-tiny");
 }
 
+#[test]
+fn moe_f32_matches_the_reference() {
+    check_f32("sailvl2-moe-tiny");
+}
+
 /// Cosine between llama.cpp's q4_0 logits and the reference's, for `text_only`.
 fn llama_cpp_q4_0_cosine() -> f64 {
     let bytes = std::fs::read(fixtures().join("llamacpp/qwen3-dense.q4_0.logits_last.npy")).unwrap();

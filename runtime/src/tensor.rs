@@ -55,6 +55,11 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Rows `[r0, r1)` as a matrix of their own (one expert of a stacked expert tensor), still in place.
+    pub fn slice_rows(&self, r0: usize, r1: usize) -> Matrix<'a> {
+        Matrix { rows: r1 - r0, data: self.rows_bytes(r0, r1), ..*self }
+    }
+
     pub fn row_bytes(&self) -> usize {
         self.row_bytes
     }

@@ -3,6 +3,7 @@
 
 use crate::gguf::GgufFile;
 use crate::kernels;
+use crate::model::moe::MoeBlock;
 use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, vector, Matrix};
 
@@ -30,9 +31,13 @@ struct Layer<'a> {
     k_norm: Vec<f32>,
     o: Matrix<'a>,
     ffn_norm: Vec<f32>,
-    gate: Matrix<'a>,
-    up: Matrix<'a>,
-    down: Matrix<'a>,
+    ffn: Ffn<'a>,
+}
+
+/// The feed-forward half of a layer: one SwiGLU MLP, or a routed mixture of them.
+enum Ffn<'a> {
+    Dense { gate: Matrix<'a>, up: Matrix<'a>, down: Matrix<'a> },
+    Moe(MoeBlock<'a>),
 }
 
 /// Keys and values of every past position, per layer (f32; a compact cache comes with the kernel work).
@@ -84,14 +89,31 @@ pub struct Decoder<'a> {
     inv_freq: Vec<f32>,
 }
 
+/// `out = down(silu(gate(x)) · up(x))` for `n` rows of `x`.
+pub(crate) fn swiglu(
+    x: &[f32],
+    n: usize,
+    gate: &Matrix<'_>,
+    up: &Matrix<'_>,
+    down: &Matrix<'_>,
+    out: &mut [f32],
+) -> Result<(), ModelError> {
+    let (mut g, mut u) = (vec![0f32; n * gate.rows], vec![0f32; n * up.rows]);
+    kernels::matmul(x, n, gate, &mut g)?;
+    kernels::matmul(x, n, up, &mut u)?;
+    kernels::silu_mul(&mut g, &u);
+    kernels::matmul(&g, n, down, out)?;
+    Ok(())
+}
+
 impl<'a> Decoder<'a> {
     pub fn load(file: &'a GgufFile) -> Result<Decoder<'a>, ModelError> {
         let m = Meta { file };
         let arch = m.str("general.architecture")?.to_string();
-        if arch != "qwen3" {
+        if arch != "qwen3" && arch != "qwen3moe" {
             return Err(ModelError::Unsupported {
                 file: file.path().display().to_string(),
-                message: format!("architecture '{arch}' (this decoder runs 'qwen3')"),
+                message: format!("architecture '{arch}' (this decoder runs 'qwen3' and 'qwen3moe')"),
             });
         }
         let a = |k: &str| format!("{arch}.{k}");
@@ -103,7 +125,7 @@ impl<'a> Decoder<'a> {
             heads,
             kv_heads: m.u32(&a("attention.head_count_kv"))? as usize,
             head_dim: m.u32_or(&a("attention.key_length"), (hidden / heads) as u32)? as usize,
-            ffn: m.u32(&a("feed_forward_length"))? as usize,
+            ffn: m.u32_or(&a("feed_forward_length"), 0)? as usize,
             eps: m.f32(&a("attention.layer_norm_rms_epsilon"))?,
             rope_theta: m.f32(&a("rope.freq_base"))?,
             context_length: m.u32(&a("context_length"))? as usize,
@@ -130,9 +152,15 @@ impl<'a> Decoder<'a> {
                 k_norm: vector(file, &n("attn_k_norm.weight"), hd)?,
                 o: matrix(file, &n("attn_output.weight"), c.heads * hd, h)?,
                 ffn_norm: vector(file, &n("ffn_norm.weight"), h)?,
-                gate: matrix(file, &n("ffn_gate.weight"), h, f)?,
-                up: matrix(file, &n("ffn_up.weight"), h, f)?,
-                down: matrix(file, &n("ffn_down.weight"), f, h)?,
+                ffn: if c.arch == "qwen3moe" {
+                    Ffn::Moe(MoeBlock::load(file, i, h)?)
+                } else {
+                    Ffn::Dense {
+                        gate: matrix(file, &n("ffn_gate.weight"), h, f)?,
+                        up: matrix(file, &n("ffn_up.weight"), h, f)?,
+                        down: matrix(file, &n("ffn_down.weight"), f, h)?,
+                    }
+                },
             });
         }
         let token_embd = matrix(file, "token_embd.weight", h, c.vocab)?;
@@ -206,8 +234,7 @@ impl<'a> Decoder<'a> {
         let mut v = vec![0f32; n * kvd];
         let mut attn = vec![0f32; n * qd];
         let mut o = vec![0f32; n * h];
-        let mut gate = vec![0f32; n * c.ffn];
-        let mut up = vec![0f32; n * c.ffn];
+
         for (l, layer) in self.layers.iter().enumerate() {
             kernels::rms_norm(&x, &layer.attn_norm, c.eps, &mut normed);
             kernels::matmul(&normed, n, &layer.q, &mut q)?;
@@ -238,10 +265,10 @@ impl<'a> Decoder<'a> {
             kernels::add_in_place(&mut x, &o);
 
             kernels::rms_norm(&x, &layer.ffn_norm, c.eps, &mut normed);
-            kernels::matmul(&normed, n, &layer.gate, &mut gate)?;
-            kernels::matmul(&normed, n, &layer.up, &mut up)?;
-            kernels::silu_mul(&mut gate, &up);
-            kernels::matmul(&gate, n, &layer.down, &mut o)?;
+            match &layer.ffn {
+                Ffn::Dense { gate, up, down } => swiglu(&normed, n, gate, up, down, &mut o)?,
+                Ffn::Moe(moe) => moe.forward(&normed, n, &mut o)?,
+            }
             kernels::add_in_place(&mut x, &o);
         }
         cache.len += n;

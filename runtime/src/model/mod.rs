@@ -2,6 +2,7 @@
 //! Qwen3 decoder.
 
 pub mod decoder;
+pub mod moe;
 pub mod projector;
 pub mod sampler;
 pub mod vision;

@@ -1,0 +1,151 @@
+//! Qwen3-MoE block (spec §7.2): router logits → softmax in f32 → top-k → renormalize only when
+//! `norm_topk_prob` → weighted sum of SwiGLU experts; no shared expert. Experts are rows of the stacked
+//! 3-D GGUF tensors, used in place. A batch is grouped by expert, so each routed expert's weights are
+//! streamed once per batch, not once per token.
+
+use crate::gguf::{GgufFile, Value};
+use crate::kernels;
+use crate::model::decoder::swiglu;
+use crate::model::ModelError;
+use crate::tensor::{matrix, Matrix};
+
+pub struct MoeBlock<'a> {
+    router: Matrix<'a>,
+    gate: Matrix<'a>,
+    up: Matrix<'a>,
+    down: Matrix<'a>,
+    pub n_experts: usize,
+    pub n_used: usize,
+    /// Expert width.
+    pub ffn: usize,
+    pub norm_topk: bool,
+}
+
+/// The top `k` of `probs` by value; ties go to the lower expert index (deterministic, and what
+/// `torch.topk` returns on CPU for equal values in practice).
+pub fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx.into_iter().map(|i| (i, probs[i])).collect()
+}
+
+/// Routing of one token: experts and their weights.
+pub fn route(logits: &mut [f32], k: usize, normalize: bool) -> Vec<(usize, f32)> {
+    kernels::softmax_in_place(logits);
+    let mut chosen = top_k(logits, k);
+    if normalize {
+        let sum: f32 = chosen.iter().map(|(_, w)| w).sum();
+        chosen.iter_mut().for_each(|(_, w)| *w /= sum);
+    }
+    chosen
+}
+
+impl<'a> MoeBlock<'a> {
+    pub fn load(file: &'a GgufFile, layer: usize, hidden: usize) -> Result<MoeBlock<'a>, ModelError> {
+        let arch = file.header().architecture().unwrap_or("qwen3moe");
+        let get = |k: &str| file.get(&format!("{arch}.{k}")).and_then(Value::as_u64);
+        let path = file.path().display().to_string();
+        let bad = |message: String| ModelError::Unsupported { file: path.clone(), message };
+        let n_experts = get("expert_count").ok_or_else(|| bad(format!("'{arch}.expert_count' is missing")))? as usize;
+        let n_used =
+            get("expert_used_count").ok_or_else(|| bad(format!("'{arch}.expert_used_count' is missing")))? as usize;
+        let ffn = get("expert_feed_forward_length")
+            .ok_or_else(|| bad(format!("'{arch}.expert_feed_forward_length' is missing")))? as usize;
+        if n_experts == 0 || n_used == 0 || n_used > n_experts {
+            return Err(bad(format!("expert_used_count {n_used} with expert_count {n_experts}")));
+        }
+        // llama.cpp's qwen3moe graph always renormalizes; our converter records the flag.
+        let norm_topk = file.get(&format!("{arch}.expert_weights_norm")).and_then(Value::as_bool).unwrap_or(true);
+        let n = |s: &str| format!("blk.{layer}.{s}");
+        let stacked = |name: String, cols: usize, rows: usize| -> Result<Matrix<'a>, ModelError> {
+            let info = file.tensor_info(&name)?;
+            if info.dims.len() != 3 || info.dims[2] as usize != n_experts {
+                return Err(bad(format!(
+                    "tensor '{name}' has shape {:?}, expected [{cols}, {rows}, {n_experts}] (expert_count {n_experts})",
+                    info.dims
+                )));
+            }
+            Ok(matrix(file, &name, cols, rows * n_experts)?)
+        };
+        let router_name = n("ffn_gate_inp.weight");
+        let router_dims = &file.tensor_info(&router_name)?.dims;
+        if router_dims.get(1).copied() != Some(n_experts as u64) {
+            return Err(bad(format!(
+                "tensor '{router_name}' has shape {router_dims:?}, expected [{hidden}, {n_experts}] \
+                 (expert_count {n_experts})"
+            )));
+        }
+        Ok(MoeBlock {
+            router: matrix(file, &router_name, hidden, n_experts)?,
+            gate: stacked(n("ffn_gate_exps.weight"), hidden, ffn)?,
+            up: stacked(n("ffn_up_exps.weight"), hidden, ffn)?,
+            down: stacked(n("ffn_down_exps.weight"), ffn, hidden)?,
+            n_experts,
+            n_used,
+            ffn,
+            norm_topk,
+        })
+    }
+
+    /// Routing decisions for `n` rows of `x`.
+    pub fn routes(&self, x: &[f32], n: usize) -> Result<Vec<Vec<(usize, f32)>>, ModelError> {
+        let mut logits = vec![0f32; n * self.n_experts];
+        kernels::matmul(x, n, &self.router, &mut logits)?;
+        Ok(logits.chunks_mut(self.n_experts).map(|l| route(l, self.n_used, self.norm_topk)).collect())
+    }
+
+    /// `out[n × hidden]` = the weighted expert mixture for each row of `x`.
+    pub fn forward(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        let h = self.router.cols;
+        let routes = self.routes(x, n)?;
+        out.fill(0.0);
+        // Experts in index order, each over all the tokens routed to it, as the reference loops.
+        for e in 0..self.n_experts {
+            let users: Vec<(usize, f32)> = routes
+                .iter()
+                .enumerate()
+                .filter_map(|(t, r)| r.iter().find(|(x, _)| *x == e).map(|(_, w)| (t, *w)))
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            let mut xs = Vec::with_capacity(users.len() * h);
+            for (t, _) in &users {
+                xs.extend_from_slice(&x[t * h..(t + 1) * h]);
+            }
+            let (f, m) = (self.ffn, users.len());
+            let gate = self.gate.slice_rows(e * f, (e + 1) * f);
+            let up = self.up.slice_rows(e * f, (e + 1) * f);
+            let down = self.down.slice_rows(e * h, (e + 1) * h);
+            let mut y = vec![0f32; m * h];
+            swiglu(&xs, m, &gate, &up, &down, &mut y)?;
+            for (k, (t, w)) in users.iter().enumerate() {
+                for (o, v) in out[t * h..(t + 1) * h].iter_mut().zip(&y[k * h..(k + 1) * h]) {
+                    *o += v * w;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_go_to_the_lower_expert() {
+        assert_eq!(top_k(&[0.1, 0.3, 0.3, 0.3], 2), vec![(1, 0.3), (2, 0.3)]);
+    }
+
+    #[test]
+    fn renormalization_only_when_asked() {
+        let mut l = [0.0f32, 0.0, 0.0, 0.0];
+        let r = route(&mut l, 2, false);
+        assert_eq!(r, vec![(0, 0.25), (1, 0.25)]);
+        let mut l = [0.0f32, 0.0, 0.0, 0.0];
+        let r = route(&mut l, 2, true);
+        assert_eq!(r, vec![(0, 0.5), (1, 0.5)]);
+    }
+}
