@@ -153,16 +153,7 @@ fn main() -> Result<()> {
             let s = synth::write_gguf(&spec, &tokenizer_dir, &opts, &bar).context("writing the GGUF pair")?;
             bar.finish_and_clear();
             for (label, f) in [("language model", &s.lm), ("mmproj", &s.mmproj)] {
-                let types: Vec<String> = f.types.iter().map(|(t, n)| format!("{t}: {n}")).collect();
-                println!(
-                    "{label}: {} — {} tensors, {:.3} G weights, {} ({:.2} bits/weight) [{}]",
-                    f.path.display(),
-                    f.tensors,
-                    f.elements as f64 / 1e9,
-                    gb(f.file_bytes),
-                    f.bits_per_weight(),
-                    types.join(", ")
-                );
+                println!("{label}: {f}");
             }
             println!(
                 "output: {}; {:.3} G source params; {:.1} s",

@@ -68,6 +68,23 @@ pub struct FileSummary {
     pub types: BTreeMap<GgmlType, usize>,
 }
 
+impl std::fmt::Display for FileSummary {
+    /// `path — N tensors, X G weights, size (bits/weight) [type: count, ...]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let types: Vec<String> = self.types.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        write!(
+            f,
+            "{} — {} tensors, {:.3} G weights, {:.2} GiB ({:.2} bits/weight) [{}]",
+            self.path.display(),
+            self.tensors,
+            self.elements as f64 / 1e9,
+            self.file_bytes as f64 / (1u64 << 30) as f64,
+            self.bits_per_weight(),
+            types.join(", ")
+        )
+    }
+}
+
 impl FileSummary {
     pub fn bits_per_weight(&self) -> f64 {
         if self.elements == 0 {
@@ -263,7 +280,8 @@ fn same_bytes(ckpt: &Checkpoint, a: &str, b: &str) -> Result<bool, ConvertError>
     Ok(true)
 }
 
-fn file_summary(path: &Path, tensors: &[PlannedTensor], file_bytes: u64) -> FileSummary {
+/// Summarize a written file from its plan.
+pub fn file_summary(path: &Path, tensors: &[PlannedTensor], file_bytes: u64) -> FileSummary {
     let mut types = BTreeMap::new();
     for t in tensors {
         *types.entry(t.spec.ty).or_insert(0) += 1;

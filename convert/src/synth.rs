@@ -962,18 +962,7 @@ pub fn write_gguf(
         let pending = w.finish_pending().map_err(quantize::Error::from)?;
         let file_bytes = pending.bytes;
         pending.persist().map_err(quantize::Error::from)?;
-        let mut types = BTreeMap::new();
-        for t in tensors {
-            *types.entry(t.spec.ty).or_insert(0) += 1;
-        }
-        Ok(FileSummary {
-            path: path.to_path_buf(),
-            tensors: tensors.len(),
-            elements: tensors.iter().map(|t| t.spec.n_elements()).sum(),
-            tensor_bytes: tensors.iter().map(|t| t.spec.size().unwrap_or(0)).sum(),
-            file_bytes,
-            types,
-        })
+        Ok(crate::convert::file_summary(path, tensors, file_bytes))
     };
     let lm = write(&opts.lm_out, &plan.lm_metadata, &plan.lm_tensors)?;
     let mmproj = write(&opts.mmproj_out, &plan.mmproj_metadata, &plan.mmproj_tensors)?;

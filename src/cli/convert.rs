@@ -6,7 +6,7 @@ use convert::{ConvertOptions, FileSummary};
 use quantize::Mix;
 use runtime::GgmlType;
 
-use super::{cancel_flag, element_progress, human_bytes};
+use super::{cancel_flag, element_progress};
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
@@ -71,14 +71,5 @@ pub fn run(a: ConvertArgs) -> Result<()> {
 }
 
 pub fn print_file(label: &str, f: &FileSummary) {
-    let types: Vec<String> = f.types.iter().map(|(t, n)| format!("{t}: {n}")).collect();
-    println!(
-        "{label}: {} — {} tensors, {:.3} G weights, {} ({:.2} bits/weight) [{}]",
-        f.path.display(),
-        f.tensors,
-        f.elements as f64 / 1e9,
-        human_bytes(f.file_bytes),
-        f.bits_per_weight(),
-        types.join(", ")
-    );
+    println!("{label}: {f}");
 }
