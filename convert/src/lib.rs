@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod hf;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod mapping;
 pub mod metadata;
 pub mod source;

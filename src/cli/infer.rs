@@ -3,28 +3,95 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::builder::TypedValueParser;
 use clap::Args;
 use runtime::image::{load_rgb, preprocess, Tiles};
 use runtime::model::sampler::SamplerConfig;
 use runtime::pipeline::{ModelFiles, Vlm};
 
+/// What `-m` names: a GGUF file, or a Hugging Face model id (`owner/name[@revision][:mix]`) that is
+/// downloaded, converted once into the cache and reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    /// A language-model GGUF (an existing path, or anything that is not shaped like a model id).
+    File(PathBuf),
+    /// A model id: `owner/name`, optionally `@revision` (default `main`) and `:mix` (default `q4_k_m`).
+    Hub(String),
+}
+
+impl ModelRef {
+    /// An existing path is a path; otherwise `owner/name[@revision][:mix]` is a model id; anything else is a
+    /// path (that does not exist: opening it says so).
+    pub fn classify(arg: PathBuf) -> ModelRef {
+        if arg.exists() {
+            return ModelRef::File(arg);
+        }
+        match arg.to_str() {
+            Some(s) if id_shaped(s) => ModelRef::Hub(s.to_string()),
+            _ => ModelRef::File(arg),
+        }
+    }
+}
+
+/// `owner/name…`: one `/` before any `@`, no `.gguf` ending, not starting like a path (`/`, `.`, `~`).
+fn id_shaped(s: &str) -> bool {
+    let repo = s.split(['@', ':']).next().unwrap_or("");
+    !s.to_ascii_lowercase().ends_with(".gguf")
+        && !s.starts_with(['/', '.', '~'])
+        && !s.contains('\\')
+        && repo.matches('/').count() == 1
+        && !repo.ends_with('/')
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Language-model GGUF.
-    #[arg(short = 'm', long = "model")]
-    pub model: PathBuf,
+    /// Language-model GGUF, or a Hugging Face model id `owner/name[@revision][:mix]` (default revision
+    /// main, mix q4_k_m): downloaded and converted once into the cache ($SAIL_EDGE_CACHE, else
+    /// $XDG_CACHE_HOME/sail-edge, else ~/.cache/sail-edge); HF_ENDPOINT and HF_TOKEN are honoured.
+    #[arg(short = 'm', long = "model", value_parser = clap::builder::PathBufValueParser::new().map(ModelRef::classify))]
+    pub model: ModelRef,
     /// Vision GGUF [default: the mmproj-*.gguf next to the model].
     #[arg(long)]
     pub mmproj: Option<PathBuf>,
     /// Worker threads [default: the number of CPU cores].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// With a model id: keep the downloaded checkpoint in the cache after converting it (default: delete it,
+    /// keeping only the GGUF pair).
+    #[arg(long)]
+    pub keep_checkpoint: bool,
 }
 
 impl ModelArgs {
     pub fn open(&self) -> Result<ModelFiles> {
-        ModelFiles::open(&self.model, self.mmproj.as_deref())
-            .with_context(|| format!("loading {}", self.model.display()))
+        match &self.model {
+            ModelRef::File(path) => {
+                if !path.exists() {
+                    bail!("{}: no such file (nor a model id of the form owner/name)", path.display());
+                }
+                ModelFiles::open(path, self.mmproj.as_deref()).with_context(|| format!("loading {}", path.display()))
+            }
+            ModelRef::Hub(id) => self.open_hub(id),
+        }
+    }
+
+    #[cfg(feature = "hub")]
+    fn open_hub(&self, id: &str) -> Result<ModelFiles> {
+        use convert::hub::{Hub, HubConfig, ModelId};
+        let model_id = ModelId::parse(id)?;
+        let mut config = HubConfig::from_env()?;
+        config.keep_checkpoint = self.keep_checkpoint;
+        config.show_progress = true;
+        let resolved = Hub::new(config)?.resolve(&model_id)?;
+        tracing::info!("{id}: {} + {}", resolved.model.display(), resolved.mmproj.display());
+        let mmproj = self.mmproj.clone().unwrap_or(resolved.mmproj);
+        ModelFiles::open(&resolved.model, Some(&mmproj))
+            .with_context(|| format!("loading {} ({id})", resolved.model.display()))
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn open_hub(&self, id: &str) -> Result<ModelFiles> {
+        bail!("{id}: no such file (model ids like owner/name need a build with the `hub` feature)")
     }
 
     /// Run `f` on a pool of the requested size (no global pool is touched).
@@ -222,6 +289,22 @@ pub fn sample_uniform<T: Clone>(items: &[T], k: usize) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_ids_and_paths_are_told_apart() {
+        let here = env!("CARGO_MANIFEST_DIR");
+        let hub = |s: &str| ModelRef::Hub(s.to_string());
+        let file = |s: &str| ModelRef::File(PathBuf::from(s));
+        // An existing path is a path, even when shaped like an id.
+        assert_eq!(ModelRef::classify(PathBuf::from(here)), file(here));
+        assert_eq!(ModelRef::classify("src/cli".into()), file("src/cli"));
+        for id in ["owner/name", "BytedanceDouyinContent/SAIL-VL2-2B@main:q8_0", "a/b@refs/pr/1", "a/b:q3"] {
+            assert_eq!(ModelRef::classify(id.into()), hub(id), "{id}");
+        }
+        for path in ["model.gguf", "models/tiny.gguf", "./a/b", "/a/b", "~/a/b", "a/b/c", "a", "a\\b/c"] {
+            assert_eq!(ModelRef::classify(path.into()), file(path), "{path}");
+        }
+    }
 
     #[test]
     fn uniform_sampling_spreads_frames() {
