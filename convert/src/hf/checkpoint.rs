@@ -8,13 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
-#[cfg(unix)]
-use memmap2::UncheckedAdvice;
 use rayon::prelude::*;
+use runtime::mmap::MappedFile;
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -320,7 +317,7 @@ impl TensorMeta {
 
 struct Shard {
     name: String,
-    map: Mmap,
+    map: MappedFile,
 }
 
 /// An opened, validated checkpoint folder.
@@ -340,32 +337,10 @@ impl fmt::Debug for Checkpoint {
     }
 }
 
-/// Map a shard read-only. With `release_pages`, the only `unsafe` in this module.
-fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
-    let io = |source| CheckpointError::Io { path: path.display().to_string(), source };
-    let file = File::open(path).map_err(io)?;
-    // SAFETY: the map is read-only and private to this process. The remaining hazard is another
-    // process truncating or rewriting the shard while it is mapped (SIGBUS / changing bytes);
-    // checkpoints are treated as immutable inputs for the duration of a conversion, as every
-    // mmap-based safetensors loader does.
-    unsafe { Mmap::map(&file) }.map_err(io)
+/// Map a shard read-only (the runtime's mmap module holds the `unsafe`).
+fn map_file(path: &Path) -> Result<MappedFile, CheckpointError> {
+    MappedFile::open(path).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })
 }
-
-/// Drop the pages behind `map[offset..offset + len]` from this process (MADV_DONTNEED).
-#[cfg(unix)]
-fn release_pages(map: &Mmap, offset: usize, len: usize) {
-    // SAFETY: the mapping is read-only and file-backed and we never write through it, so after
-    // MADV_DONTNEED the next access faults the same bytes back in from the file; slices borrowed
-    // from the map keep their contents (under the immutable-file assumption of `map_file`). The
-    // range is inside the map: callers pass a sub-range of a validated tensor range.
-    let result = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len) };
-    if let Err(e) = result {
-        tracing::debug!(offset, len, error = %e, "madvise(DONTNEED) refused");
-    }
-}
-
-#[cfg(not(unix))]
-fn release_pages(_map: &Mmap, _offset: usize, _len: usize) {}
 
 /// Shard names come from a JSON file: refuse anything that could escape the folder.
 fn is_plain_file_name(name: &str) -> bool {
@@ -519,7 +494,7 @@ impl Checkpoint {
         if len == 0 || start >= tensor_len {
             return;
         }
-        release_pages(&self.shards[m.shard].map, m.range.0 + start, len.min(tensor_len - start));
+        self.shards[m.shard].map.release(m.range.0 + start, len.min(tensor_len - start));
     }
 
     /// The tensor widened to f32 (exact for BF16 and F16).
