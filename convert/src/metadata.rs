@@ -6,14 +6,8 @@ use crate::hf::config::{LlmArch, SailVlConfig};
 use crate::hf::preprocess::PreprocessConfig;
 use crate::mapping::{merged_width, scale_factor};
 
-/// The `univl-chat` default system message (spec §5.2), used when no chat template carries one.
-pub const UNIVL_SYSTEM_PROMPT: &str =
-    "你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。";
-
-/// The suffix the Thinking variants append to the user text (spec §5.4).
-pub const THINK_SUFFIX: &str = "You FIRST think about the reasoning process as an internal monologue and then provide \
-the final answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put \
-in \\boxed{}.";
+/// The `univl-chat` default system message and the Thinking suffix, as the runtime knows them.
+pub use runtime::pipeline::{DEFAULT_SYSTEM_PROMPT as UNIVL_SYSTEM_PROMPT, DEFAULT_THINK_SUFFIX as THINK_SUFFIX};
 
 pub fn arch_name(cfg: &SailVlConfig) -> &'static str {
     match cfg.llm.arch {

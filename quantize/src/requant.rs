@@ -43,17 +43,6 @@ pub struct QuantizeSummary {
     pub elapsed: Duration,
 }
 
-impl QuantizeSummary {
-    /// Bits per weight of the tensor data written.
-    pub fn bits_per_weight(&self, tensor_bytes: u64) -> f64 {
-        if self.elements == 0 {
-            0.0
-        } else {
-            tensor_bytes as f64 * 8.0 / self.elements as f64
-        }
-    }
-}
-
 /// Whether a GGUF holds a vision tower + projector (mmproj) rather than a language model.
 pub fn is_mmproj(file: &GgufFile) -> bool {
     file.header().architecture() == Some("clip")
