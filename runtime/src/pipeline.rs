@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::gguf::{GgufError, GgufFile, Value};
 use crate::image::{ImageError, PreprocessParams, Tiles};
 use crate::model::decoder::{Decoder, KvCache, Logits};
+pub use crate::model::experts::{ExpertStats, LoadOptions};
 use crate::model::projector::Projector;
 use crate::model::sampler::Sampler;
 use crate::model::vision::VisionEncoder;
@@ -124,7 +125,12 @@ fn meta_f32s(f: &GgufFile, key: &str) -> Option<[f32; 3]> {
 
 impl<'a> Vlm<'a> {
     pub fn load(files: &'a ModelFiles) -> Result<Vlm<'a>, PipelineError> {
-        let decoder = Decoder::load(&files.lm)?;
+        Vlm::load_with(files, &LoadOptions::default())
+    }
+
+    /// Load with options: the expert memory budget and prefetch of MoE models (see [`LoadOptions`]).
+    pub fn load_with(files: &'a ModelFiles, options: &LoadOptions) -> Result<Vlm<'a>, PipelineError> {
+        let decoder = Decoder::load_with(&files.lm, options)?;
         let tokenizer = Tokenizer::from_gguf(&files.lm)?;
         let mut system_prompt = DEFAULT_SYSTEM_PROMPT.to_string();
         let mut think_suffix = DEFAULT_THINK_SUFFIX.to_string();
@@ -195,6 +201,11 @@ impl<'a> Vlm<'a> {
             }
         };
         Ok(Vlm { decoder, tokenizer, vision, system_prompt, think_suffix, stop_id })
+    }
+
+    /// Expert residency counters of a MoE language model (`None` for a dense one).
+    pub fn expert_stats(&self) -> Option<ExpertStats> {
+        self.decoder.expert_stats()
     }
 
     fn vision(&self) -> Result<&Vision<'a>, PipelineError> {

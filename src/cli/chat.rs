@@ -10,7 +10,7 @@ use runtime::model::decoder::Logits;
 use runtime::model::sampler::Sampler;
 use runtime::pipeline::Vlm;
 
-use super::infer::{ModelArgs, SamplingArgs};
+use super::infer::{report_expert_stats, ModelArgs, SamplingArgs};
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
@@ -26,11 +26,11 @@ pub struct ChatArgs {
     pub sampling: SamplingArgs,
 }
 
-pub fn run(a: ChatArgs) -> Result<()> {
+pub fn run(a: ChatArgs, verbose: u8) -> Result<()> {
     let sampler_config = a.sampling.config()?;
     let files = a.model.open()?;
     a.model.with_threads(|| {
-        let vlm = Vlm::load(&files).context("loading the model")?;
+        let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
         let mut sampler = Sampler::new(sampler_config.clone());
         let mut cache = vlm.decoder.new_cache();
         let mut history: Vec<u32> = Vec::new();
@@ -113,6 +113,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
                 }
             }
             writeln!(out)?;
+            report_expert_stats(&vlm, verbose);
         }
         Ok(())
     })

@@ -10,7 +10,7 @@ use runtime::model::decoder::Logits;
 use runtime::model::sampler::Sampler;
 use runtime::pipeline::Vlm;
 
-use super::infer::{InputArgs, ModelArgs, SamplingArgs};
+use super::infer::{report_expert_stats, InputArgs, ModelArgs, SamplingArgs};
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
@@ -25,12 +25,12 @@ pub struct DescribeArgs {
     pub sampling: SamplingArgs,
 }
 
-pub fn run(a: DescribeArgs) -> Result<()> {
+pub fn run(a: DescribeArgs, verbose: u8) -> Result<()> {
     let sampler_config = a.sampling.config()?;
     let files = a.model.open()?;
     a.model.with_threads(|| {
         let load = Instant::now();
-        let vlm = Vlm::load(&files).context("loading the model")?;
+        let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
         eprintln!("load: {:.0} ms", load.elapsed().as_secs_f64() * 1e3);
         let input = a.input.prepare(&vlm)?;
 
@@ -58,6 +58,7 @@ pub fn run(a: DescribeArgs) -> Result<()> {
         })?;
         let _ = writeln!(out);
         report_timings(&per_tile, ids.len(), prefill, gen.ids.len(), gen.elapsed);
+        report_expert_stats(&vlm, verbose);
         Ok(())
     })
 }

@@ -7,7 +7,7 @@ use clap::builder::TypedValueParser;
 use clap::Args;
 use runtime::image::{load_rgb, preprocess, Tiles};
 use runtime::model::sampler::SamplerConfig;
-use runtime::pipeline::{ModelFiles, Vlm};
+use runtime::pipeline::{LoadOptions, ModelFiles, Vlm};
 
 /// What `-m` names: a GGUF file, or a Hugging Face model id (`owner/name[@revision][:mix]`) that is
 /// downloaded, converted once into the cache and reused.
@@ -60,9 +60,69 @@ pub struct ModelArgs {
     /// keeping only the GGUF pair).
     #[arg(long)]
     pub keep_checkpoint: bool,
+    /// Most memory for MoE expert weights (e.g. 8G, 4096M, 512K, or bytes; K/M/G are binary): least
+    /// recently used experts are released beyond it. Dense weights always stay mapped. `-v` reports hits.
+    #[arg(long = "max-memory", value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+/// `8G`, `4096M`, `512K`, `1T`, or plain bytes; an optional `B`/`iB` after the unit; units are powers of
+/// 1024, any case.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower.strip_suffix("ib").or_else(|| lower.strip_suffix('b')).unwrap_or(&lower);
+    let (digits, shift) = match body.chars().last() {
+        Some('k') => (&body[..body.len() - 1], 10),
+        Some('m') => (&body[..body.len() - 1], 20),
+        Some('g') => (&body[..body.len() - 1], 30),
+        Some('t') => (&body[..body.len() - 1], 40),
+        _ if lower.ends_with("ib") => return Err(format!("'{s}': a size like 8G, 4096M, 512K or 1000000")),
+        _ => (body, 0),
+    };
+    let bad = || format!("'{s}': a size like 8G, 4096M, 512K or 1000000");
+    let digits = digits.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// `-v`: the MoE expert residency counters on stderr (nothing for dense models).
+pub fn report_expert_stats(vlm: &Vlm<'_>, verbose: u8) {
+    if verbose == 0 {
+        return;
+    }
+    let Some(s) = vlm.expert_stats() else { return };
+    let hb = super::human_bytes;
+    let mut resident =
+        format!("{} of {} experts resident ({}", s.resident_experts, s.total_experts, hb(s.resident_bytes));
+    if let Some(b) = s.budget {
+        resident += &format!(", budget {}", hb(b));
+    }
+    if let Some(m) = s.measured_resident_bytes {
+        resident += &format!(", mincore {}", hb(m));
+    }
+    eprintln!(
+        "experts: hit rate {:.1}% ({} hits, {} misses), {} read, {resident}), {} evictions, {} prefetched, {} \
+         prefetch hits",
+        100.0 * s.hit_rate(),
+        s.hits,
+        s.misses,
+        hb(s.bytes_read),
+        s.evictions,
+        s.prefetched,
+        s.prefetch_hits
+    );
 }
 
 impl ModelArgs {
+    /// Load options from the flags.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { max_expert_memory: self.max_memory, ..LoadOptions::default() }
+    }
+
     pub fn open(&self) -> Result<ModelFiles> {
         match &self.model {
             ModelRef::File(path) => {
@@ -303,6 +363,22 @@ mod tests {
         }
         for path in ["model.gguf", "models/tiny.gguf", "./a/b", "/a/b", "~/a/b", "a/b/c", "a", "a\\b/c"] {
             assert_eq!(ModelRef::classify(path.into()), file(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("4096M"), Ok(4096 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2gb"), Ok(2 << 30));
+        assert_eq!(parse_size("1000000"), Ok(1_000_000));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in ["", "G", "-1G", "1.5G", "8X", "8 G G", "1iB", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 

@@ -48,9 +48,9 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Describe(a) => describe::run(a),
-        Command::Chat(a) => chat::run(a),
-        Command::Trace(a) => trace::run(a),
+        Command::Describe(a) => describe::run(a, cli.verbose),
+        Command::Chat(a) => chat::run(a, cli.verbose),
+        Command::Trace(a) => trace::run(a, cli.verbose),
         Command::Convert(a) => convert::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Info(a) => info::run(a),

@@ -11,7 +11,7 @@ use runtime::model::decoder::Logits;
 use runtime::model::sampler::Sampler;
 use runtime::pipeline::Vlm;
 
-use super::infer::{InputArgs, ModelArgs};
+use super::infer::{report_expert_stats, InputArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct TraceArgs {
@@ -50,14 +50,14 @@ fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
     Ok(())
 }
 
-pub fn run(a: TraceArgs) -> Result<()> {
+pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
     if a.out.exists() && !a.out.is_dir() {
         bail!("{}: exists and is not a folder", a.out.display());
     }
     fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let files = a.model.open()?;
     a.model.with_threads(|| {
-        let vlm = Vlm::load(&files).context("loading the model")?;
+        let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
         let input = a.input.prepare(&vlm)?;
         let (mut pixels, mut vit, mut mlp1) = (Vec::new(), Vec::new(), Vec::new());
         let mut n_tiles = 0;
@@ -103,6 +103,7 @@ pub fn run(a: TraceArgs) -> Result<()> {
             write_npy(out, "gen_ids", &[n as u64], &gen)?;
         }
         eprintln!("wrote {} ({} tiles, {} prompt tokens)", out.display(), n_tiles, ids.len());
+        report_expert_stats(&vlm, verbose);
         Ok(())
     })
 }

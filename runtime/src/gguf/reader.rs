@@ -256,9 +256,46 @@ impl GgufFile {
         &self.map.bytes()[start..start + info.size as usize]
     }
 
+    /// Absolute file offset of byte `start` of a tensor's data, and `len` clipped to the tensor.
+    fn span(&self, info: &TensorInfo, start: usize, len: usize) -> (usize, usize) {
+        let size = info.size as usize;
+        let start = start.min(size);
+        ((self.header.data_offset + info.offset) as usize + start, len.min(size - start))
+    }
+
     /// Drop the resident pages of `len` bytes at `start` within a tensor's data (streaming readers).
     pub fn release(&self, info: &TensorInfo, start: usize, len: usize) {
-        self.map.release((self.header.data_offset + info.offset) as usize + start, len);
+        let (at, len) = self.span(info, start, len);
+        self.map.release(at, len);
+    }
+
+    /// [`release`](Self::release) and drop the range's whole pages from the page cache too (expert eviction).
+    pub fn evict(&self, info: &TensorInfo, start: usize, len: usize) {
+        let (at, len) = self.span(info, start, len);
+        self.map.evict(at, len);
+    }
+
+    /// Reads of this range will be random: faults read only the faulting page (`MADV_RANDOM`).
+    pub fn advise_random(&self, info: &TensorInfo, start: usize, len: usize) {
+        let (at, len) = self.span(info, start, len);
+        self.map.advise_random(at, len);
+    }
+
+    /// The whole file will be read at random (`MADV_RANDOM`): no read-ahead around any fault.
+    pub fn advise_random_all(&self) {
+        self.map.advise_random(0, self.map.bytes().len());
+    }
+
+    /// Start reading this range into memory in the background (`MADV_WILLNEED`).
+    pub fn prefetch(&self, info: &TensorInfo, start: usize, len: usize) {
+        let (at, len) = self.span(info, start, len);
+        self.map.prefetch(at, len);
+    }
+
+    /// Bytes of this range resident in memory (`mincore`); `None` where the OS cannot say.
+    pub fn resident_bytes(&self, info: &TensorInfo, start: usize, len: usize) -> Option<usize> {
+        let (at, len) = self.span(info, start, len);
+        self.map.resident_bytes(at, len)
     }
 
     pub fn tensor_data(&self, name: &str) -> Result<&[u8], GgufError> {

@@ -3,7 +3,8 @@
 
 use crate::gguf::GgufFile;
 use crate::kernels;
-use crate::model::moe::MoeBlock;
+use crate::model::experts::{ExpertResidency, ExpertStats, ExpertUsage, LoadOptions};
+use crate::model::moe::{MoeBlock, Tracking};
 use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, vector, Matrix};
 
@@ -87,6 +88,8 @@ pub struct Decoder<'a> {
     output: Matrix<'a>,
     /// `1 / theta^(2i/d)` in f32, as the reference computes it.
     inv_freq: Vec<f32>,
+    /// Which experts are in memory (MoE models only).
+    residency: Option<ExpertResidency<'a>>,
 }
 
 /// `out = down(silu(gate(x)) · up(x))` for `n` rows of `x`.
@@ -108,6 +111,11 @@ pub(crate) fn swiglu(
 
 impl<'a> Decoder<'a> {
     pub fn load(file: &'a GgufFile) -> Result<Decoder<'a>, ModelError> {
+        Decoder::load_with(file, &LoadOptions::default())
+    }
+
+    /// Load with options (the expert memory budget and prefetch of MoE models).
+    pub fn load_with(file: &'a GgufFile, options: &LoadOptions) -> Result<Decoder<'a>, ModelError> {
         let m = Meta { file };
         let arch = m.str("general.architecture")?.to_string();
         if arch != "qwen3" && arch != "qwen3moe" {
@@ -115,6 +123,10 @@ impl<'a> Decoder<'a> {
                 file: file.path().display().to_string(),
                 message: format!("architecture '{arch}' (this decoder runs 'qwen3' and 'qwen3moe')"),
             });
+        }
+        if arch == "qwen3moe" {
+            // Before anything reads the data: no fault may read ahead into experts (see model::experts).
+            file.advise_random_all();
         }
         let a = |k: &str| format!("{arch}.{k}");
         let hidden = m.u32(&a("embedding_length"))? as usize;
@@ -169,7 +181,21 @@ impl<'a> Decoder<'a> {
             None => token_embd,
         };
         let inv_freq = (0..hd / 2).map(|i| 1.0 / c.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
+        let residency = match layers.first().map(|l| &l.ffn) {
+            Some(Ffn::Moe(moe)) => Some(ExpertResidency::new(file, c.layers, moe.n_experts, options)?),
+            _ => {
+                if let Some(budget) = options.max_expert_memory {
+                    tracing::warn!(
+                        "a memory budget ({budget} bytes) only applies to the experts of MoE models; {} is dense: \
+                         all its weights stay mapped",
+                        file.path().display()
+                    );
+                }
+                None
+            }
+        };
         Ok(Decoder {
+            residency,
             output_norm: vector(file, "output_norm.weight", h)?,
             token_embd,
             output,
@@ -177,6 +203,21 @@ impl<'a> Decoder<'a> {
             inv_freq,
             config,
         })
+    }
+
+    /// Whether the feed-forward layers are routed experts.
+    pub fn is_moe(&self) -> bool {
+        self.residency.is_some()
+    }
+
+    /// Expert residency counters (MoE models; `None` for dense ones).
+    pub fn expert_stats(&self) -> Option<ExpertStats> {
+        self.residency.as_ref().map(ExpertResidency::stats)
+    }
+
+    /// Every expert's state (MoE models), by layer then expert.
+    pub fn expert_usage(&self) -> Option<Vec<ExpertUsage>> {
+        self.residency.as_ref().map(ExpertResidency::usage)
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -267,7 +308,17 @@ impl<'a> Decoder<'a> {
             kernels::rms_norm(&x, &layer.ffn_norm, c.eps, &mut normed);
             match &layer.ffn {
                 Ffn::Dense { gate, up, down } => swiglu(&normed, n, gate, up, down, &mut o)?,
-                Ffn::Moe(moe) => moe.forward(&normed, n, &mut o)?,
+                Ffn::Moe(moe) => {
+                    let residency = self.residency.as_ref();
+                    // Look-ahead: the next layer's router on this layer's input guesses its experts; their
+                    // pages stream in while this layer computes (speculative: see model::experts).
+                    let next = match (residency, self.layers.get(l + 1).map(|l| &l.ffn)) {
+                        (Some(r), Some(Ffn::Moe(next))) if r.prefetch_enabled() => next.experts_for(&normed, n)?,
+                        _ => Vec::new(),
+                    };
+                    let tracking = residency.map(|residency| Tracking { residency, layer: l, next: &next });
+                    moe.forward_tracked(&normed, n, &mut o, tracking)?
+                }
             }
             kernels::add_in_place(&mut x, &o);
         }

@@ -2,6 +2,7 @@
 //! Qwen3 decoder.
 
 pub mod decoder;
+pub mod experts;
 pub mod moe;
 pub mod projector;
 pub mod sampler;
@@ -9,6 +10,8 @@ pub mod vision;
 
 use crate::gguf::{GgufFile, Value};
 use crate::tensor::WeightError;
+
+pub use experts::{ExpertStats, ExpertUsage, LoadOptions};
 
 /// Errors loading or running a model.
 #[derive(Debug, thiserror::Error)]

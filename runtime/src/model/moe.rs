@@ -6,8 +6,18 @@
 use crate::gguf::{GgufFile, Value};
 use crate::kernels;
 use crate::model::decoder::swiglu;
+use crate::model::experts::ExpertResidency;
 use crate::model::ModelError;
 use crate::tensor::{matrix, Matrix};
+
+/// What [`MoeBlock::forward_tracked`] reports to: the shared residency, this block's layer, and the experts
+/// the next layer is predicted to use (most likely first; empty for none).
+#[derive(Clone, Copy)]
+pub struct Tracking<'r, 'a> {
+    pub residency: &'r ExpertResidency<'a>,
+    pub layer: usize,
+    pub next: &'r [usize],
+}
 
 pub struct MoeBlock<'a> {
     router: Matrix<'a>,
@@ -28,6 +38,17 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
     idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
     idx.truncate(k);
     idx.into_iter().map(|i| (i, probs[i])).collect()
+}
+
+/// The distinct experts of a batch's routes, in index order.
+fn distinct_experts(routes: &[Vec<(usize, f32)>], n_experts: usize) -> Vec<usize> {
+    let mut used = vec![false; n_experts];
+    for r in routes {
+        for &(e, _) in r {
+            used[e] = true;
+        }
+    }
+    (0..n_experts).filter(|&e| used[e]).collect()
 }
 
 /// Routing of one token: experts and their weights.
@@ -95,10 +116,39 @@ impl<'a> MoeBlock<'a> {
         Ok(logits.chunks_mut(self.n_experts).map(|l| route(l, self.n_used, self.norm_topk)).collect())
     }
 
+    /// The distinct experts `n` rows of `x` route to, by total routing weight (most likely first; ties:
+    /// lower index). Look-ahead prefetch asks the next layer's router this on the current layer's input.
+    pub fn experts_for(&self, x: &[f32], n: usize) -> Result<Vec<usize>, ModelError> {
+        let mut weight = vec![0f32; self.n_experts];
+        for r in self.routes(x, n)? {
+            for (e, w) in r {
+                weight[e] += w.max(f32::MIN_POSITIVE);
+            }
+        }
+        let mut experts: Vec<usize> = (0..self.n_experts).filter(|&e| weight[e] > 0.0).collect();
+        experts.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]).then(a.cmp(&b)));
+        Ok(experts)
+    }
+
     /// `out[n × hidden]` = the weighted expert mixture for each row of `x`.
     pub fn forward(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        self.forward_tracked(x, n, out, None)
+    }
+
+    /// [`forward`](Self::forward), telling the residency tracker which experts the batch uses before they are
+    /// computed (so that it counts them, keeps within its budget and prefetches the next layer's guesses).
+    pub fn forward_tracked(
+        &self,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        tracking: Option<Tracking<'_, '_>>,
+    ) -> Result<(), ModelError> {
         let h = self.router.cols;
         let routes = self.routes(x, n)?;
+        if let Some(t) = tracking {
+            t.residency.use_experts(t.layer, &distinct_experts(&routes, self.n_experts), t.next);
+        }
         out.fill(0.0);
         // Experts in index order, each over all the tokens routed to it, as the reference loops.
         for e in 0..self.n_experts {
