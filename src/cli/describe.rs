@@ -34,30 +34,21 @@ pub fn run(a: DescribeArgs, verbose: u8) -> Result<()> {
         eprintln!("load: {:.0} ms", load.elapsed().as_secs_f64() * 1e3);
         let input = a.input.prepare(&vlm)?;
 
-        let mut embeddings = Vec::new();
-        let mut per_tile = Vec::new();
-        for tiles in &input.tiles {
-            let f = vlm.encode_tiles(tiles)?;
-            per_tile.extend(f.per_tile);
-            embeddings.extend(f.embeddings);
-        }
-
-        let prompt = vlm.prompt_text(&input.question, input.tiles.len(), a.input.system.as_deref(), a.input.think);
-        let counts: Vec<usize> = input.tiles.iter().map(|t| t.num_tiles).collect();
-        let ids = vlm.prompt_ids(&prompt, &counts)?;
+        let enc = input.encode(&vlm, a.input.system.as_deref(), a.input.think)?;
+        let ids = &enc.ids;
         let t = Instant::now();
-        let (logits, mut cache) = vlm.prefill(&ids, &embeddings, Logits::Last)?;
+        let (logits, mut cache) = vlm.prefill(ids, &enc.embeddings, Logits::Last)?;
         let prefill = t.elapsed();
 
         let mut out = std::io::stdout().lock();
         let mut sampler = Sampler::new(sampler_config.clone());
-        let gen = vlm.generate(&ids, logits, &mut cache, &mut sampler, a.max_tokens, &mut |text| {
+        let gen = vlm.generate(ids, logits, &mut cache, &mut sampler, a.max_tokens, &mut |text| {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
             true
         })?;
         let _ = writeln!(out);
-        report_timings(&per_tile, ids.len(), prefill, gen.ids.len(), gen.elapsed);
+        report_timings(&enc.per_tile, ids.len(), prefill, gen.ids.len(), gen.elapsed);
         report_expert_stats(&vlm, verbose);
         Ok(())
     })

@@ -242,6 +242,35 @@ pub struct PreparedInput {
     pub question: String,
 }
 
+/// A prepared input run through the vision tower and the tokenizer: what the decoder takes.
+pub struct EncodedInput {
+    /// Prompt ids with every `<image>` expanded.
+    pub ids: Vec<u32>,
+    /// Projected image embeddings, `[tiles × tokens_per_tile, hidden]`, in prompt order.
+    pub embeddings: Vec<f32>,
+    /// ViT features, `[tiles, patches, width]`.
+    pub vit: Vec<f32>,
+    /// Encode time of each tile.
+    pub per_tile: Vec<std::time::Duration>,
+}
+
+impl PreparedInput {
+    /// Encode the tiles and build the prompt ids (`univl-chat`, optional system override and think suffix).
+    pub fn encode(&self, vlm: &Vlm<'_>, system: Option<&str>, think: bool) -> Result<EncodedInput> {
+        let (mut embeddings, mut vit, mut per_tile) = (Vec::new(), Vec::new(), Vec::new());
+        for tiles in &self.tiles {
+            let f = vlm.encode_tiles(tiles)?;
+            per_tile.extend(f.per_tile);
+            embeddings.extend(f.embeddings);
+            vit.extend(f.vit);
+        }
+        let prompt = vlm.prompt_text(&self.question, self.tiles.len(), system, think);
+        let counts: Vec<usize> = self.tiles.iter().map(|t| t.num_tiles).collect();
+        let ids = vlm.prompt_ids(&prompt, &counts)?;
+        Ok(EncodedInput { ids, embeddings, vit, per_tile })
+    }
+}
+
 impl InputArgs {
     pub fn question(&self, default: &str) -> Result<String> {
         if let Some(p) = &self.prompt {

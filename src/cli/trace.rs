@@ -59,19 +59,12 @@ pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
     a.model.with_threads(|| {
         let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
         let input = a.input.prepare(&vlm)?;
-        let (mut pixels, mut vit, mut mlp1) = (Vec::new(), Vec::new(), Vec::new());
-        let mut n_tiles = 0;
-        for tiles in &input.tiles {
-            pixels.extend_from_slice(&tiles.pixel_values);
-            let f = vlm.encode_tiles(tiles)?;
-            vit.extend(f.vit);
-            mlp1.extend(f.embeddings);
-            n_tiles += tiles.num_tiles;
-        }
-        let prompt = vlm.prompt_text(&input.question, input.tiles.len(), a.input.system.as_deref(), a.input.think);
+        let enc = input.encode(&vlm, a.input.system.as_deref(), a.input.think)?;
+        let pixels: Vec<f32> = input.tiles.iter().flat_map(|t| t.pixel_values.iter().copied()).collect();
+        let n_tiles: usize = input.tiles.iter().map(|t| t.num_tiles).sum();
         let counts: Vec<usize> = input.tiles.iter().map(|t| t.num_tiles).collect();
-        let ids = vlm.prompt_ids(&prompt, &counts)?;
-        let (logits, mut cache) = vlm.prefill(&ids, &mlp1, Logits::Last)?;
+        let (ids, vit, mlp1) = (&enc.ids, &enc.vit, &enc.embeddings);
+        let (logits, mut cache) = vlm.prefill(ids, mlp1, Logits::Last)?;
 
         let out = &a.out;
         if let Some(v) = &vlm.vision {
@@ -79,8 +72,8 @@ pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
             let t = n_tiles as u64;
             if t > 0 {
                 write_npy(out, "pixel_values", &[t, 3, side, side], &pixels)?;
-                write_npy(out, "vit_out", &[t, v.encoder.config.tokens() as u64, v.encoder.config.width as u64], &vit)?;
-                write_npy(out, "mlp1_out", &[t, v.tokens_per_tile as u64, vlm.decoder.config.hidden as u64], &mlp1)?;
+                write_npy(out, "vit_out", &[t, v.encoder.config.tokens() as u64, v.encoder.config.width as u64], vit)?;
+                write_npy(out, "mlp1_out", &[t, v.tokens_per_tile as u64, vlm.decoder.config.hidden as u64], mlp1)?;
             }
         }
         let ids64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
