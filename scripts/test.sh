@@ -22,6 +22,9 @@ cargo clippy --release --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --release --workspace
 
+echo "== reference goldens on the portable scalar path too"
+SAIL_EDGE_ISA=scalar cargo test --release --test decoder_goldens --test pipeline_goldens
+
 echo "== gguf-py compatibility"
 cargo build --release --bin sail-edge
 SAIL_EDGE_BIN="$PWD/target/release/sail-edge" python3 -m pytest -q tests/python

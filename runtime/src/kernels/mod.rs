@@ -1,9 +1,158 @@
 //! Compute kernels behind one boundary, so that SIMD paths and other backends (Vulkan) can slot in under
-//! the same calls. This module holds the portable scalar reference; every faster path must match it.
+//! the same calls. `scalar` is the portable reference; every SIMD twin is tested against it on random
+//! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2` forces
+//! a path, for tests and comparisons).
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use std::sync::OnceLock;
 
 pub use scalar::{
     add_bias, add_in_place, attention, gelu_erf, layer_norm, matmul, rms_norm, rms_norm_heads, rope_half_split,
-    silu_mul, softmax_in_place,
+    silu_mul, softmax_in_place, Q8Block,
 };
+
+/// The instruction-set paths this build has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+}
+
+impl Isa {
+    /// The best path this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if x86::available() {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    }
+
+    /// Whether this CPU can run `self`.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 => false,
+        }
+    }
+
+    /// Parse `SAIL_EDGE_ISA` values.
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            _ => None,
+        }
+    }
+}
+
+/// The path in use: detected once, or forced by `SAIL_EDGE_ISA` when the CPU supports it.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| match std::env::var("SAIL_EDGE_ISA") {
+        Ok(v) => match Isa::parse(&v) {
+            Some(isa) if isa.supported() => isa,
+            _ => {
+                let fallback = Isa::detect();
+                tracing::warn!("SAIL_EDGE_ISA={v} is not available here; using {fallback:?}");
+                fallback
+            }
+        },
+        Err(_) => Isa::detect(),
+    })
+}
+
+/// f32 dot product on the selected path.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_f32(a, b),
+        _ => scalar::dot(a, b),
+    }
+}
+
+/// Q8_0 weight row · Q8_0 activations on the selected path (bit-identical across paths).
+#[inline]
+pub fn dot_q8_0(w: &[u8], x: &[Q8Block]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_q8_0(w, x),
+        _ => scalar::dot_q8_0(w, x),
+    }
+}
+
+/// Q4_0 weight row · Q8_0 activations on the selected path (bit-identical across paths).
+#[inline]
+pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_q4_0(w, x),
+        _ => scalar::dot_q4_0(w, x),
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod twin_tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::scalar::{self, quantize_q8_0_activations};
+    use super::x86;
+    use crate::quant;
+    use crate::GgmlType;
+
+    fn random_row(rng: &mut SmallRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-3.0f32..3.0) * if rng.gen_bool(0.02) { 40.0 } else { 1.0 }).collect()
+    }
+
+    #[test]
+    fn avx2_integer_dots_are_bit_identical_to_scalar() {
+        if !x86::available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(42);
+        for &n in &[32usize, 64, 256, 2048, 6144] {
+            for _ in 0..20 {
+                let wv = random_row(&mut rng, n);
+                let xq = quantize_q8_0_activations(&random_row(&mut rng, n));
+                for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+                    let mut w = vec![0u8; ty.row_size(n).unwrap()];
+                    quant::quantize(ty, &wv, &mut w).unwrap();
+                    let (s, v) = match ty {
+                        GgmlType::Q8_0 => (scalar::dot_q8_0(&w, &xq), x86::dot_q8_0(&w, &xq)),
+                        _ => (scalar::dot_q4_0(&w, &xq), x86::dot_q4_0(&w, &xq)),
+                    };
+                    assert_eq!(s.to_bits(), v.to_bits(), "{ty} n={n}: scalar {s} vs avx2 {v}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_f32_dot_matches_scalar_within_rounding() {
+        if !x86::available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(7);
+        for &n in &[1usize, 7, 8, 31, 32, 33, 100, 1536, 4097] {
+            let a = random_row(&mut rng, n);
+            let b = random_row(&mut rng, n);
+            let (s, v) = (scalar::dot(&a, &b), x86::dot_f32(&a, &b));
+            // Both are f32 sums of n products in different orders: each differs from the exact sum by at most
+            // about n·ε·Σ|aᵢbᵢ| (ε = 2⁻²⁴), so they differ from each other by at most twice that.
+            let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+            let bound = 2.0 * n as f32 * f32::EPSILON / 2.0 * mag + f32::MIN_POSITIVE;
+            assert!((s - v).abs() <= bound, "n={n}: scalar {s} vs avx2 {v} (bound {bound})");
+        }
+    }
+}

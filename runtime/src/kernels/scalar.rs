@@ -51,8 +51,8 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
                     for i in 0..n {
                         let xrow = &xq[i * blocks_per_row..(i + 1) * blocks_per_row];
                         local[i * (r1 - r0) + j] = match w.ty {
-                            GgmlType::Q8_0 => dot_q8_0(wrow, xrow),
-                            _ => dot_q4_0(wrow, xrow),
+                            GgmlType::Q8_0 => super::dot_q8_0(wrow, xrow),
+                            _ => super::dot_q4_0(wrow, xrow),
                         };
                     }
                 }
@@ -62,7 +62,7 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
                 for i in 0..n {
                     let xi = &x[i * k..(i + 1) * k];
                     for (j, r) in (r0..r1).enumerate() {
-                        local[i * (r1 - r0) + j] = dot(xi, &wf[(r - r0) * k..(r - r0 + 1) * k]);
+                        local[i * (r1 - r0) + j] = super::dot(xi, &wf[(r - r0) * k..(r - r0 + 1) * k]);
                     }
                 }
             }
