@@ -15,7 +15,8 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
     "gguf==0.19.0" "numpy>=1.26" "pytest>=8"
 
 echo "== rustfmt / clippy"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 
