@@ -1,21 +1,12 @@
 //! The `sail-edge` binary end to end: clear errors on bad input, no partial outputs, and the commands'
 //! output on the fixtures.
 
+mod common;
+
+use common::{fixtures, sail_edge, stderr};
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
-
-fn sail_edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sail-edge")).args(args).output().expect("binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::path::Path;
 
 /// Names of the files in `dir` (to prove nothing partial was left behind).
 fn listing(dir: &Path) -> Vec<String> {

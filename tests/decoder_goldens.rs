@@ -1,14 +1,14 @@
 //! The Qwen3 decoder against the references: llama.cpp's logits on its own f32 GGUF, and the upstream
 //! float32 reference's logits on our f32 conversion of the same checkpoint.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::fixtures;
+
+use std::path::Path;
 
 use runtime::gguf::GgufFile;
 use runtime::model::decoder::{Decoder, Logits};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
 
 fn npy_f32(path: &Path) -> (Vec<u64>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap();

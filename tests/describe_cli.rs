@@ -1,24 +1,16 @@
 //! `sail-edge describe` end to end on the tiny fixture, and every bad input the issue lists: each gives a
 //! clear error naming the culprit, never a panic.
 
+mod common;
+
+use common::{fixtures, sail_edge, stderr};
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::OnceLock;
 
 use runtime::gguf::{GgufFile, GgufWriter, TensorSpec, Value};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
-
-fn sail_edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sail-edge")).args(args).output().expect("binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The tiny fixture converted once (f32), shared by the tests: (folder, model path).
 fn model() -> &'static (PathBuf, PathBuf) {

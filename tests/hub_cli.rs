@@ -3,17 +3,17 @@
 
 #![cfg(feature = "hub")]
 
+mod common;
+
+use common::{fixtures, stderr};
+
 #[path = "../convert/tests/support/hub_server.rs"]
 mod hub_server;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use hub_server::{HubServer, Repo};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
 
 fn sail_edge(endpoint: &str, cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sail-edge"))
@@ -23,10 +23,6 @@ fn sail_edge(endpoint: &str, cache: &Path, args: &[&str]) -> Output {
         .env_remove("HF_TOKEN")
         .output()
         .expect("binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

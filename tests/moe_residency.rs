@@ -2,8 +2,11 @@
 //! decoding a few tokens brings into memory the routed experts' pages and (up to the pages they share with
 //! a neighbour) nothing else; with a memory budget the resident expert bytes stay within it.
 
+mod common;
+
+use common::{fixtures, sail_edge};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use convert::synth::{self, MoeDims, Preset, SynthSpec};
@@ -16,10 +19,6 @@ use runtime::model::{ExpertStats, ExpertUsage, LoadOptions};
 const LAYERS: usize = 2;
 const EXPERTS: usize = 64;
 const TOP_K: usize = 8;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
 
 /// The synthetic model, written once: hidden 256, 2 layers of 64 experts (top-8) 512 wide, Q8_0, so each
 /// expert is 3 × 136 KiB (34 pages per slice) and a layer's experts 26 MiB. Written under the target dir (a
@@ -241,10 +240,6 @@ fn prefetched_experts_are_the_only_extra_residents() {
     assert!(stats.prefetched > 0);
     // Layer 0 is never prefetched (nothing comes before it).
     assert!(usage[..EXPERTS].iter().all(|u| u.prefetches == 0));
-}
-
-fn sail_edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sail-edge")).args(args).output().expect("binary runs")
 }
 
 /// A converted tiny fixture, in a fresh folder.

@@ -2,6 +2,10 @@
 //! preprocessing, SAIL-ViT, projector, prompt ids and logits, for every golden case, on our conversion of
 //! the fixture checkpoint at f32 (tight bounds) and at f16 / q8_0 / q4_0 / q4_k_m (bounds from the issue).
 
+mod common;
+
+use common::fixtures;
+
 use std::path::{Path, PathBuf};
 
 use ::convert::{convert as run_conversion, ConvertOptions};
@@ -12,10 +16,6 @@ use runtime::model::decoder::Logits;
 use runtime::model::sampler::argmax;
 use runtime::pipeline::{ModelFiles, Vlm};
 use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
 
 struct Golden {
     json: serde_json::Value,
