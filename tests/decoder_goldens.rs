@@ -116,15 +116,17 @@ fn moe_q8_0_matches_llama_cpp() {
     assert!(mismatched.is_empty(), "top-1 differs at {mismatched:?}");
 }
 
-/// Copy a GGUF with its metadata edited and some tensors left out.
+/// Copy a GGUF with its metadata edited (and `extra` keys appended) and the tensor `drop` left out.
 fn edited_copy(
     src: &GgufFile,
     out: &Path,
     edit: impl Fn(&str, &runtime::gguf::Value) -> runtime::gguf::Value,
+    extra: &[(String, runtime::gguf::Value)],
     drop: &str,
 ) {
     use runtime::gguf::{GgufWriter, TensorSpec};
-    let meta: Vec<_> = src.metadata().iter().map(|(k, v)| (k.clone(), edit(k, v))).collect();
+    let mut meta: Vec<_> = src.metadata().iter().map(|(k, v)| (k.clone(), edit(k, v))).collect();
+    meta.extend_from_slice(extra);
     let kept: Vec<_> = src.tensors().iter().filter(|t| t.name != drop).collect();
     let specs = kept.iter().map(|t| TensorSpec::new(t.name.clone(), t.dims.clone(), t.ty)).collect();
     let mut w = GgufWriter::create(out, &meta, specs).unwrap();
@@ -141,19 +143,25 @@ fn moe_files_with_inconsistent_experts_are_refused() {
     let dir = tempfile::tempdir().unwrap();
 
     let wrong_count = dir.path().join("count.gguf");
-    edited_copy(&src, &wrong_count, |k, v| if k == "qwen3moe.expert_count" { Value::U32(4) } else { v.clone() }, "");
+    edited_copy(
+        &src,
+        &wrong_count,
+        |k, v| if k == "qwen3moe.expert_count" { Value::U32(4) } else { v.clone() },
+        &[],
+        "",
+    );
     let f = GgufFile::open(&wrong_count).unwrap();
     let err = Decoder::load(&f).err().expect("expert_count 4 with 8 stacked experts").to_string();
     assert!(err.contains("ffn_") && err.contains("expert_count 4"), "{err}");
 
     let used = dir.path().join("used.gguf");
-    edited_copy(&src, &used, |k, v| if k == "qwen3moe.expert_used_count" { Value::U32(9) } else { v.clone() }, "");
+    edited_copy(&src, &used, |k, v| if k == "qwen3moe.expert_used_count" { Value::U32(9) } else { v.clone() }, &[], "");
     let f = GgufFile::open(&used).unwrap();
     let err = Decoder::load(&f).err().expect("9 of 8 experts").to_string();
     assert!(err.contains("expert_used_count 9"), "{err}");
 
     let missing = dir.path().join("missing.gguf");
-    edited_copy(&src, &missing, |_, v| v.clone(), "blk.1.ffn_up_exps.weight");
+    edited_copy(&src, &missing, |_, v| v.clone(), &[], "blk.1.ffn_up_exps.weight");
     let f = GgufFile::open(&missing).unwrap();
     let err = Decoder::load(&f).err().expect("missing expert tensor").to_string();
     assert!(err.contains("blk.1.ffn_up_exps.weight"), "{err}");
@@ -170,22 +178,8 @@ fn moe_honours_norm_topk_prob_false() {
     let plain = dir.join("qwen3-moe.q8_0.gguf");
     assert!(src.get("qwen3moe.expert_weights_norm").is_none(), "llama.cpp's file carries no flag: it renormalizes");
     let with_flag = tmp.path().join("no-norm.gguf");
-    edited_copy(&src, &with_flag, |_, v| v.clone(), "");
-    {
-        // Rewrite with the flag set to false.
-        use runtime::gguf::{GgufWriter, TensorSpec};
-        let f = GgufFile::open(&with_flag).unwrap();
-        let mut meta: Vec<_> = f.metadata().to_vec();
-        meta.push(("qwen3moe.expert_weights_norm".into(), Value::Bool(false)));
-        let specs = f.tensors().iter().map(|t| TensorSpec::new(t.name.clone(), t.dims.clone(), t.ty)).collect();
-        let out = tmp.path().join("no-norm-2.gguf");
-        let mut w = GgufWriter::create(&out, &meta, specs).unwrap();
-        for t in f.tensors() {
-            w.write_tensor(&t.name, f.data(t)).unwrap();
-        }
-        w.finish().unwrap();
-        std::fs::rename(&out, &with_flag).unwrap();
-    }
+    let flag = [("qwen3moe.expert_weights_norm".to_string(), Value::Bool(false))];
+    edited_copy(&src, &with_flag, |_, v| v.clone(), &flag, "");
     let ids: Vec<u32> = npy_i64(&dir.join("qwen3-moe.input_ids.npy")).iter().map(|&i| i as u32).collect();
     let run = |path: &Path| {
         let f = GgufFile::open(path).unwrap();
