@@ -230,7 +230,7 @@ impl<'a> Vlm<'a> {
             vit.extend(features);
             per_tile.push(start.elapsed());
         }
-        Ok(ImageFeatures { vit, embeddings, num_tiles: tiles.num_tiles, per_tile })
+        Ok(ImageFeatures { vit, embeddings, per_tile })
     }
 
     /// The `univl-chat` prompt text (before `<image>` expansion), as the reference builds it: `<image>\n` is
@@ -377,7 +377,6 @@ impl<'a> Vlm<'a> {
 pub struct ImageFeatures {
     pub vit: Vec<f32>,
     pub embeddings: Vec<f32>,
-    pub num_tiles: usize,
     pub per_tile: Vec<Duration>,
 }
 
