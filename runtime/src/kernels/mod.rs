@@ -3,15 +3,17 @@
 //! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2` forces
 //! a path, for tests and comparisons).
 
+pub mod matmul;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
 use std::sync::OnceLock;
 
+pub use matmul::matmul;
 pub use scalar::{
-    add_bias, add_in_place, attention, gelu_erf, layer_norm, matmul, rms_norm, rms_norm_heads, rope_half_split,
-    silu_mul, softmax_in_place, Q8Block,
+    add_bias, add_in_place, attention, gelu_erf, layer_norm, rms_norm, rms_norm_heads, rope_half_split, silu_mul,
+    softmax_in_place, Q8Block,
 };
 
 /// The instruction-set paths this build has.
