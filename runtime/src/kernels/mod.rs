@@ -3,6 +3,7 @@
 //! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2` forces
 //! a path, for tests and comparisons).
 
+pub mod kquants;
 pub mod matmul;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -10,6 +11,7 @@ pub mod x86;
 
 use std::sync::OnceLock;
 
+pub use kquants::{quantize_q8_k_activations, Q8KBlock};
 pub use matmul::matmul;
 pub use scalar::{
     add_bias, add_in_place, attention, gelu_erf, layer_norm, rms_norm, rms_norm_heads, rope_half_split, silu_mul,
@@ -98,6 +100,46 @@ pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_q4_0(w, x),
         _ => scalar::dot_q4_0(w, x),
+    }
+}
+
+/// Q4_K weight row · Q8_K activations on the selected path (bit-identical across paths).
+#[inline]
+pub fn dot_q4_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_q4_k(w, x),
+        _ => kquants::dot_q4_k(w, x),
+    }
+}
+
+/// Q5_K weight row · Q8_K activations on the selected path (bit-identical across paths).
+#[inline]
+pub fn dot_q5_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_q5_k(w, x),
+        _ => kquants::dot_q5_k(w, x),
+    }
+}
+
+/// Q6_K weight row · Q8_K activations on the selected path (bit-identical across paths).
+#[inline]
+pub fn dot_q6_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_q6_k(w, x),
+        _ => kquants::dot_q6_k(w, x),
+    }
+}
+
+/// f16 weight row (little-endian bytes) · f32 activations on the selected path (agree within float rounding).
+#[inline]
+pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dot_f16(w, x),
+        _ => kquants::dot_f16(w, x),
     }
 }
 

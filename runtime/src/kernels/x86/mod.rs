@@ -2,14 +2,18 @@
 //! and then apply the scales in the scalar order, so they are bit-identical to [`super::scalar`]; the f32
 //! dot reorders its sum (four 8-lane FMA accumulators) and agrees within float rounding.
 
+pub mod kquants;
+
 use std::arch::x86_64::*;
+
+pub use kquants::{dot_f16, dot_q4_k, dot_q5_k, dot_q6_k};
 
 use super::scalar::Q8Block;
 use crate::quant::f16_bits_to_f32;
 
-/// Whether this CPU runs the AVX2 + FMA paths.
+/// Whether this CPU runs the AVX2 + FMA paths (F16C too, for the f16-weight dot: every AVX2 CPU has it).
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
 #[inline]
