@@ -29,3 +29,25 @@ SAIL_EDGE_ISA=scalar cargo test --release --test decoder_goldens --test pipeline
 echo "== gguf-py compatibility"
 cargo build --release --bin sail-edge
 SAIL_EDGE_BIN="$PWD/target/release/sail-edge" python3 -m pytest -q tests/python
+
+# ---------------------------------------------------------------------------------------------------------
+echo "== aarch64 kernels under qemu-user (NEON, dotprod, i8mm)"
+# Cross-builds the runtime for aarch64 and runs the kernel tests under qemu-user (.cargo/config.toml names
+# the cross linker and the runner) on two emulated CPUs: `max` (dotprod + i8mm: the sdot and smmla paths)
+# and a NEON-only Cortex-A53. SAIL_EDGE_EXPECT_ISA makes the tests assert which optional features each CPU
+# reported, so a run that silently skipped a path fails.
+aarch64_missing=()
+for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || aarch64_missing+=("$pkg")
+done
+if [ ${#aarch64_missing[@]} -gt 0 ]; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -q
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${aarch64_missing[@]}"
+fi
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+QEMU_CPU=max SAIL_EDGE_EXPECT_ISA=dotprod,i8mm \
+    cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output
+QEMU_CPU=cortex-a53 SAIL_EDGE_EXPECT_ISA=neon \
+    cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output

@@ -1,8 +1,10 @@
 //! Compute kernels behind one boundary, so that SIMD paths and other backends (Vulkan) can slot in under
 //! the same calls. `scalar` is the portable reference; every SIMD twin is tested against it on random
-//! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2` forces
-//! a path, for tests and comparisons).
+//! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2` on
+//! x86-64, `SAIL_EDGE_ISA=scalar|neon|dotprod|i8mm` on aarch64, forces a path, for tests and comparisons).
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod kquants;
 pub mod matmul;
 pub mod scalar;
@@ -24,6 +26,12 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA.
     Avx2,
+    /// aarch64 Advanced SIMD (armv8.0 NEON).
+    Neon,
+    /// aarch64 NEON + dot product (`sdot`).
+    Dotprod,
+    /// aarch64 NEON + dot product + int8 matrix multiply (`smmla` 2×2 tiles; `sdot` for single rows).
+    I8mm,
 }
 
 impl Isa {
@@ -32,6 +40,10 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if x86::available() {
             return Isa::Avx2;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if aarch64::neon_available() {
+            return aarch64::detect();
         }
         Isa::Scalar
     }
@@ -44,6 +56,14 @@ impl Isa {
             Isa::Avx2 => x86::available(),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 => false,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => aarch64::neon_available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Dotprod => aarch64::dotprod_available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::I8mm => aarch64::i8mm_available(),
+            #[cfg(not(target_arch = "aarch64"))]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => false,
         }
     }
 
@@ -52,6 +72,9 @@ impl Isa {
         match s.to_ascii_lowercase().as_str() {
             "scalar" => Some(Isa::Scalar),
             "avx2" => Some(Isa::Avx2),
+            "neon" => Some(Isa::Neon),
+            "dotprod" => Some(Isa::Dotprod),
+            "i8mm" => Some(Isa::I8mm),
             _ => None,
         }
     }
@@ -79,6 +102,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_f32(a, b),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => aarch64::dot_f32(a, b),
         _ => scalar::dot(a, b),
     }
 }
@@ -89,6 +114,10 @@ pub fn dot_q8_0(w: &[u8], x: &[Q8Block]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_q8_0(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::dot_q8_0(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod | Isa::I8mm => aarch64::dot_q8_0_dotprod(w, x),
         _ => scalar::dot_q8_0(w, x),
     }
 }
@@ -99,6 +128,10 @@ pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_q4_0(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::dot_q4_0(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod | Isa::I8mm => aarch64::dot_q4_0_dotprod(w, x),
         _ => scalar::dot_q4_0(w, x),
     }
 }
