@@ -142,6 +142,10 @@ pub fn dot_q4_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_q4_k(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::kquants::dot_q4_k(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod | Isa::I8mm => aarch64::kquants::dot_q4_k_dotprod(w, x),
         _ => kquants::dot_q4_k(w, x),
     }
 }
@@ -152,6 +156,10 @@ pub fn dot_q5_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_q5_k(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::kquants::dot_q5_k(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod | Isa::I8mm => aarch64::kquants::dot_q5_k_dotprod(w, x),
         _ => kquants::dot_q5_k(w, x),
     }
 }
@@ -162,6 +170,10 @@ pub fn dot_q6_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::dot_q6_k(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::kquants::dot_q6_k(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod | Isa::I8mm => aarch64::kquants::dot_q6_k_dotprod(w, x),
         _ => kquants::dot_q6_k(w, x),
     }
 }
