@@ -53,7 +53,7 @@ pub struct ModelArgs {
     /// Vision GGUF [default: the mmproj-*.gguf next to the model].
     #[arg(long)]
     pub mmproj: Option<PathBuf>,
-    /// Worker threads [default: the number of CPU cores].
+    /// Worker threads [default: the number of physical CPU cores].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// With a model id: keep the downloaded checkpoint in the cache after converting it (default: delete it,
@@ -156,7 +156,7 @@ impl ModelArgs {
 
     /// Run `f` on a pool of the requested size (no global pool is touched).
     pub fn with_threads<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        let n = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let n = self.threads.unwrap_or_else(runtime::bench::physical_cores);
         if n == 0 {
             bail!("-t/--threads must be at least 1");
         }

@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands.
 
+mod bench;
 mod chat;
 mod convert;
 mod describe;
@@ -44,6 +45,9 @@ pub enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Show a GGUF file's metadata and tensor table.
     Info(info::InfoArgs),
+    /// Measure prompt and generation tokens/s like llama-bench (pp, tg), and with a vision file the image
+    /// encode time and time to first token.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Info(a) => info::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 
