@@ -15,10 +15,7 @@ use std::sync::OnceLock;
 
 pub use kquants::{quantize_q8_k_activations, Q8KBlock};
 pub use matmul::matmul;
-pub use scalar::{
-    add_bias, add_in_place, attention, gelu_erf, layer_norm, rms_norm, rms_norm_heads, rope_half_split, silu_mul,
-    softmax_in_place, Q8Block,
-};
+pub use scalar::{add_bias, add_in_place, attention, Q8Block};
 
 /// The instruction-set paths this build has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +183,78 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
         Isa::Avx2 => x86::dot_f16(w, x),
         _ => kquants::dot_f16(w, x),
     }
+}
+
+/// Whether the elementwise kernels take their AVX2 twins: on x86-64, every path but `Scalar` (the twins are
+/// bit-identical to the scalar kernels, so this only changes speed).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn elementwise_avx2() -> bool {
+    isa() != Isa::Scalar && x86::available()
+}
+
+/// Exact (erf) GELU in place on the selected path (bit-identical across paths).
+pub fn gelu_erf(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::gelu_erf(x);
+    }
+    scalar::gelu_erf(x)
+}
+
+/// `gate ← silu(gate) · up` (SwiGLU) on the selected path (bit-identical across paths).
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::silu_mul(gate, up);
+    }
+    scalar::silu_mul(gate, up)
+}
+
+/// Numerically stable softmax in place on the selected path (bit-identical across paths).
+pub fn softmax_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::softmax_in_place(x);
+    }
+    scalar::softmax_in_place(x)
+}
+
+/// RMSNorm over rows of `weight.len()` on the selected path (bit-identical across paths).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::rms_norm(x, weight, eps, out);
+    }
+    scalar::rms_norm(x, weight, eps, out)
+}
+
+/// RMSNorm of every `weight.len()`-long head vector in place on the selected path (bit-identical across
+/// paths).
+pub fn rms_norm_heads(x: &mut [f32], weight: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::rms_norm_heads(x, weight, eps);
+    }
+    scalar::rms_norm_heads(x, weight, eps)
+}
+
+/// LayerNorm with weight and bias on the selected path (bit-identical across paths).
+pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::layer_norm(x, weight, bias, eps, out);
+    }
+    scalar::layer_norm(x, weight, bias, eps, out)
+}
+
+/// Half-split rotary embedding on the selected path (bit-identical across paths).
+pub fn rope_half_split(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if elementwise_avx2() {
+        return x86::elementwise::rope_half_split(x, head_dim, cos, sin);
+    }
+    scalar::rope_half_split(x, head_dim, cos, sin)
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
