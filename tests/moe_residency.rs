@@ -123,7 +123,11 @@ fn only_routed_experts_become_resident() {
     let _g = serial();
     let path = model();
     let file = open_cold(path);
-    let dec = Decoder::load_with(&file, &LoadOptions { max_expert_memory: None, prefetch_experts: false }).unwrap();
+    let dec = Decoder::load_with(
+        &file,
+        &LoadOptions { max_expert_memory: None, prefetch_experts: false, ..LoadOptions::default() },
+    )
+    .unwrap();
     decode(&dec);
     let usage = dec.expert_usage().unwrap();
     let (resident, expert_bytes) = measure(&file);
@@ -170,9 +174,11 @@ fn run_with_budget(path: &Path, prefetch: bool) -> (usize, usize, usize, usize, 
     let file = open_cold(path);
     let expert_bytes: usize = expert_tensors(&file, 0).iter().map(|(_, b)| b).sum();
     let budget = 10 * expert_bytes;
-    let dec =
-        Decoder::load_with(&file, &LoadOptions { max_expert_memory: Some(budget as u64), prefetch_experts: prefetch })
-            .unwrap();
+    let dec = Decoder::load_with(
+        &file,
+        &LoadOptions { max_expert_memory: Some(budget as u64), prefetch_experts: prefetch, ..LoadOptions::default() },
+    )
+    .unwrap();
     decode(&dec);
     let routed = dec.expert_usage().unwrap().iter().filter(|u| u.uses > 0).count();
     let (resident, _) = measure(&file);

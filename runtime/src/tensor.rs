@@ -41,6 +41,27 @@ impl<'a> Matrix<'a> {
         Ok(Matrix { name: &info.name, ty: info.ty, rows, cols, data: file.data(info), row_bytes })
     }
 
+    /// A matrix over bytes the caller holds (tests, benchmarks, repacked caches); the length must match.
+    pub fn from_bytes(
+        name: &'a str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Matrix<'a>, WeightError> {
+        let row_bytes = ty.row_size(cols).filter(|_| ty.is_supported_block_format());
+        match row_bytes {
+            Some(rb) if rb.checked_mul(rows) == Some(data.len()) => {
+                Ok(Matrix { name, ty, rows, cols, data, row_bytes: rb })
+            }
+            _ => Err(WeightError::Shape {
+                tensor: name.to_string(),
+                expected: vec![cols as u64, rows as u64],
+                found: vec![data.len() as u64],
+            }),
+        }
+    }
+
     /// The same bytes seen with a different row length (e.g. a conv kernel as `[out, in·kh·kw]`).
     pub fn reshaped(self, cols: usize) -> Result<Matrix<'a>, WeightError> {
         let total = self.rows * self.cols;

@@ -340,7 +340,7 @@ fn long_prompt_with_many_img_context() {
     let tail = tok.encode("\nDescribe.").unwrap();
     let mut want = head.clone();
     want.push(151669);
-    want.extend(std::iter::repeat(IMG_CONTEXT).take(n));
+    want.extend(std::iter::repeat_n(IMG_CONTEXT, n));
     want.push(151670);
     want.extend(&tail);
     want.push(IM_END);

@@ -8,6 +8,7 @@ use clap::Args;
 use runtime::image::{load_rgb, preprocess, Tiles};
 use runtime::model::sampler::SamplerConfig;
 use runtime::pipeline::{LoadOptions, ModelFiles, Vlm};
+use runtime::GgmlType;
 
 /// What `-m` names: a GGUF file, or a Hugging Face model id (`owner/name[@revision][:mix]`) that is
 /// downloaded, converted once into the cache and reused.
@@ -64,6 +65,19 @@ pub struct ModelArgs {
     /// recently used experts are released beyond it. Dense weights always stay mapped. `-v` reports hits.
     #[arg(long = "max-memory", value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,
+    /// KV cache row type: f16 (default, like llama.cpp), q8_0 (half the memory again; head size must be a
+    /// multiple of 32) or f32 (reference-exact).
+    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16", value_parser = parse_kv_type)]
+    pub kv_type: GgmlType,
+}
+
+fn parse_kv_type(s: &str) -> Result<GgmlType, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "f16" => Ok(GgmlType::F16),
+        "q8_0" => Ok(GgmlType::Q8_0),
+        "f32" => Ok(GgmlType::F32),
+        _ => Err(format!("'{s}': the KV cache holds f16, q8_0 or f32 rows")),
+    }
 }
 
 /// `8G`, `4096M`, `512K`, `1T`, or plain bytes; an optional `B`/`iB` after the unit; units are powers of
@@ -120,7 +134,7 @@ pub fn report_expert_stats(vlm: &Vlm<'_>, verbose: u8) {
 impl ModelArgs {
     /// Load options from the flags.
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { max_expert_memory: self.max_memory, ..LoadOptions::default() }
+        LoadOptions { max_expert_memory: self.max_memory, kv_type: self.kv_type, ..LoadOptions::default() }
     }
 
     pub fn open(&self) -> Result<ModelFiles> {

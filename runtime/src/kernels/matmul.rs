@@ -1,60 +1,313 @@
 //! Linear layers: `out = x · wᵀ` over memory-mapped weights of any supported type.
+//!
+//! Work is split over the caller's rayon pool by output tiles (a block of weight rows × a chunk of input
+//! rows), so every thread streams its own weight rows once per chunk and no weight is copied. Q8_0 and Q4_0
+//! weights take ggml's integer path: activations are quantized to Q8_0 blocks and each block contributes
+//! `d_w · d_x · Σ q_w q_x`, so results agree with llama.cpp to float rounding; Q4_K/Q5_K/Q6_K weights
+//! likewise against Q8_K activations. Other types are converted to f32 one block of rows at a time, reused
+//! for every input row of the chunk (f16 rows of a single input are converted in registers instead).
 
 use rayon::prelude::*;
 
+use super::kquants::{quantize_q8_k_activations, Q8KBlock};
 use super::scalar::{quantize_q8_0_activations, Q8Block};
 use crate::tensor::{Matrix, WeightError};
 use crate::GgmlType;
 
-/// Weight rows converted per work item: bounds the f32 scratch to rows × cols × 4 bytes.
+/// Weight rows per work item (a multiple of the 8-row decode tile and the 4-row batch tile).
 const ROW_BLOCK: usize = 64;
+/// Input rows per work item: bounds the activations a tile revisits to what the caches hold.
+const COL_BLOCK: usize = 64;
 
 /// `out[n × w.rows] = x[n × w.cols] · wᵀ`: a linear layer without bias.
-///
-/// Q8_0 and Q4_0 weights take ggml's integer path: activations are quantized to Q8_0 blocks and each
-/// block contributes `d_w · d_x · Σ q_w q_x`, so results agree with llama.cpp to float rounding. Other types
-/// are converted to f32 one block of rows at a time, reused for every input row.
 pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<(), WeightError> {
     let (k, m) = (w.cols, w.rows);
     assert_eq!(x.len(), n * k, "matmul input for {}", w.name);
     assert_eq!(out.len(), n * m, "matmul output for {}", w.name);
-    let int8 = matches!(w.ty, GgmlType::Q8_0 | GgmlType::Q4_0);
-    let xq: Vec<Q8Block> = if int8 { x.chunks(k).flat_map(quantize_q8_0_activations).collect() } else { Vec::new() };
-    let blocks_per_row = k / 32;
-    let blocks: Vec<(usize, Vec<f32>)> = (0..m.div_ceil(ROW_BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let (r0, r1) = (b * ROW_BLOCK, ((b + 1) * ROW_BLOCK).min(m));
-            let mut local = vec![0f32; n * (r1 - r0)];
-            if int8 {
-                for (j, r) in (r0..r1).enumerate() {
+    if n == 0 || m == 0 {
+        return Ok(());
+    }
+    match w.ty {
+        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+            let xq: Vec<Q8Block> = x.par_chunks(k).flat_map_iter(quantize_q8_0_activations).collect();
+            let xs = Int8Activations::new(&xq, k / 32);
+            tiled(n, m, out, |r0, r1, c0, c1, local| {
+                int8_tile(w, r0, r1, &xs, c0, c1, local);
+                Ok(())
+            })
+        }
+        GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+            // ggml's K-quant path: activations in Q8_K blocks of 256, one integer dot per (row, input row).
+            let xq: Vec<Q8KBlock> = x.par_chunks(k).flat_map_iter(quantize_q8_k_activations).collect();
+            let kb = k / 256;
+            let dot = match w.ty {
+                GgmlType::Q4K => super::dot_q4_k,
+                GgmlType::Q5K => super::dot_q5_k,
+                _ => super::dot_q6_k,
+            };
+            tiled(n, m, out, |r0, r1, c0, c1, local| {
+                let rows = r1 - r0;
+                for r in r0..r1 {
                     let wrow = w.rows_bytes(r, r + 1);
-                    for i in 0..n {
-                        let xrow = &xq[i * blocks_per_row..(i + 1) * blocks_per_row];
-                        local[i * (r1 - r0) + j] = match w.ty {
-                            GgmlType::Q8_0 => super::dot_q8_0(wrow, xrow),
-                            _ => super::dot_q4_0(wrow, xrow),
-                        };
+                    for (ci, i) in (c0..c1).enumerate() {
+                        local[ci * rows + (r - r0)] = dot(wrow, &xq[i * kb..(i + 1) * kb]);
                     }
                 }
-            } else {
-                let mut wf = Vec::new();
-                w.rows_f32(r0, r1, &mut wf)?;
-                for i in 0..n {
-                    let xi = &x[i * k..(i + 1) * k];
-                    for (j, r) in (r0..r1).enumerate() {
-                        local[i * (r1 - r0) + j] = super::dot(xi, &wf[(r - r0) * k..(r - r0 + 1) * k]);
-                    }
+                Ok(())
+            })
+        }
+        // One input row: f16 weights are read in place (converted in registers), not copied to f32.
+        GgmlType::F16 if n == 1 => tiled(n, m, out, |r0, r1, _, _, local| {
+            for r in r0..r1 {
+                local[r - r0] = super::dot_f16(w.rows_bytes(r, r + 1), x);
+            }
+            Ok(())
+        }),
+        _ => tiled(n, m, out, |r0, r1, c0, c1, local| {
+            let mut wf = Vec::new();
+            w.rows_f32(r0, r1, &mut wf)?;
+            let rows = r1 - r0;
+            for (ci, i) in (c0..c1).enumerate() {
+                let xi = &x[i * k..(i + 1) * k];
+                for j in 0..rows {
+                    local[ci * rows + j] = super::dot(xi, &wf[j * k..(j + 1) * k]);
                 }
             }
-            Ok((r0, local))
+            Ok(())
+        }),
+    }
+}
+
+/// Run `tile(r0, r1, c0, c1, local)` over every (row block, input chunk) in parallel; `local` is
+/// `[(c1 - c0) × (r1 - r0)]`, copied into `out` afterwards. A single input row writes `out` in place.
+fn tiled<F>(n: usize, m: usize, out: &mut [f32], tile: F) -> Result<(), WeightError>
+where
+    F: Fn(usize, usize, usize, usize, &mut [f32]) -> Result<(), WeightError> + Sync,
+{
+    if n == 1 {
+        return out
+            .par_chunks_mut(ROW_BLOCK)
+            .enumerate()
+            .try_for_each(|(b, o)| tile(b * ROW_BLOCK, b * ROW_BLOCK + o.len(), 0, 1, o));
+    }
+    let (rb, cb) = (m.div_ceil(ROW_BLOCK), n.div_ceil(COL_BLOCK));
+    let tiles: Vec<(usize, usize, Vec<f32>)> = (0..rb * cb)
+        .into_par_iter()
+        .map(|t| {
+            // Consecutive items share an input chunk, so its activations stay warm in the shared cache.
+            let (c, r) = (t / rb, t % rb);
+            let (r0, r1) = (r * ROW_BLOCK, ((r + 1) * ROW_BLOCK).min(m));
+            let (c0, c1) = (c * COL_BLOCK, ((c + 1) * COL_BLOCK).min(n));
+            let mut local = vec![0f32; (r1 - r0) * (c1 - c0)];
+            tile(r0, r1, c0, c1, &mut local)?;
+            Ok((r0, c0, local))
         })
         .collect::<Result<_, WeightError>>()?;
-    for (r0, local) in blocks {
-        let width = local.len() / n.max(1);
-        for i in 0..n {
-            out[i * m + r0..i * m + r0 + width].copy_from_slice(&local[i * width..(i + 1) * width]);
+    for (r0, c0, local) in tiles {
+        let width = ((r0 + ROW_BLOCK).min(m)) - r0;
+        for (ci, row) in local.chunks(width).enumerate() {
+            let i = c0 + ci;
+            out[i * m + r0..i * m + r0 + width].copy_from_slice(row);
         }
     }
     Ok(())
+}
+
+/// Quantized activations and, for Q4_0 weights, each block's Σq.
+struct Int8Activations<'a> {
+    q: &'a [Q8Block],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    sums: Vec<i32>,
+    /// Blocks per row.
+    kb: usize,
+}
+
+impl<'a> Int8Activations<'a> {
+    fn new(q: &'a [Q8Block], kb: usize) -> Self {
+        let sums = q.iter().map(|b| b.qs.iter().map(|&v| v as i32).sum()).collect();
+        Int8Activations { q, sums, kb }
+    }
+
+    fn row(&self, i: usize) -> &'a [Q8Block] {
+        &self.q[i * self.kb..(i + 1) * self.kb]
+    }
+}
+
+/// `local[(i - c0) × rows + (r - r0)] = w[r] · x[i]` for a Q8_0/Q4_0 weight tile.
+fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0: usize, c1: usize, local: &mut [f32]) {
+    let rows = r1 - r0;
+    let done = match super::isa() {
+        #[cfg(target_arch = "x86_64")]
+        super::Isa::Avx2 => avx2_tiles(w, r0, r1, xs, c0, c1, local),
+        #[cfg(target_arch = "aarch64")]
+        super::Isa::I8mm => i8mm_tiles(w, r0, r1, xs, c0, c1, local),
+        _ => 0,
+    };
+    // Rows the tiles left (all of them on other paths): one dot per pair.
+    for r in r0 + done..r1 {
+        let wrow = w.rows_bytes(r, r + 1);
+        for (ci, i) in (c0..c1).enumerate() {
+            local[ci * rows + (r - r0)] = match w.ty {
+                GgmlType::Q8_0 => super::dot_q8_0(wrow, xs.row(i)),
+                _ => super::dot_q4_0(wrow, xs.row(i)),
+            };
+        }
+    }
+}
+
+/// The i8mm 2×2 tiles (two weight rows × two input rows per `smmla` pass) over as many rows as they
+/// cover; returns that count. An odd last input row goes through the single dot.
+#[cfg(target_arch = "aarch64")]
+fn i8mm_tiles(
+    w: &Matrix<'_>,
+    r0: usize,
+    r1: usize,
+    xs: &Int8Activations<'_>,
+    c0: usize,
+    c1: usize,
+    local: &mut [f32],
+) -> usize {
+    use super::aarch64::{tile_q4_0_i8mm, tile_q8_0_i8mm};
+    let rows = r1 - r0;
+    let full = rows / 2 * 2;
+    let tile = if w.ty == GgmlType::Q8_0 { tile_q8_0_i8mm } else { tile_q4_0_i8mm };
+    for g in (0..full).step_by(2) {
+        let (wa, wb) = (w.rows_bytes(r0 + g, r0 + g + 1), w.rows_bytes(r0 + g + 1, r0 + g + 2));
+        let mut i = c0;
+        while i + 1 < c1 {
+            let [aa, ab, ba, bb] = tile(wa, wb, xs.row(i), xs.row(i + 1));
+            let (ci, cj) = (i - c0, i + 1 - c0);
+            local[ci * rows + g] = aa;
+            local[cj * rows + g] = ab;
+            local[ci * rows + g + 1] = ba;
+            local[cj * rows + g + 1] = bb;
+            i += 2;
+        }
+        if i < c1 {
+            let dot = if w.ty == GgmlType::Q8_0 { super::dot_q8_0 } else { super::dot_q4_0 };
+            local[(i - c0) * rows + g] = dot(wa, xs.row(i));
+            local[(i - c0) * rows + g + 1] = dot(wb, xs.row(i));
+        }
+    }
+    full
+}
+
+/// The AVX2 tiles over as many rows as they cover; returns that count.
+#[cfg(target_arch = "x86_64")]
+fn avx2_tiles(
+    w: &Matrix<'_>,
+    r0: usize,
+    r1: usize,
+    xs: &Int8Activations<'_>,
+    c0: usize,
+    c1: usize,
+    local: &mut [f32],
+) -> usize {
+    use super::x86::tiles::{rows4, rows8, IntWeights};
+    let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
+    let (rows, kb) = (r1 - r0, xs.kb);
+    let row = |r: usize| w.rows_bytes(r, r + 1);
+    if c1 - c0 == 1 {
+        let (x, sums) = (xs.row(c0), &xs.sums[c0 * kb..(c0 + 1) * kb]);
+        let full = rows / 8 * 8;
+        for g in (0..full).step_by(8) {
+            let mut out = [0f32; 8];
+            rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
+            local[g..g + 8].copy_from_slice(&out);
+        }
+        return full;
+    }
+    let (ncols, full) = (c1 - c0, rows / 4 * 4);
+    let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
+    let mut out = vec![0f32; ncols * 4];
+    for g in (0..full).step_by(4) {
+        rows4(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
+        for ci in 0..ncols {
+            local[ci * rows + g..ci * rows + g + 4].copy_from_slice(&out[ci * 4..ci * 4 + 4]);
+        }
+    }
+    full
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::kernels::{kquants, scalar};
+    use crate::quant;
+
+    fn weights(rng: &mut SmallRng, ty: GgmlType, m: usize, k: usize) -> Vec<u8> {
+        let wf: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut bytes = vec![0u8; ty.row_size(k).unwrap() * m];
+        quant::quantize_rows(ty, &wf, k, &mut bytes).unwrap();
+        bytes
+    }
+
+    /// Whatever the path (tiles, i8mm, single dots) and however the work is split, every output equals
+    /// the scalar reference dot of its (weight row, input row) pair bit for bit: row counts that leave
+    /// remainders for the 8-, 4- and 2-row tiles, input counts that are odd or span several chunks.
+    #[test]
+    fn integer_matmul_equals_scalar_dots_bit_for_bit() {
+        let mut rng = SmallRng::seed_from_u64(9);
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+            let k = if ty.block_size() == 256 { 512 } else { 96 };
+            for (m, n) in [(1usize, 1usize), (37, 1), (70, 3), (13, 67), (8, 2)] {
+                let bytes = weights(&mut rng, ty, m, k);
+                let w = Matrix::from_bytes("w", ty, m, k, &bytes).unwrap();
+                let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                let mut out = vec![0f32; n * m];
+                matmul(&x, n, &w, &mut out).unwrap();
+                for i in 0..n {
+                    let xi = &x[i * k..(i + 1) * k];
+                    for r in 0..m {
+                        let wr = w.rows_bytes(r, r + 1);
+                        let want = match ty {
+                            GgmlType::Q8_0 => scalar::dot_q8_0(wr, &quantize_q8_0_activations(xi)),
+                            GgmlType::Q4_0 => scalar::dot_q4_0(wr, &quantize_q8_0_activations(xi)),
+                            GgmlType::Q4K => kquants::dot_q4_k(wr, &quantize_q8_k_activations(xi)),
+                            GgmlType::Q5K => kquants::dot_q5_k(wr, &quantize_q8_k_activations(xi)),
+                            _ => kquants::dot_q6_k(wr, &quantize_q8_k_activations(xi)),
+                        };
+                        let got = out[i * m + r];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty} m={m} n={n} row {r} input {i}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Float weights (f32, f16 — one input row and several): f32 dots of k products, each within
+    /// k·2⁻²⁴·Σ|w·x| of the exact sum (two different summation orders: twice that).
+    #[test]
+    fn float_matmul_matches_f64_within_rounding() {
+        let mut rng = SmallRng::seed_from_u64(10);
+        for ty in [GgmlType::F32, GgmlType::F16] {
+            let (m, k) = (70usize, 100usize);
+            let bytes = weights(&mut rng, ty, m, k);
+            let w = Matrix::from_bytes("w", ty, m, k, &bytes).unwrap();
+            let mut wf = Vec::new();
+            w.rows_f32(0, m, &mut wf).unwrap();
+            for n in [1usize, 5] {
+                let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                let mut out = vec![0f32; n * m];
+                matmul(&x, n, &w, &mut out).unwrap();
+                for i in 0..n {
+                    for r in 0..m {
+                        let (xi, wr) = (&x[i * k..(i + 1) * k], &wf[r * k..(r + 1) * k]);
+                        let exact: f64 = xi.iter().zip(wr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                        let mag: f64 = xi.iter().zip(wr).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                        let bound = 2.0 * k as f64 * 2f64.powi(-24) * mag;
+                        let got = out[i * m + r] as f64;
+                        assert!((got - exact).abs() <= bound, "{ty} n={n} row {r}: {got} vs {exact} (bound {bound})");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod attention;
 pub mod kquants;
 pub mod matmul;
 pub mod scalar;
@@ -13,9 +14,10 @@ pub mod x86;
 
 use std::sync::OnceLock;
 
+pub use attention::{attention, attention_rows, kv_type_supported, HeadRows};
 pub use kquants::{quantize_q8_k_activations, Q8KBlock};
 pub use matmul::matmul;
-pub use scalar::{add_bias, add_in_place, attention, Q8Block};
+pub use scalar::{add_bias, add_in_place, Q8Block};
 
 /// The instruction-set paths this build has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

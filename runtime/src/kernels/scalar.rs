@@ -31,6 +31,14 @@ pub struct Q8Block {
     pub qs: [i8; 32],
 }
 
+/// `x.round_ties_even()` for |x| < 2²², without a libm call on CPUs lacking SSE4.1's `roundps`: adding
+/// 1.5·2²³ lands in a binade whose spacing is 1, so the FPU's round-to-nearest-even does the rounding.
+#[inline]
+fn round_ties_even_small(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
+}
+
 /// Quantize a row of activations to Q8_0 blocks as ggml's x86 path does (`quantize_row_q8_0`):
 /// `d = amax/127`, `q = round-half-even(x · 127/amax)`, `d` stored as fp16.
 pub fn quantize_q8_0_activations(row: &[f32]) -> Vec<Q8Block> {
@@ -41,7 +49,7 @@ pub fn quantize_q8_0_activations(row: &[f32]) -> Vec<Q8Block> {
             let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let mut qs = [0i8; 32];
             for (q, v) in qs.iter_mut().zip(b) {
-                *q = (v * id).round_ties_even() as i8;
+                *q = round_ties_even_small(v * id) as i8;
             }
             Q8Block { d: f16_bits_to_f32(f32_to_f16_bits(d)), qs }
         })
@@ -403,49 +411,6 @@ pub fn rope_half_split(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32])
     }
 }
 
-/// Scaled dot-product attention for `nq` query rows against `nk` cached keys.
-///
-/// `q`: [nq, n_heads, d]; `k`, `v`: [nk, n_kv_heads, d]; `out`: [nq, n_heads, d]. Query head h uses kv head
-/// `h / (n_heads / n_kv_heads)` (GQA). With `causal`, query i (at absolute position `first_pos + i`) sees
-/// keys 0..=first_pos + i.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    nq: usize,
-    nk: usize,
-    n_heads: usize,
-    n_kv_heads: usize,
-    d: usize,
-    causal: Option<usize>,
-    out: &mut [f32],
-) {
-    debug_assert_eq!(out.len(), nq * n_heads * d);
-    let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
-    out.par_chunks_mut(d).enumerate().for_each(|(idx, o)| {
-        let (i, h) = (idx / n_heads, idx % n_heads);
-        let kvh = h / group;
-        let qv = &q[(i * n_heads + h) * d..(i * n_heads + h + 1) * d];
-        let visible = match causal {
-            Some(first_pos) => (first_pos + i + 1).min(nk),
-            None => nk,
-        };
-        let mut scores: Vec<f32> = (0..visible)
-            .map(|j| dot(qv, &k[(j * n_kv_heads + kvh) * d..(j * n_kv_heads + kvh + 1) * d]) * scale)
-            .collect();
-        softmax_in_place(&mut scores);
-        o.fill(0.0);
-        for (j, p) in scores.iter().enumerate() {
-            let vv = &v[(j * n_kv_heads + kvh) * d..(j * n_kv_heads + kvh + 1) * d];
-            for (ov, x) in o.iter_mut().zip(vv) {
-                *ov += p * x;
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +421,17 @@ mod tests {
         let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.25).collect();
         let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
         assert!((dot(&a, &b) as f64 - naive).abs() < 1e-3);
+    }
+
+    #[test]
+    fn small_rounding_is_ties_to_even() {
+        for i in -300_000..300_000 {
+            let x = i as f32 / 1000.0;
+            assert_eq!(round_ties_even_small(x), x.round_ties_even(), "{x}");
+        }
+        for x in [0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.49999, -127.5] {
+            assert_eq!(round_ties_even_small(x), x.round_ties_even(), "{x}");
+        }
     }
 
     #[test]
@@ -629,17 +605,5 @@ mod tests {
         let mut x = vec![1.0, 2.0, 3.0, 4.0];
         rope_half_split(&mut x, 4, &[1.0, 1.0], &[0.0, 0.0]);
         assert_eq!(x, [1.0, 2.0, 3.0, 4.0]);
-    }
-
-    #[test]
-    fn causal_attention_first_query_sees_only_first_key() {
-        // One head, d = 2: query 0 must return v[0] exactly.
-        let q = [1.0, 0.0, 1.0, 0.0];
-        let k = [1.0, 0.0, 0.0, 1.0];
-        let v = [5.0, 6.0, 7.0, 8.0];
-        let mut out = [0.0; 4];
-        attention(&q, &k, &v, 2, 2, 1, 1, 2, Some(0), &mut out);
-        assert_eq!(&out[..2], &[5.0, 6.0]);
-        assert!(out[2] > 5.0 && out[2] < 7.0);
     }
 }

@@ -2,11 +2,12 @@
 //! attention over a KV cache, SwiGLU MLP, final norm, tied or separate output projection.
 
 use crate::gguf::GgufFile;
-use crate::kernels;
+use crate::kernels::{self, HeadRows};
 use crate::model::experts::{ExpertResidency, ExpertStats, ExpertUsage, LoadOptions};
 use crate::model::moe::{MoeBlock, Tracking};
 use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, vector, Matrix};
+use crate::GgmlType;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderConfig {
@@ -41,17 +42,29 @@ enum Ffn<'a> {
     Moe(MoeBlock<'a>),
 }
 
-/// Keys and values of every past position, per layer (f32; a compact cache comes with the kernel work).
-#[derive(Debug, Clone, Default)]
+/// Keys and values of every past position: per layer and KV head, one `head_dim` row per position, stored
+/// as f16 by default (half the memory of f32, like llama.cpp), Q8_0 to halve it again, or f32 for
+/// reference-exact runs. Rows are rounded once when appended; attention converts tiles back to f32.
+#[derive(Debug, Clone)]
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    ty: GgmlType,
+    head_dim: usize,
+    /// `[layer][kv_head]` rows, contiguous per head so attention reads whole tiles.
+    k: Vec<Vec<Vec<u8>>>,
+    v: Vec<Vec<Vec<u8>>>,
     len: usize,
 }
 
 impl KvCache {
-    pub fn new(layers: usize) -> KvCache {
-        KvCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0 }
+    /// An empty cache; `ty` must be F32, F16 or Q8_0 (Q8_0 needs `head_dim` a multiple of 32).
+    pub fn new(layers: usize, kv_heads: usize, head_dim: usize, ty: GgmlType) -> Result<KvCache, ModelError> {
+        if !kernels::kv_type_supported(ty, head_dim) {
+            return Err(ModelError::Input(format!(
+                "KV cache type {ty} is not supported for head size {head_dim} (use f32, f16 or q8_0)"
+            )));
+        }
+        let heads = vec![vec![Vec::new(); kv_heads]; layers];
+        Ok(KvCache { ty, head_dim, k: heads.clone(), v: heads, len: 0 })
     }
 
     /// Positions held.
@@ -63,11 +76,42 @@ impl KvCache {
         self.len == 0
     }
 
+    /// The row type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Bytes held by keys and values.
+    pub fn bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).flatten().map(Vec::len).sum()
+    }
+
     pub fn clear(&mut self) {
-        for l in self.k.iter_mut().chain(self.v.iter_mut()) {
-            l.clear();
+        for h in self.k.iter_mut().chain(self.v.iter_mut()).flatten() {
+            h.clear();
         }
         self.len = 0;
+    }
+
+    /// Append `[n, kv_heads, head_dim]` keys and values to layer `l`, rounded to the cache type.
+    fn append(&mut self, l: usize, k: &[f32], v: &[f32]) -> Result<(), ModelError> {
+        let (d, ty) = (self.head_dim, self.ty);
+        let rb = ty.row_size(d).expect("checked at creation");
+        for (store, src) in [(&mut self.k[l], k), (&mut self.v[l], v)] {
+            let kv_heads = store.len();
+            for (j, row) in src.chunks(d).enumerate() {
+                let head = &mut store[j % kv_heads];
+                let at = head.len();
+                head.resize(at + rb, 0);
+                crate::quant::quantize(ty, row, &mut head[at..])
+                    .map_err(|e| ModelError::Input(format!("KV cache row: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn heads(rows: &[Vec<u8>], ty: GgmlType) -> Vec<HeadRows<'_>> {
+        rows.iter().map(|data| HeadRows { ty, data }).collect()
     }
 }
 
@@ -90,6 +134,8 @@ pub struct Decoder<'a> {
     inv_freq: Vec<f32>,
     /// Which experts are in memory (MoE models only).
     residency: Option<ExpertResidency<'a>>,
+    /// Row type of new KV caches.
+    kv_type: GgmlType,
 }
 
 /// `out = down(silu(gate(x)) · up(x))` for `n` rows of `x`.
@@ -194,8 +240,11 @@ impl<'a> Decoder<'a> {
                 None
             }
         };
+        // Fail at load, not at the first token, on a KV type this head size cannot store.
+        KvCache::new(0, config.kv_heads, config.head_dim, options.kv_type)?;
         Ok(Decoder {
             residency,
+            kv_type: options.kv_type,
             output_norm: vector(file, "output_norm.weight", h)?,
             token_embd,
             output,
@@ -220,8 +269,15 @@ impl<'a> Decoder<'a> {
         self.residency.as_ref().map(ExpertResidency::usage)
     }
 
+    /// An empty KV cache of the type chosen at load ([`LoadOptions::kv_type`], checked there).
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config.layers)
+        self.new_cache_of(self.kv_type).expect("the KV type was checked at load")
+    }
+
+    /// An empty KV cache with rows of `ty` (f32, f16 or q8_0).
+    pub fn new_cache_of(&self, ty: GgmlType) -> Result<KvCache, ModelError> {
+        let c = &self.config;
+        KvCache::new(c.layers, c.kv_heads, c.head_dim, ty)
     }
 
     /// Token embeddings `[ids.len(), hidden]`.
@@ -288,20 +344,9 @@ impl<'a> Decoder<'a> {
                 kernels::rope_half_split(&mut q[i * qd..(i + 1) * qd], hd, cs, sn);
                 kernels::rope_half_split(&mut k[i * kvd..(i + 1) * kvd], hd, cs, sn);
             }
-            cache.k[l].extend_from_slice(&k);
-            cache.v[l].extend_from_slice(&v);
-            kernels::attention(
-                &q,
-                &cache.k[l],
-                &cache.v[l],
-                n,
-                first + n,
-                c.heads,
-                c.kv_heads,
-                hd,
-                Some(first),
-                &mut attn,
-            );
+            cache.append(l, &k, &v)?;
+            let (keys, values) = (KvCache::heads(&cache.k[l], cache.ty), KvCache::heads(&cache.v[l], cache.ty));
+            kernels::attention_rows(&q, n, c.heads, hd, &keys, &values, first + n, Some(first), &mut attn);
             kernels::matmul(&attn, n, &layer.o, &mut o)?;
             kernels::add_in_place(&mut x, &o);
 

@@ -34,11 +34,13 @@ pub struct LoadOptions {
     pub max_expert_memory: Option<u64>,
     /// Prefetch the next layer's likely experts while the current layer computes (look-ahead routing).
     pub prefetch_experts: bool,
+    /// Row type of the KV cache: F16 (default), Q8_0 (half of that) or F32 (reference-exact runs).
+    pub kv_type: crate::GgmlType,
 }
 
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
-        LoadOptions { max_expert_memory: None, prefetch_experts: true }
+        LoadOptions { max_expert_memory: None, prefetch_experts: true, kv_type: crate::GgmlType::F16 }
     }
 }
 

@@ -3,6 +3,8 @@
 //! dot reorders its sum (four 8-lane FMA accumulators) and agrees within float rounding.
 
 pub mod elementwise;
+pub mod tiles;
+
 pub mod kquants;
 
 use std::arch::x86_64::*;

@@ -1,0 +1,69 @@
+//! Kernel throughput on model-shaped products: `cargo bench -p runtime --bench kernels`.
+//!
+//! Prints one row per case with the best-of-N time and the rate (GOP/s: 2 ops per multiply-add). Run it
+//! once as is and once with `SAIL_EDGE_ISA=scalar` to compare paths on the same machine and load.
+
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use runtime::kernels;
+use runtime::quant;
+use runtime::tensor::Matrix;
+use runtime::GgmlType;
+
+struct Case {
+    name: &'static str,
+    ty: GgmlType,
+    n: usize,
+    k: usize,
+    m: usize,
+}
+
+fn main() {
+    let threads = std::env::var("SAIL_EDGE_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let reps: usize = std::env::var("SAIL_EDGE_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases = [
+        Case { name: "decode ffn_up 2048x6144 q4_0", ty: GgmlType::Q4_0, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q8_0", ty: GgmlType::Q8_0, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode lm_head 2048x151936 q6_K", ty: GgmlType::Q6K, n: 1, k: 2048, m: 151936 },
+        Case { name: "prefill512 ffn_up 2048x6144 q4_0", ty: GgmlType::Q4_0, n: 512, k: 2048, m: 6144 },
+        Case { name: "prefill512 ffn_up 2048x6144 q8_0", ty: GgmlType::Q8_0, n: 512, k: 2048, m: 6144 },
+        Case { name: "prefill512 ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, n: 512, k: 2048, m: 6144 },
+        Case { name: "vit tile ffn_up 1536x4096 q8_0", ty: GgmlType::Q8_0, n: 1024, k: 1536, m: 4096 },
+        Case { name: "vit tile ffn_up 1536x4096 f16", ty: GgmlType::F16, n: 1024, k: 1536, m: 4096 },
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    println!("isa {:?}, {threads} threads, best of {reps}", kernels::isa());
+    println!("| case | ms | GOP/s | GB/s weights |");
+    println!("|---|---|---|---|");
+    let mut rng = SmallRng::seed_from_u64(1);
+    for c in cases.iter().filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f))) {
+        let wf: Vec<f32> = (0..c.k * c.m).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut bytes = vec![0u8; c.ty.row_size(c.k).unwrap() * c.m];
+        quant::quantize_rows(c.ty, &wf, c.k, &mut bytes).unwrap();
+        drop(wf);
+        let w = Matrix::from_bytes("bench", c.ty, c.m, c.k, &bytes).unwrap();
+        let x: Vec<f32> = (0..c.n * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut out = vec![0f32; c.n * c.m];
+        let mut best = f64::INFINITY;
+        pool.install(|| {
+            kernels::matmul(&x, c.n, &w, &mut out).unwrap();
+            for _ in 0..reps {
+                let t = Instant::now();
+                kernels::matmul(&x, c.n, &w, &mut out).unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+        });
+        let ops = 2.0 * (c.n * c.k * c.m) as f64;
+        println!(
+            "| {} | {:.2} | {:.1} | {:.2} |",
+            c.name,
+            best * 1e3,
+            ops / best / 1e9,
+            bytes.len() as f64 / best / 1e9
+        );
+    }
+}

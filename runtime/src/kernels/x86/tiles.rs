@@ -1,0 +1,321 @@
+//! AVX2 integer tiles for Q8_0/Q4_0 weights × Q8_0 activations: several weight rows against several
+//! activation rows per pass, so each unpacked weight block and each activation block is reused from
+//! registers instead of being reloaded for every dot product.
+//!
+//! Every output is bit-identical to the scalar dot of its (row, column) pair: a block's integer sum is
+//! exact whatever the summation order, and each lane of the float accumulator adds
+//! `isum as f32 * (d_w * d_x)` block after block, exactly as [`crate::kernels::scalar::dot_q8_0`] does.
+//! Eight (row, column) pairs share one 8-lane accumulator: 4 rows × 2 columns for batches, 8 rows × 1
+//! column for single-token decoding.
+
+use std::arch::x86_64::*;
+
+use super::available;
+use crate::kernels::scalar::Q8Block;
+
+/// The weight formats these tiles read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntWeights {
+    /// 34-byte blocks: fp16 scale, 32 signed bytes.
+    Q8_0,
+    /// 18-byte blocks: fp16 scale, 16 bytes of nibbles (low = elements 0..16, high = 16..32), offset 8.
+    Q4_0,
+}
+
+impl IntWeights {
+    pub fn block_bytes(self) -> usize {
+        match self {
+            IntWeights::Q8_0 => 34,
+            IntWeights::Q4_0 => 18,
+        }
+    }
+}
+
+/// Σ of each activation block's quants: Q4_0 weights are multiplied as unsigned nibbles and the offset of 8
+/// is taken back as `8 · Σ x`.
+pub fn block_sums(x: &[Q8Block]) -> Vec<i32> {
+    x.iter().map(|b| b.qs.iter().map(|&q| q as i32).sum()).collect()
+}
+
+/// `out[c * 4 + r] = dot(w[r], x column c)` for 4 weight rows and `ncols` activation rows of `kb` blocks
+/// each (`x[c * kb..(c + 1) * kb]`, `xsum` likewise, see [`block_sums`]); any `ncols`.
+pub fn rows4(ty: IntWeights, w: [&[u8]; 4], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32]) {
+    assert!(available());
+    let ncols = out.len() / 4;
+    assert!(out.len() == ncols * 4 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
+    for r in &w {
+        assert!(r.len() >= kb * ty.block_bytes());
+    }
+    // Columns in groups of up to 8 (4 accumulators of 2 columns); an odd last column is paired with itself.
+    for c0 in (0..ncols).step_by(8) {
+        let cn = (ncols - c0).min(8);
+        let mut acc = [[0f32; 8]; 4];
+        // SAFETY: AVX2/F16C were checked above; every read is bounds-checked by the asserts (rows hold kb
+        // blocks, x and xsum hold ncols · kb entries).
+        unsafe {
+            match ty {
+                IntWeights::Q8_0 => rows4_group::<false>(w, x, xsum, kb, c0, cn, &mut acc),
+                IntWeights::Q4_0 => rows4_group::<true>(w, x, xsum, kb, c0, cn, &mut acc),
+            }
+        };
+        for c in 0..cn {
+            let (p, half) = (c / 2, c % 2);
+            for r in 0..4 {
+                out[(c0 + c) * 4 + r] = acc[p][r * 2 + half];
+            }
+        }
+    }
+}
+
+/// `out[r] = dot(w[r], x)` for 8 weight rows and one activation row of `kb` blocks.
+pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32; 8]) {
+    assert!(available());
+    assert!(x.len() >= kb && xsum.len() >= kb);
+    for r in &w {
+        assert!(r.len() >= kb * ty.block_bytes());
+    }
+    // SAFETY: AVX2/F16C were checked above; rows hold kb blocks, x and xsum kb entries.
+    unsafe {
+        match ty {
+            IntWeights::Q8_0 => rows8_avx2::<false>(w, x, xsum, kb, out),
+            IntWeights::Q4_0 => rows8_avx2::<true>(w, x, xsum, kb, out),
+        }
+    };
+}
+
+/// A weight block ready for `maddubs`: unsigned magnitudes and the signs to move onto the activations.
+#[derive(Clone, Copy)]
+struct Unpacked {
+    /// Q8_0: |w|; Q4_0: the nibbles 0..15.
+    mag: __m256i,
+    /// Q8_0: w (its signs are applied to x); unused for Q4_0.
+    sign: __m256i,
+}
+
+/// Unpack the weight block at `block` (a Q4_0 block when `Q4`, else Q8_0).
+///
+/// # Safety
+/// The block's bytes (18 or 34) must be readable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack<const Q4: bool>(block: *const u8) -> Unpacked {
+    if Q4 {
+        // SAFETY (caller): the block has 18 readable bytes.
+        let packed = unsafe { _mm_loadu_si128(block.add(2) as *const __m128i) };
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(packed, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(packed), mask);
+        let mag = _mm256_set_m128i(hi, lo);
+        Unpacked { mag, sign: mag }
+    } else {
+        // SAFETY (caller): the block has 34 readable bytes.
+        let w = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
+        Unpacked { mag: _mm256_sign_epi8(w, w), sign: w }
+    }
+}
+
+/// The 8 partial sums (elements 4l..4l+4 in lane l) of one block pair.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn madd<const Q4: bool>(w: Unpacked, x: __m256i) -> __m256i {
+    let y = if Q4 { x } else { _mm256_sign_epi8(x, w.sign) };
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w.mag, y), _mm256_set1_epi16(1))
+}
+
+/// Lane-wise totals of 8 vectors: `[Σa, Σb, …, Σh]` (integer, so exact in any order).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn reduce8(v: [__m256i; 8]) -> __m256i {
+    let t0 = _mm256_hadd_epi32(v[0], v[1]);
+    let t1 = _mm256_hadd_epi32(v[2], v[3]);
+    let t2 = _mm256_hadd_epi32(v[4], v[5]);
+    let t3 = _mm256_hadd_epi32(v[6], v[7]);
+    let u0 = _mm256_hadd_epi32(t0, t1);
+    let u1 = _mm256_hadd_epi32(t2, t3);
+    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(u0, u1), _mm256_permute2x128_si256::<0x31>(u0, u1))
+}
+
+#[inline]
+fn scale_bits(block: &[u8]) -> i16 {
+    i16::from_le_bytes([block[0], block[1]])
+}
+
+/// Blocks unpacked at a time: their weights (and scales) stay in L1 while every column pair visits them.
+const CHUNK: usize = 16;
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn rows4_group<const Q4: bool>(
+    w: [&[u8]; 4],
+    x: &[Q8Block],
+    xsum: &[i32],
+    kb: usize,
+    c0: usize,
+    cn: usize,
+    acc_out: &mut [[f32; 8]; 4],
+) {
+    let bb = if Q4 { 18 } else { 34 };
+    let pairs = cn.div_ceil(2);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    // Column indices of each pair (an odd last column doubled).
+    let mut cols = [(0usize, 0usize); 4];
+    for (p, c) in cols.iter_mut().enumerate().take(pairs) {
+        let a = c0 + 2 * p;
+        *c = (a, if a + 1 < c0 + cn { a + 1 } else { a });
+    }
+    let zero = Unpacked { mag: _mm256_setzero_si256(), sign: _mm256_setzero_si256() };
+    let mut u = [[zero; 4]; CHUNK];
+    let mut dw = [_mm256_setzero_ps(); CHUNK];
+    for b0 in (0..kb).step_by(CHUNK) {
+        let bn = CHUNK.min(kb - b0);
+        for i in 0..bn {
+            let b = b0 + i;
+            let wb: [&[u8]; 4] = std::array::from_fn(|r| &w[r][b * bb..b * bb + bb]);
+            // SAFETY: each row slice is one whole block.
+            u[i] = std::array::from_fn(|r| unsafe { unpack::<Q4>(wb[r].as_ptr()) });
+            // Lanes: (r0,c0) (r0,c1) (r1,c0) (r1,c1) … (r3,c1); fp16 → f32 is exact.
+            let h = [scale_bits(wb[0]), scale_bits(wb[1]), scale_bits(wb[2]), scale_bits(wb[3])];
+            dw[i] = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[0], h[1], h[1], h[2], h[2], h[3], h[3]));
+        }
+        for (p, &(ca, cb)) in cols.iter().enumerate().take(pairs) {
+            let mut a = acc[p];
+            let (xa_row, xb_row) = (&x[ca * kb + b0..ca * kb + b0 + bn], &x[cb * kb + b0..cb * kb + b0 + bn]);
+            let (sa_row, sb_row) = (&xsum[ca * kb + b0..][..bn], &xsum[cb * kb + b0..][..bn]);
+            for i in 0..bn {
+                let (xa, xb) = (&xa_row[i], &xb_row[i]);
+                // SAFETY: each Q8Block holds 32 readable bytes.
+                let (va, vb) = unsafe {
+                    (
+                        _mm256_loadu_si256(xa.qs.as_ptr() as *const __m256i),
+                        _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i),
+                    )
+                };
+                let ui = &u[i];
+                let mut isum = reduce8([
+                    madd::<Q4>(ui[0], va),
+                    madd::<Q4>(ui[0], vb),
+                    madd::<Q4>(ui[1], va),
+                    madd::<Q4>(ui[1], vb),
+                    madd::<Q4>(ui[2], va),
+                    madd::<Q4>(ui[2], vb),
+                    madd::<Q4>(ui[3], va),
+                    madd::<Q4>(ui[3], vb),
+                ]);
+                if Q4 {
+                    let (sa, sb) = (8 * sa_row[i], 8 * sb_row[i]);
+                    isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(sa, sb, sa, sb, sa, sb, sa, sb));
+                }
+                let dx = _mm256_setr_ps(xa.d, xb.d, xa.d, xb.d, xa.d, xb.d, xa.d, xb.d);
+                // Separate multiply and add (no FMA): the same two roundings as the scalar dot, block by block.
+                let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw[i], dx));
+                a = _mm256_add_ps(a, prod);
+            }
+            acc[p] = a;
+        }
+    }
+    for p in 0..pairs {
+        // SAFETY: acc_out[p] holds 8 f32.
+        unsafe { _mm256_storeu_ps(acc_out[p].as_mut_ptr(), acc[p]) };
+    }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn rows8_avx2<const Q4: bool>(w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32; 8]) {
+    let bb = if Q4 { 18 } else { 34 };
+    let mut acc = _mm256_setzero_ps();
+    // Rows of a matrix are contiguous, so the next 8 rows start right after these: prefetch them as this
+    // group is consumed (8·bb bytes per block step). With 8 interleaved streams of only a few dozen
+    // cache lines each, the hardware prefetchers would otherwise ramp up too late. A hint: never faults.
+    let next = w[0].as_ptr().wrapping_add(8 * kb * bb);
+    for (b, (xb, &s)) in x.iter().zip(xsum).take(kb).enumerate() {
+        let p = next.wrapping_add(b * 8 * bb);
+        let mut off = 0;
+        while off < 8 * bb {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8);
+            off += 64;
+        }
+        // SAFETY: Q8Block holds 32 readable bytes.
+        let v = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
+        let mut parts = [_mm256_setzero_si256(); 8];
+        let mut h = [0i16; 8];
+        for r in 0..8 {
+            let blk = &w[r][b * bb..b * bb + bb];
+            // SAFETY: the row slice is one whole block.
+            parts[r] = madd::<Q4>(unsafe { unpack::<Q4>(blk.as_ptr()) }, v);
+            h[r] = scale_bits(blk);
+        }
+        let mut isum = reduce8(parts);
+        if Q4 {
+            isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * s));
+        }
+        // fp16 → f32 is exact, so these equal the scalar twin's scales.
+        let dw = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+        let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)));
+        acc = _mm256_add_ps(acc, prod);
+    }
+    // SAFETY: out holds 8 f32.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::kernels::scalar::{self, quantize_q8_0_activations};
+    use crate::quant;
+    use crate::GgmlType;
+
+    fn random_row(rng: &mut SmallRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-3.0f32..3.0) * if rng.gen_bool(0.02) { 40.0 } else { 1.0 }).collect()
+    }
+
+    fn scalar_dot(ty: IntWeights, w: &[u8], x: &[Q8Block]) -> f32 {
+        match ty {
+            IntWeights::Q8_0 => scalar::dot_q8_0(w, x),
+            IntWeights::Q4_0 => scalar::dot_q4_0(w, x),
+        }
+    }
+
+    #[test]
+    fn tiles_are_bit_identical_to_scalar_dots() {
+        if !available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(11);
+        for (ty, gty) in [(IntWeights::Q8_0, GgmlType::Q8_0), (IntWeights::Q4_0, GgmlType::Q4_0)] {
+            for &k in &[32usize, 96, 1024] {
+                let kb = k / 32;
+                let rows: Vec<Vec<u8>> = (0..8)
+                    .map(|_| {
+                        let mut w = vec![0u8; gty.row_size(k).unwrap()];
+                        quant::quantize(gty, &random_row(&mut rng, k), &mut w).unwrap();
+                        w
+                    })
+                    .collect();
+                for ncols in [1usize, 2, 3, 8, 9, 17] {
+                    let x: Vec<Q8Block> =
+                        (0..ncols).flat_map(|_| quantize_q8_0_activations(&random_row(&mut rng, k))).collect();
+                    let xsum = block_sums(&x);
+                    let mut out = vec![0f32; ncols * 4];
+                    rows4(ty, [&rows[0], &rows[1], &rows[2], &rows[3]], &x, &xsum, kb, &mut out);
+                    for c in 0..ncols {
+                        for r in 0..4 {
+                            let s = scalar_dot(ty, &rows[r], &x[c * kb..(c + 1) * kb]);
+                            let v = out[c * 4 + r];
+                            assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}");
+                        }
+                    }
+                    let mut out8 = [0f32; 8];
+                    let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
+                    rows8(ty, w8, &x[..kb], &xsum[..kb], kb, &mut out8);
+                    for r in 0..8 {
+                        let s = scalar_dot(ty, &rows[r], &x[..kb]);
+                        assert_eq!(s.to_bits(), out8[r].to_bits(), "{ty:?} rows8 k={k} r={r}");
+                    }
+                }
+            }
+        }
+    }
+}
