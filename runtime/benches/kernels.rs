@@ -20,6 +20,41 @@ struct Case {
     m: usize,
 }
 
+/// Single-token products over many distinct matrices (~256 MiB of weights, far beyond the caches), one
+/// pass per repetition: the rate at which decoding streams weights from memory.
+fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, reps: usize) {
+    let (k, m) = (2048usize, 6144usize);
+    let one = ty.row_size(k).unwrap() * m;
+    let count = (256usize << 20).div_ceil(one);
+    let wf: Vec<f32> = (0..k * m).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let mut bytes = vec![0u8; one];
+    quant::quantize_rows(ty, &wf, k, &mut bytes).unwrap();
+    // Distinct copies so that every pass reads memory, not cache.
+    let all: Vec<Vec<u8>> = (0..count).map(|_| bytes.clone()).collect();
+    let mats: Vec<Matrix<'_>> = all.iter().map(|b| Matrix::from_bytes("stream", ty, m, k, b).unwrap()).collect();
+    let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let mut out = vec![0f32; m];
+    let mut best = f64::INFINITY;
+    pool.install(|| {
+        for rep in 0..=reps {
+            let t = Instant::now();
+            for w in &mats {
+                kernels::matmul(&x, 1, w, &mut out).unwrap();
+            }
+            if rep > 0 {
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+        }
+    });
+    let total = (one * count) as f64;
+    println!(
+        "| decode stream {count}x 2048x6144 {ty} | {:.2} | {:.1} | {:.2} |",
+        best * 1e3,
+        2.0 * (k * m * count) as f64 / best / 1e9,
+        total / best / 1e9
+    );
+}
+
 fn main() {
     let threads = std::env::var("SAIL_EDGE_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let reps: usize = std::env::var("SAIL_EDGE_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
@@ -40,6 +75,11 @@ fn main() {
     println!("| case | ms | GOP/s | GB/s weights |");
     println!("|---|---|---|---|");
     let mut rng = SmallRng::seed_from_u64(1);
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K] {
+        if filter.as_deref().is_none_or(|f| format!("decode stream {ty}").contains(f)) {
+            stream_case(&pool, &mut rng, ty, reps);
+        }
+    }
     for c in cases.iter().filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f))) {
         let wf: Vec<f32> = (0..c.k * c.m).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut bytes = vec![0u8; c.ty.row_size(c.k).unwrap() * c.m];

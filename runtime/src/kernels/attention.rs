@@ -95,11 +95,8 @@ pub fn attention_rows(
                 values[g].tile_f32(d, j0, j1, &mut tile);
                 for (r, o) in acc.chunks_mut(d).enumerate() {
                     let p = &scores[r * span..r * span + visible(i0 + r / group)];
-                    for j in j0..j1.min(p.len()) {
-                        let (pj, vv) = (p[j], &tile[(j - j0) * d..(j - j0 + 1) * d]);
-                        for (ov, x) in o.iter_mut().zip(vv) {
-                            *ov += pj * x;
-                        }
+                    if j0 < p.len() {
+                        mix_rows(&p[j0..j1.min(p.len())], &tile, d, o);
                     }
                 }
             }
@@ -110,6 +107,24 @@ pub fn attention_rows(
         for (r, o) in acc.chunks(d).enumerate() {
             let (i, h) = (i0 + r / group, g * group + r % group);
             out[(i * n_heads + h) * d..(i * n_heads + h + 1) * d].copy_from_slice(o);
+        }
+    }
+}
+
+/// `out[e] += Σ_j p[j] · rows[j·d + e]` (the softmax-weighted values), on the selected path.
+fn mix_rows(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
+    match super::isa() {
+        #[cfg(target_arch = "x86_64")]
+        super::Isa::Avx2 => super::x86::attention::mix_rows(p, rows, d, out),
+        _ => mix_rows_scalar(p, rows, d, out),
+    }
+}
+
+/// The portable reference of [`mix_rows`]: one multiply and one add per element, rows in order.
+pub fn mix_rows_scalar(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
+    for (j, &pj) in p.iter().enumerate() {
+        for (o, x) in out.iter_mut().zip(&rows[j * d..(j + 1) * d]) {
+            *o += pj * x;
         }
     }
 }
@@ -242,6 +257,27 @@ mod tests {
             assert!(worst <= 3.0 * delta, "{ty}: max error {worst} > {}", 3.0 * delta);
         }
         assert!(!kv_type_supported(GgmlType::Q8_0, 16) && !kv_type_supported(GgmlType::Q4_0, 64));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_value_mix_is_bit_identical_to_scalar() {
+        if !crate::kernels::x86::available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(8);
+        for &(nrows, d) in &[(1usize, 1usize), (3, 7), (64, 128), (17, 72), (5, 200)] {
+            let p: Vec<f32> = (0..nrows).map(|_| rng.gen_range(0.0..1.0)).collect();
+            let rows: Vec<f32> = (0..nrows * d).map(|_| rng.gen_range(-4.0..4.0)).collect();
+            let start: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let (mut a, mut b) = (start.clone(), start);
+            mix_rows_scalar(&p, &rows, d, &mut a);
+            crate::kernels::x86::attention::mix_rows(&p, &rows, d, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.to_bits(), y.to_bits(), "rows={nrows} d={d}: {x} vs {y}");
+            }
+        }
     }
 
     #[test]

@@ -203,19 +203,16 @@ fn avx2_tiles(
     c1: usize,
     local: &mut [f32],
 ) -> usize {
-    use super::x86::tiles::{rows4, rows8, IntWeights};
+    use super::x86::tiles::{row1, rows4, IntWeights};
     let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
     let (rows, kb) = (r1 - r0, xs.kb);
     let row = |r: usize| w.rows_bytes(r, r + 1);
     if c1 - c0 == 1 {
         let (x, sums) = (xs.row(c0), &xs.sums[c0 * kb..(c0 + 1) * kb]);
-        let full = rows / 8 * 8;
-        for g in (0..full).step_by(8) {
-            let mut out = [0f32; 8];
-            rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
-            local[g..g + 8].copy_from_slice(&out);
+        for (r, o) in local.iter_mut().enumerate() {
+            *o = row1(ty, row(r0 + r), x, sums, kb);
         }
-        return full;
+        return rows;
     }
     let (ncols, full) = (c1 - c0, rows / 4 * 4);
     let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);

@@ -2,6 +2,7 @@
 //! and then apply the scales in the scalar order, so they are bit-identical to [`super::scalar`]; the f32
 //! dot reorders its sum (four 8-lane FMA accumulators) and agrees within float rounding.
 
+pub mod attention;
 pub mod elementwise;
 pub mod tiles;
 

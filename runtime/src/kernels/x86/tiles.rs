@@ -5,8 +5,8 @@
 //! Every output is bit-identical to the scalar dot of its (row, column) pair: a block's integer sum is
 //! exact whatever the summation order, and each lane of the float accumulator adds
 //! `isum as f32 * (d_w * d_x)` block after block, exactly as [`crate::kernels::scalar::dot_q8_0`] does.
-//! Eight (row, column) pairs share one 8-lane accumulator: 4 rows × 2 columns for batches, 8 rows × 1
-//! column for single-token decoding.
+//! Eight (row, column) pairs share one 8-lane accumulator (4 rows × 2 columns) for batches; single-token
+//! decoding streams one row at a time, eight blocks per step ([`row1`]).
 
 use std::arch::x86_64::*;
 
@@ -67,20 +67,67 @@ pub fn rows4(ty: IntWeights, w: [&[u8]; 4], x: &[Q8Block], xsum: &[i32], kb: usi
     }
 }
 
-/// `out[r] = dot(w[r], x)` for 8 weight rows and one activation row of `kb` blocks.
-pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32; 8]) {
+/// `dot(w, x)` for one weight row of `kb` blocks, reading the row front to back (one memory stream, which
+/// the hardware prefetchers follow), eight blocks per step: their integer sums come out of one transpose
+/// and their products are added to the total one by one, in block order, like the scalar twin.
+pub fn row1(ty: IntWeights, w: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize) -> f32 {
     assert!(available());
-    assert!(x.len() >= kb && xsum.len() >= kb);
-    for r in &w {
-        assert!(r.len() >= kb * ty.block_bytes());
-    }
-    // SAFETY: AVX2/F16C were checked above; rows hold kb blocks, x and xsum kb entries.
+    assert!(w.len() >= kb * ty.block_bytes() && x.len() >= kb && xsum.len() >= kb);
+    // SAFETY: AVX2/F16C were checked above; the row holds kb blocks, x and xsum kb entries.
     unsafe {
         match ty {
-            IntWeights::Q8_0 => rows8_avx2::<false>(w, x, xsum, kb, out),
-            IntWeights::Q4_0 => rows8_avx2::<true>(w, x, xsum, kb, out),
+            IntWeights::Q8_0 => row1_avx2::<false>(w, x, xsum, kb),
+            IntWeights::Q4_0 => row1_avx2::<true>(w, x, xsum, kb),
         }
-    };
+    }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn row1_avx2<const Q4: bool>(w: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize) -> f32 {
+    let bb = if Q4 { 18 } else { 34 };
+    let mut sum = 0f32;
+    let full = kb / 8 * 8;
+    for b0 in (0..full).step_by(8) {
+        let blocks = &w[b0 * bb..(b0 + 8) * bb];
+        let xs = &x[b0..b0 + 8];
+        let mut parts = [_mm256_setzero_si256(); 8];
+        let mut h = [0i16; 8];
+        for j in 0..8 {
+            let blk = &blocks[j * bb..(j + 1) * bb];
+            // SAFETY: blk is one whole block; a Q8Block holds 32 readable bytes.
+            let v = unsafe { _mm256_loadu_si256(xs[j].qs.as_ptr() as *const __m256i) };
+            parts[j] = madd::<Q4>(unsafe { unpack::<Q4>(blk.as_ptr()) }, v);
+            h[j] = scale_bits(blk);
+        }
+        let mut isum = reduce8(parts);
+        if Q4 {
+            // SAFETY: xsum[b0..b0 + 8] is in bounds (asserted by the caller).
+            let s = unsafe { _mm256_loadu_si256(xsum[b0..b0 + 8].as_ptr() as *const __m256i) };
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<3>(s));
+        }
+        let dw = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+        let dx = _mm256_setr_ps(xs[0].d, xs[1].d, xs[2].d, xs[3].d, xs[4].d, xs[5].d, xs[6].d, xs[7].d);
+        let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx));
+        let mut p = [0f32; 8];
+        // SAFETY: p holds 8 f32.
+        unsafe { _mm256_storeu_ps(p.as_mut_ptr(), prod) };
+        for v in p {
+            sum += v;
+        }
+    }
+    for b in full..kb {
+        let blk = &w[b * bb..(b + 1) * bb];
+        // SAFETY: blk is one whole block; a Q8Block holds 32 readable bytes.
+        let v = unsafe { _mm256_loadu_si256(x[b].qs.as_ptr() as *const __m256i) };
+        let m = madd::<Q4>(unsafe { unpack::<Q4>(blk.as_ptr()) }, v);
+        let mut isum = _mm256_extract_epi32::<0>(reduce8([m, m, m, m, m, m, m, m]));
+        if Q4 {
+            isum -= 8 * xsum[b];
+        }
+        let d = crate::quant::f16_bits_to_f32(scale_bits(blk) as u16);
+        sum += isum as f32 * (d * x[b].d);
+    }
+    sum
 }
 
 /// A weight block ready for `maddubs`: unsigned magnitudes and the signs to move onto the activations.
@@ -169,9 +216,18 @@ unsafe fn rows4_group<const Q4: bool>(
         let bn = CHUNK.min(kb - b0);
         for i in 0..bn {
             let b = b0 + i;
-            let wb: [&[u8]; 4] = std::array::from_fn(|r| &w[r][b * bb..b * bb + bb]);
-            // SAFETY: each row slice is one whole block.
-            u[i] = std::array::from_fn(|r| unsafe { unpack::<Q4>(wb[r].as_ptr()) });
+            let (o0, o1) = (b * bb, b * bb + bb);
+            let wb: [&[u8]; 4] = [&w[0][o0..o1], &w[1][o0..o1], &w[2][o0..o1], &w[3][o0..o1]];
+            // No closures here: they would not inherit this function's target features, and the
+            // unpacking would become out-of-line calls. SAFETY: each row slice is one whole block.
+            u[i] = unsafe {
+                [
+                    unpack::<Q4>(wb[0].as_ptr()),
+                    unpack::<Q4>(wb[1].as_ptr()),
+                    unpack::<Q4>(wb[2].as_ptr()),
+                    unpack::<Q4>(wb[3].as_ptr()),
+                ]
+            };
             // Lanes: (r0,c0) (r0,c1) (r1,c0) (r1,c1) … (r3,c1); fp16 → f32 is exact.
             let h = [scale_bits(wb[0]), scale_bits(wb[1]), scale_bits(wb[2]), scale_bits(wb[3])];
             dw[i] = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[0], h[1], h[1], h[2], h[2], h[3], h[3]));
@@ -218,44 +274,6 @@ unsafe fn rows4_group<const Q4: bool>(
     }
 }
 
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn rows8_avx2<const Q4: bool>(w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32; 8]) {
-    let bb = if Q4 { 18 } else { 34 };
-    let mut acc = _mm256_setzero_ps();
-    // Rows of a matrix are contiguous, so the next 8 rows start right after these: prefetch them as this
-    // group is consumed (8·bb bytes per block step). With 8 interleaved streams of only a few dozen
-    // cache lines each, the hardware prefetchers would otherwise ramp up too late. A hint: never faults.
-    let next = w[0].as_ptr().wrapping_add(8 * kb * bb);
-    for (b, (xb, &s)) in x.iter().zip(xsum).take(kb).enumerate() {
-        let p = next.wrapping_add(b * 8 * bb);
-        let mut off = 0;
-        while off < 8 * bb {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8);
-            off += 64;
-        }
-        // SAFETY: Q8Block holds 32 readable bytes.
-        let v = unsafe { _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i) };
-        let mut parts = [_mm256_setzero_si256(); 8];
-        let mut h = [0i16; 8];
-        for r in 0..8 {
-            let blk = &w[r][b * bb..b * bb + bb];
-            // SAFETY: the row slice is one whole block.
-            parts[r] = madd::<Q4>(unsafe { unpack::<Q4>(blk.as_ptr()) }, v);
-            h[r] = scale_bits(blk);
-        }
-        let mut isum = reduce8(parts);
-        if Q4 {
-            isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * s));
-        }
-        // fp16 → f32 is exact, so these equal the scalar twin's scales.
-        let dw = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
-        let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)));
-        acc = _mm256_add_ps(acc, prod);
-    }
-    // SAFETY: out holds 8 f32.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
-}
-
 #[cfg(test)]
 mod tests {
     use rand::rngs::SmallRng;
@@ -285,7 +303,7 @@ mod tests {
         }
         let mut rng = SmallRng::seed_from_u64(11);
         for (ty, gty) in [(IntWeights::Q8_0, GgmlType::Q8_0), (IntWeights::Q4_0, GgmlType::Q4_0)] {
-            for &k in &[32usize, 96, 1024] {
+            for &k in &[32usize, 96, 1024, 2080] {
                 let kb = k / 32;
                 let rows: Vec<Vec<u8>> = (0..8)
                     .map(|_| {
@@ -307,12 +325,10 @@ mod tests {
                             assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}");
                         }
                     }
-                    let mut out8 = [0f32; 8];
-                    let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
-                    rows8(ty, w8, &x[..kb], &xsum[..kb], kb, &mut out8);
                     for r in 0..8 {
                         let s = scalar_dot(ty, &rows[r], &x[..kb]);
-                        assert_eq!(s.to_bits(), out8[r].to_bits(), "{ty:?} rows8 k={k} r={r}");
+                        let v = row1(ty, &rows[r], &x[..kb], &xsum[..kb], kb);
+                        assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} row1 k={k} r={r}");
                     }
                 }
             }

@@ -1,0 +1,56 @@
+//! AVX2 twin of the attention value mix ([`crate::kernels::attention::mix_rows_scalar`]): the same
+//! multiply and add per element, in the same row order (no FMA), so the results are bit-identical; eight
+//! 8-lane accumulators stay in registers across all rows instead of a load and store per row.
+
+use std::arch::x86_64::*;
+
+use super::available;
+
+/// `out[e] += Σ_j p[j] · rows[j·d + e]`, rows in order.
+pub fn mix_rows(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
+    assert!(available());
+    assert!(rows.len() >= p.len() * d && out.len() == d);
+    // SAFETY: AVX2 was checked above; every row read is within `rows` (asserted) and `out` has d elements.
+    unsafe { mix_rows_avx2(p, rows, d, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn mix_rows_avx2(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
+    let mut e0 = 0;
+    // 64 columns at a time (8 registers), then 8, then the scalar tail.
+    while e0 + 64 <= d {
+        // SAFETY: e0 + 64 <= d for `out` and for every row.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (l, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(out.as_ptr().add(e0 + 8 * l));
+            }
+            for (j, &pj) in p.iter().enumerate() {
+                let (pv, row) = (_mm256_set1_ps(pj), rows.as_ptr().add(j * d + e0));
+                for (l, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, _mm256_loadu_ps(row.add(8 * l))));
+                }
+            }
+            for (l, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(e0 + 8 * l), *a);
+            }
+        }
+        e0 += 64;
+    }
+    while e0 + 8 <= d {
+        // SAFETY: e0 + 8 <= d for `out` and for every row.
+        unsafe {
+            let mut a = _mm256_loadu_ps(out.as_ptr().add(e0));
+            for (j, &pj) in p.iter().enumerate() {
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(rows.as_ptr().add(j * d + e0))));
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(e0), a);
+        }
+        e0 += 8;
+    }
+    for e in e0..d {
+        for (j, &pj) in p.iter().enumerate() {
+            out[e] += pj * rows[j * d + e];
+        }
+    }
+}
