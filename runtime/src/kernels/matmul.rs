@@ -203,7 +203,7 @@ fn avx2_tiles(
     c1: usize,
     local: &mut [f32],
 ) -> usize {
-    use super::x86::tiles::{row1, rows4, IntWeights};
+    use super::x86::tiles::{row1, rows4, rows8, IntWeights};
     let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
     let (rows, kb) = (r1 - r0, xs.kb);
     let row = |r: usize| w.rows_bytes(r, r + 1);
@@ -214,10 +214,20 @@ fn avx2_tiles(
         }
         return rows;
     }
-    let (ncols, full) = (c1 - c0, rows / 4 * 4);
+    let ncols = c1 - c0;
     let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
+    // Groups of 8 interleaved rows, then one group of 4 for what is left.
+    let eights = rows / 8 * 8;
+    let mut out = vec![0f32; ncols * 8];
+    for g in (0..eights).step_by(8) {
+        rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
+        for ci in 0..ncols {
+            local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out[ci * 8..ci * 8 + 8]);
+        }
+    }
+    let full = eights + (rows - eights) / 4 * 4;
     let mut out = vec![0f32; ncols * 4];
-    for g in (0..full).step_by(4) {
+    for g in (eights..full).step_by(4) {
         rows4(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
         for ci in 0..ncols {
             local[ci * rows + g..ci * rows + g + 4].copy_from_slice(&out[ci * 4..ci * 4 + 4]);
