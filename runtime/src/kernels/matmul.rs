@@ -14,7 +14,7 @@ use super::scalar::{quantize_q8_0_activations, Q8Block};
 use crate::tensor::{Matrix, WeightError};
 use crate::GgmlType;
 
-/// Weight rows per work item (a multiple of the 8-row decode tile and the 4-row batch tile).
+/// Weight rows per work item (a multiple of the 8-row tiles).
 const ROW_BLOCK: usize = 64;
 /// Input rows per work item: bounds the activations a tile revisits to what the caches hold.
 const COL_BLOCK: usize = 64;
@@ -47,7 +47,23 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
             };
             tiled(n, m, out, |r0, r1, c0, c1, local| {
                 let rows = r1 - r0;
-                for r in r0..r1 {
+                let mut done = 0;
+                #[cfg(target_arch = "x86_64")]
+                if matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) && c1 - c0 > 1 && super::isa() == super::Isa::Avx2 {
+                    // Batches: 8 rows interleaved per pass, bit-identical to the dots below.
+                    use super::x86::tiles::{rows8_q4k, rows8_q6k};
+                    let rows8 = if w.ty == GgmlType::Q4K { rows8_q4k } else { rows8_q6k };
+                    let mut out8 = vec![0f32; (c1 - c0) * 8];
+                    done = rows / 8 * 8;
+                    for g in (0..done).step_by(8) {
+                        let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
+                        rows8(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8);
+                        for ci in 0..c1 - c0 {
+                            local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);
+                        }
+                    }
+                }
+                for r in r0 + done..r1 {
                     let wrow = w.rows_bytes(r, r + 1);
                     for (ci, i) in (c0..c1).enumerate() {
                         local[ci * rows + (r - r0)] = dot(wrow, &xq[i * kb..(i + 1) * kb]);

@@ -11,6 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::available;
+use crate::kernels::kquants::{scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use crate::kernels::scalar::Q8Block;
 
 /// The weight formats these tiles read.
@@ -254,6 +255,235 @@ unsafe fn rows8_avx2<const Q4: bool>(
     }
 }
 
+/// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q4_K weight rows and `ncols` Q8_K activation rows of
+/// `kb` super-blocks, interleaved like [`rows8`]: each lane is one row, each 32-element sub-block's nibble
+/// sums are scaled by the row's 6-bit scale inside `madd`, the mins term comes from the activations'
+/// `bsums`, and each lane runs the scalar twin's float steps (`d·isum − dmin·msum`, added block by block),
+/// so every output is bit-identical to [`crate::kernels::kquants::dot_q4_k`].
+pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
+    assert!(available());
+    let ncols = out.len() / 8;
+    assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
+    for r in &w {
+        assert!(r.len() >= kb * Q4_K_BYTES);
+    }
+    for c0 in (0..ncols).step_by(MAX_COLS) {
+        let cn = (ncols - c0).min(MAX_COLS);
+        // SAFETY: AVX2/F16C were checked above; rows hold kb super-blocks, x ncols · kb.
+        unsafe { rows8_q4k_avx2(w, x, kb, c0, cn, &mut out[c0 * 8..(c0 + cn) * 8]) };
+    }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn rows8_q4k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+    // One super-block of the 8 rows: 8 sub-blocks × 8 groups of interleaved nibbles, each sub-block's
+    // scales as i16 pairs (lane r = [sc_r, sc_r]) and mins as i16 pairs over sub-blocks (2i, 2i + 1).
+    let mut nib = [[_mm256_setzero_si256(); 8]; 8];
+    let mut scale = [_mm256_setzero_si256(); 8];
+    let mut mins = [_mm256_setzero_si256(); 4];
+    for b in 0..kb {
+        let mut sc = [[0u8; 8]; 8];
+        let mut mn = [[0u8; 8]; 8];
+        let mut d = [0i16; 8];
+        let mut dmin = [0i16; 8];
+        for r in 0..8 {
+            let blk = &w[r][b * Q4_K_BYTES..(b + 1) * Q4_K_BYTES];
+            (sc[r], mn[r]) = scales_mins_k4(&blk[4..16]);
+            d[r] = i16::from_le_bytes([blk[0], blk[1]]);
+            dmin[r] = i16::from_le_bytes([blk[2], blk[3]]);
+        }
+        for c in 0..4 {
+            let mut lo = [_mm256_setzero_si256(); 8];
+            let mut hi = [_mm256_setzero_si256(); 8];
+            for r in 0..8 {
+                let blk = &w[r][b * Q4_K_BYTES + 16 + 32 * c..b * Q4_K_BYTES + 48 + 32 * c];
+                // SAFETY: blk is 32 bytes of the super-block's nibbles.
+                let v = unsafe { _mm256_loadu_si256(blk.as_ptr() as *const __m256i) };
+                lo[r] = _mm256_and_si256(v, m4);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+            }
+            nib[2 * c] = transpose8(lo);
+            nib[2 * c + 1] = transpose8(hi);
+        }
+        for (j, s) in scale.iter_mut().enumerate() {
+            let v: [i16; 8] = std::array::from_fn(|r| sc[r][j] as i16);
+            *s = _mm256_setr_epi16(
+                v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3], v[4], v[4], v[5], v[5], v[6], v[6], v[7], v[7],
+            );
+        }
+        for (i, m) in mins.iter_mut().enumerate() {
+            let v: [[i16; 2]; 8] = std::array::from_fn(|r| [mn[r][2 * i] as i16, mn[r][2 * i + 1] as i16]);
+            *m = _mm256_setr_epi16(
+                v[0][0], v[0][1], v[1][0], v[1][1], v[2][0], v[2][1], v[3][0], v[3][1], v[4][0], v[4][1], v[5][0],
+                v[5][1], v[6][0], v[6][1], v[7][0], v[7][1],
+            );
+        }
+        let dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
+        let dminw =
+            _mm256_cvtph_ps(_mm_setr_epi16(dmin[0], dmin[1], dmin[2], dmin[3], dmin[4], dmin[5], dmin[6], dmin[7]));
+        for (c, a) in acc.iter_mut().enumerate().take(cn) {
+            let xb = &x[(c0 + c) * kb + b];
+            let q = xb.qs.as_ptr() as *const i32;
+            let mut isum = _mm256_setzero_si256();
+            for j in 0..8 {
+                // Nibble · byte pairs are at most 2·15·128 = 3840: eight of them fit an i16 exactly.
+                let mut s16 = _mm256_setzero_si256();
+                for (g, nv) in nib[j].iter().enumerate() {
+                    // SAFETY: group g of sub-block j is 4 of the block's 256 bytes.
+                    let xv = _mm256_set1_epi32(unsafe { q.add(8 * j + g).read_unaligned() });
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*nv, xv));
+                }
+                // madd with [sc_r, sc_r]: sc_r · (both halves) per row lane, exact in i32.
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, scale[j]));
+            }
+            // msum lane r = Σ_j m_rj · (bsums[2j] + bsums[2j+1]).
+            let bs = &xb.bsums;
+            let mut msum = _mm256_setzero_si256();
+            for (i, m) in mins.iter().enumerate() {
+                let (p0, p1) = (bs[4 * i] as i32 + bs[4 * i + 1] as i32, bs[4 * i + 2] as i32 + bs[4 * i + 3] as i32);
+                let pair = _mm256_set1_epi32((p0 as u16 as i32) | ((p1 as u16 as i32) << 16));
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(*m, pair));
+            }
+            let dx = _mm256_set1_ps(xb.d);
+            let (dd, dm) = (_mm256_mul_ps(dw, dx), _mm256_mul_ps(dminw, dx));
+            let t =
+                _mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum)));
+            *a = _mm256_add_ps(*a, t);
+        }
+    }
+    for (c, a) in acc.iter().enumerate().take(cn) {
+        // SAFETY: out holds cn · 8 f32.
+        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+    }
+}
+
+/// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q6_K weight rows and `ncols` Q8_K activation rows of
+/// `kb` super-blocks, interleaved like [`rows8`]: the 6-bit values (0..63) meet the activations in `maddubs`,
+/// each 16-element group's sums are scaled by its signed 8-bit scale inside `madd`, the offset of 32 comes
+/// back as `32 · Σ scale · bsum`, and each lane adds `(d_w · d_x) · isum` block by block like
+/// [`crate::kernels::kquants::dot_q6_k`], so every output is bit-identical to it.
+pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
+    assert!(available());
+    let ncols = out.len() / 8;
+    assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
+    for r in &w {
+        assert!(r.len() >= kb * Q6_K_BYTES);
+    }
+    for c0 in (0..ncols).step_by(MAX_COLS) {
+        let cn = (ncols - c0).min(MAX_COLS);
+        // SAFETY: AVX2/F16C were checked above; rows hold kb super-blocks, x ncols · kb.
+        unsafe { rows8_q6k_avx2(w, x, kb, c0, cn, &mut out[c0 * 8..(c0 + cn) * 8]) };
+    }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn rows8_q6k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+    // One super-block of the 8 rows: 8 chunks of 32 values × 8 interleaved groups of 4; per 16-value group
+    // its scale as i16 pairs (lane r = [sc_r, sc_r]); and scales as pairs over groups (2i, 2i + 1).
+    let mut q6 = [[_mm256_setzero_si256(); 8]; 8];
+    let mut scale = [_mm256_setzero_si256(); 16];
+    let mut spair = [_mm256_setzero_si256(); 8];
+    for b in 0..kb {
+        let mut sc = [[0i16; 16]; 8];
+        let mut d = [0i16; 8];
+        for r in 0..8 {
+            let blk = &w[r][b * Q6_K_BYTES..(b + 1) * Q6_K_BYTES];
+            for (s, v) in sc[r].iter_mut().enumerate() {
+                *v = blk[192 + s] as i8 as i16;
+            }
+            d[r] = i16::from_le_bytes([blk[208], blk[209]]);
+        }
+        for h in 0..2 {
+            let mut ql = [[_mm256_setzero_si256(); 2]; 8];
+            let mut qh = [_mm256_setzero_si256(); 8];
+            for r in 0..8 {
+                let blk = &w[r][b * Q6_K_BYTES..(b + 1) * Q6_K_BYTES];
+                // SAFETY: ql[64h..64h + 64] and qh[32h..32h + 32] lie within the 210-byte block.
+                unsafe {
+                    ql[r][0] = _mm256_loadu_si256(blk[64 * h..].as_ptr() as *const __m256i);
+                    ql[r][1] = _mm256_loadu_si256(blk[64 * h + 32..].as_ptr() as *const __m256i);
+                    qh[r] = _mm256_loadu_si256(blk[128 + 32 * h..].as_ptr() as *const __m256i);
+                }
+            }
+            for k in 0..4 {
+                let mut rows = [_mm256_setzero_si256(); 8];
+                for r in 0..8 {
+                    let low = ql[r][k & 1];
+                    let low = if k >> 1 == 0 { low } else { _mm256_srli_epi16::<4>(low) };
+                    let high = match k {
+                        0 => qh[r],
+                        1 => _mm256_srli_epi16::<2>(qh[r]),
+                        2 => _mm256_srli_epi16::<4>(qh[r]),
+                        _ => _mm256_srli_epi16::<6>(qh[r]),
+                    };
+                    let high = _mm256_slli_epi16::<4>(_mm256_and_si256(high, m2));
+                    rows[r] = _mm256_or_si256(_mm256_and_si256(low, m4), high);
+                }
+                q6[4 * h + k] = transpose8(rows);
+            }
+        }
+        for (s, v) in scale.iter_mut().enumerate() {
+            let c: [i16; 8] = std::array::from_fn(|r| sc[r][s]);
+            *v = _mm256_setr_epi16(
+                c[0], c[0], c[1], c[1], c[2], c[2], c[3], c[3], c[4], c[4], c[5], c[5], c[6], c[6], c[7], c[7],
+            );
+        }
+        for (i, v) in spair.iter_mut().enumerate() {
+            let c: [[i16; 2]; 8] = std::array::from_fn(|r| [sc[r][2 * i], sc[r][2 * i + 1]]);
+            *v = _mm256_setr_epi16(
+                c[0][0], c[0][1], c[1][0], c[1][1], c[2][0], c[2][1], c[3][0], c[3][1], c[4][0], c[4][1], c[5][0],
+                c[5][1], c[6][0], c[6][1], c[7][0], c[7][1],
+            );
+        }
+        let dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
+        for (c, a) in acc.iter_mut().enumerate().take(cn) {
+            let xb = &x[(c0 + c) * kb + b];
+            let q = xb.qs.as_ptr() as *const i32;
+            let mut isum = _mm256_setzero_si256();
+            for (t, chunk) in q6.iter().enumerate() {
+                // No closures: they would not inherit this function's target features.
+                let mut xv = [_mm256_setzero_si256(); 8];
+                for (g, v) in xv.iter_mut().enumerate() {
+                    // SAFETY: group g of chunk t is 4 of the block's 256 bytes.
+                    *v = _mm256_set1_epi32(unsafe { q.add(8 * t + g).read_unaligned() });
+                }
+                // Pairs of 6-bit · byte products are at most 2·63·128 = 16128: two of them fit an i16.
+                let mut p = [_mm256_setzero_si256(); 4];
+                for (i, v) in p.iter_mut().enumerate() {
+                    *v = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(chunk[2 * i], xv[2 * i]),
+                        _mm256_maddubs_epi16(chunk[2 * i + 1], xv[2 * i + 1]),
+                    );
+                }
+                let lo = _mm256_add_epi32(_mm256_madd_epi16(p[0], scale[2 * t]), _mm256_madd_epi16(p[1], scale[2 * t]));
+                let hi = _mm256_add_epi32(
+                    _mm256_madd_epi16(p[2], scale[2 * t + 1]),
+                    _mm256_madd_epi16(p[3], scale[2 * t + 1]),
+                );
+                isum = _mm256_add_epi32(isum, _mm256_add_epi32(lo, hi));
+            }
+            // The offset: 32 · Σ_s sc_s · bsums[s].
+            let bs = &xb.bsums;
+            let mut off = _mm256_setzero_si256();
+            for (i, sp) in spair.iter().enumerate() {
+                let pair = _mm256_set1_epi32((bs[2 * i] as u16 as i32) | ((bs[2 * i + 1] as u16 as i32) << 16));
+                off = _mm256_add_epi32(off, _mm256_madd_epi16(*sp, pair));
+            }
+            let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
+            let dd = _mm256_mul_ps(dw, _mm256_set1_ps(xb.d));
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)));
+        }
+    }
+    for (c, a) in acc.iter().enumerate().take(cn) {
+        // SAFETY: out holds cn · 8 f32.
+        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+    }
+}
+
 /// `dot(w, x)` for one weight row of `kb` blocks, reading the row front to back (one memory stream, which
 /// the hardware prefetchers follow), eight blocks per step: their integer sums come out of one transpose
 /// and their products are added to the total one by one, in block order, like the scalar twin.
@@ -479,6 +709,49 @@ mod tests {
         match ty {
             IntWeights::Q8_0 => scalar::dot_q8_0(w, x),
             IntWeights::Q4_0 => scalar::dot_q4_0(w, x),
+        }
+    }
+
+    #[test]
+    fn k_quant_tiles_are_bit_identical_to_scalar_dots() {
+        if !available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(12);
+        for (ty, &k) in [GgmlType::Q4K, GgmlType::Q6K].iter().flat_map(|t| [(*t, &256usize), (*t, &768)]) {
+            let kb = k / 256;
+            let rows: Vec<Vec<u8>> = (0..8)
+                .map(|_| {
+                    let mut w = vec![0u8; ty.row_size(k).unwrap()];
+                    quant::quantize(ty, &random_row(&mut rng, k), &mut w).unwrap();
+                    w
+                })
+                .collect();
+            for ncols in [1usize, 3, 70] {
+                let x: Vec<Q8KBlock> = (0..ncols)
+                    .flat_map(|_| crate::kernels::quantize_q8_k_activations(&random_row(&mut rng, k)))
+                    .collect();
+                let mut out = vec![0f32; ncols * 8];
+                let wr: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
+                if ty == GgmlType::Q4K {
+                    rows8_q4k(wr, &x, kb, &mut out);
+                } else {
+                    rows8_q6k(wr, &x, kb, &mut out);
+                }
+                for c in 0..ncols {
+                    for r in 0..8 {
+                        let xs = &x[c * kb..(c + 1) * kb];
+                        let s = if ty == GgmlType::Q4K {
+                            crate::kernels::kquants::dot_q4_k(&rows[r], xs)
+                        } else {
+                            crate::kernels::kquants::dot_q6_k(&rows[r], xs)
+                        };
+                        let v = out[c * 8 + r];
+                        assert_eq!(s.to_bits(), v.to_bits(), "{ty} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}");
+                    }
+                }
+            }
         }
     }
 
