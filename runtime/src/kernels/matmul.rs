@@ -37,7 +37,8 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
             })
         }
         GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
-            // ggml's K-quant path: activations in Q8_K blocks of 256, one integer dot per (row, input row).
+            // ggml's K-quant path: activations in Q8_K blocks of 256; interleaved 8-row tiles for batches
+            // where there are some, else one integer dot per (row, input row).
             let xq: Vec<Q8KBlock> = x.par_chunks(k).flat_map_iter(quantize_q8_k_activations).collect();
             let kb = k / 256;
             let dot = match w.ty {
@@ -47,22 +48,7 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
             };
             tiled(n, m, out, |r0, r1, c0, c1, local| {
                 let rows = r1 - r0;
-                let mut done = 0;
-                #[cfg(target_arch = "x86_64")]
-                if matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) && c1 - c0 > 1 && super::isa() == super::Isa::Avx2 {
-                    // Batches: 8 rows interleaved per pass, bit-identical to the dots below.
-                    use super::x86::tiles::{rows8_q4k, rows8_q6k};
-                    let rows8 = if w.ty == GgmlType::Q4K { rows8_q4k } else { rows8_q6k };
-                    let mut out8 = vec![0f32; (c1 - c0) * 8];
-                    done = rows / 8 * 8;
-                    for g in (0..done).step_by(8) {
-                        let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
-                        rows8(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8);
-                        for ci in 0..c1 - c0 {
-                            local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);
-                        }
-                    }
-                }
+                let done = kquant_tiles(w, r0, r1, &xq, kb, c0, c1, local);
                 for r in r0 + done..r1 {
                     let wrow = w.rows_bytes(r, r + 1);
                     for (ci, i) in (c0..c1).enumerate() {
@@ -127,6 +113,39 @@ where
         }
     }
     Ok(())
+}
+
+/// The interleaved 8-row tiles for Q4_K/Q6_K batches over as many rows as they cover (bit-identical to
+/// the single dots); returns that count (0 where there are none: other paths, single inputs).
+#[allow(clippy::too_many_arguments)]
+fn kquant_tiles(
+    w: &Matrix<'_>,
+    r0: usize,
+    r1: usize,
+    xq: &[Q8KBlock],
+    kb: usize,
+    c0: usize,
+    c1: usize,
+    local: &mut [f32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) && c1 - c0 > 1 && super::isa() == super::Isa::Avx2 {
+        use super::x86::tiles::{rows8_q4k, rows8_q6k};
+        let rows8 = if w.ty == GgmlType::Q4K { rows8_q4k } else { rows8_q6k };
+        let rows = r1 - r0;
+        let mut out8 = vec![0f32; (c1 - c0) * 8];
+        let done = rows / 8 * 8;
+        for g in (0..done).step_by(8) {
+            let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
+            rows8(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8);
+            for ci in 0..c1 - c0 {
+                local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);
+            }
+        }
+        return done;
+    }
+    let _ = (w, r0, r1, xq, kb, c0, c1, local);
+    0
 }
 
 /// Quantized activations and, for Q4_0 weights, each block's Σq.
