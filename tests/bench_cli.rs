@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, sail_edge, stderr};
+use common::{sail_edge, stderr};
 
 use std::fs;
 use std::path::PathBuf;
@@ -15,20 +15,7 @@ use serde_json::Value;
 /// The tiny fixture converted once (q8_0 language model + mmproj beside it): (folder, model path).
 fn model() -> &'static (PathBuf, PathBuf) {
     static MODEL: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let lm = dir.join("tiny-q8_0.gguf");
-        let o = sail_edge(&[
-            "convert",
-            fixtures().join("sailvl2-tiny").to_str().unwrap(),
-            "--type",
-            "q8_0",
-            "-o",
-            lm.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        (dir, lm)
-    })
+    MODEL.get_or_init(|| common::convert_tiny("q8_0"))
 }
 
 fn bench(extra: &[&str]) -> Output {

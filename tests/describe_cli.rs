@@ -15,20 +15,7 @@ use runtime::gguf::{GgufFile, GgufWriter, TensorSpec, Value};
 /// The tiny fixture converted once (f32), shared by the tests: (folder, model path).
 fn model() -> &'static (PathBuf, PathBuf) {
     static MODEL: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let lm = dir.join("tiny-f32.gguf");
-        let o = sail_edge(&[
-            "convert",
-            fixtures().join("sailvl2-tiny").to_str().unwrap(),
-            "--type",
-            "f32",
-            "-o",
-            lm.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        (dir, lm)
-    })
+    MODEL.get_or_init(|| common::convert_tiny("f32"))
 }
 
 fn describe(extra: &[&str]) -> Output {

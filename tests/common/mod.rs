@@ -17,3 +17,20 @@ pub fn sail_edge(args: &[&str]) -> Output {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The tiny fixture checkpoint converted by the binary with `--type ty` (language model, mmproj beside it)
+/// into a temporary folder kept for the whole test run: (folder, model path).
+pub fn convert_tiny(ty: &str) -> (PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let lm = dir.join(format!("tiny-{ty}.gguf"));
+    let o = sail_edge(&[
+        "convert",
+        fixtures().join("sailvl2-tiny").to_str().unwrap(),
+        "--type",
+        ty,
+        "-o",
+        lm.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (dir, lm)
+}

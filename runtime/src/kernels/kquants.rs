@@ -20,7 +20,7 @@
 //! scale and 8 sub-blocks: < 3.1·10⁷; Q5_K: 32·31·127·63·8 < 6.4·10⁷; Q6_K: 16·32·127·127·16 < 1.4·10⁸;
 //! msum: 16·127·63·16 < 2.1·10⁶ — all far below 2³¹.
 
-use crate::quant::f16_bits_to_f32;
+use crate::quant::{f16_bits_to_f32, f16_to_f32_vectorizable};
 use crate::QK_K;
 
 /// Bytes of one `block_q4_K`, `block_q5_K`, `block_q6_K`.
@@ -110,7 +110,8 @@ pub(crate) fn scale_min_block(d_w: f32, dmin_w: f32, d_x: f32, isum: i32, msum: 
     d * isum as f32 - dmin * msum as f32
 }
 
-fn check_lengths(what: &str, w: &[u8], bytes: usize, x: &[Q8KBlock]) {
+/// Panics (naming the kernel) unless the weight row holds exactly one block per activation block.
+pub(crate) fn check_lengths(what: &str, w: &[u8], bytes: usize, x: &[Q8KBlock]) {
     assert!(
         w.len() == x.len() * bytes,
         "{what}: weight row of {} bytes against {} Q8_K blocks ({} bytes each)",
@@ -193,21 +194,6 @@ pub fn dot_q6_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
         sum += d * isum as f32;
     }
     sum
-}
-
-/// f16 bits → f32, bit-identical to [`f16_bits_to_f32`] for every input (tested exhaustively) but branch-free,
-/// so loops over it vectorize: the exponent and mantissa bits shifted into an f32 and scaled by 2¹¹² (exact,
-/// also for subnormals), with infinities and NaNs (made quiet, payload kept) patched in.
-#[inline(always)]
-fn f16_to_f32_vectorizable(h: u16) -> f32 {
-    let h = h as u32;
-    let sign = (h & 0x8000) << 16;
-    let em = h & 0x7fff;
-    let scaled = (f32::from_bits(em << 13) * f32::from_bits(0x7780_0000)).to_bits();
-    // Exponent 31 scaled to 2¹⁶·1.m: set all exponent bits, and the quiet bit for NaNs.
-    let inf_nan = if em >= 0x7c00 { 0x7f80_0000 } else { 0 };
-    let quiet = if em > 0x7c00 { 0x0040_0000 } else { 0 };
-    f32::from_bits(sign | scaled | inf_nan | quiet)
 }
 
 /// f16 weight row (little-endian bytes) · f32 activations, activations kept in f32 (ggml rounds them to f16

@@ -13,18 +13,8 @@ use std::arch::aarch64::*;
 
 use super::{dotprod_available, load_i8x16, neon_available, sdot};
 use crate::kernels::kquants::{
-    f16_at, mins_sum, scale_min_block, scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES,
+    check_lengths, f16_at, mins_sum, scale_min_block, scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES,
 };
-
-fn check_lengths(what: &str, w: &[u8], bytes: usize, x: &[Q8KBlock]) {
-    assert!(
-        w.len() == x.len() * bytes,
-        "{what}: weight row of {} bytes against {} Q8_K blocks ({} bytes each)",
-        w.len(),
-        x.len(),
-        bytes
-    );
-}
 
 /// `acc.s[i] += Σ_{k<4} a.b[4i+k]·b.b[4i+k]`-style NEON step: the 16 products summed exactly into four i32
 /// lanes (which product lands in which lane differs from `sdot`; only the lanes' total matters here).

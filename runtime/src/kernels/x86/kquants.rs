@@ -12,16 +12,17 @@
 use std::arch::x86_64::*;
 
 use super::available;
-use crate::kernels::kquants::{f16_at, scale_min_block, scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES};
+use crate::kernels::kquants::{
+    check_lengths, scale_min_block, scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES,
+};
 
-fn check_lengths(what: &str, w: &[u8], bytes: usize, x: &[Q8KBlock]) {
-    assert!(
-        w.len() == x.len() * bytes,
-        "{what}: weight row of {} bytes against {} Q8_K blocks ({} bytes each)",
-        w.len(),
-        x.len(),
-        bytes
-    );
+/// The f16 at `bytes[at..at + 2]` as f32 with one F16C conversion, inline (exact, so the same value as the
+/// scalar twin's `f16_at`).
+#[inline]
+#[target_feature(enable = "f16c")]
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    let h = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
 
 /// `(Σ lanes of a, Σ lanes of b)`, exact in wrapping i32 arithmetic (no sum here overflows: see the scalar
@@ -55,7 +56,7 @@ pub fn dot_q4_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     unsafe { dot_q4_k_avx2(w, x) }
 }
 
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 unsafe fn dot_q4_k_avx2(w: &[u8], x: &[Q8KBlock]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let mut sum = 0f32;
@@ -93,7 +94,7 @@ pub fn dot_q5_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     unsafe { dot_q5_k_avx2(w, x) }
 }
 
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 unsafe fn dot_q5_k_avx2(w: &[u8], x: &[Q8KBlock]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let sixteen = _mm256_set1_epi8(16);
@@ -138,7 +139,7 @@ pub fn dot_q6_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     unsafe { dot_q6_k_avx2(w, x) }
 }
 
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 unsafe fn dot_q6_k_avx2(w: &[u8], x: &[Q8KBlock]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let m3 = _mm256_set1_epi8(0x03);
@@ -328,7 +329,8 @@ mod tests {
             // Both sum the same n products (f16 → f32 is exact) in different orders, the scalar path rounding
             // each product and the FMA path not: each is within about n·u·Σ|wᵢxᵢ| of the exact sum (u = 2⁻²⁴),
             // so they differ by at most twice that.
-            let mag: f32 = w.chunks_exact(2).zip(&x).map(|(b, xv)| (f16_at(b, 0) * xv).abs()).sum();
+            let mag: f32 =
+                w.chunks_exact(2).zip(&x).map(|(b, xv)| (crate::kernels::kquants::f16_at(b, 0) * xv).abs()).sum();
             let bound = 2.0 * n as f32 * f32::EPSILON / 2.0 * mag + f32::MIN_POSITIVE;
             assert!((s - v).abs() <= bound, "n={n}: scalar {s} vs avx2 {v} (bound {bound})");
         }
