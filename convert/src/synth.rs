@@ -729,7 +729,7 @@ fn safetensors_header(tensors: &[SynthTensor]) -> Vec<u8> {
         offset = end;
     }
     let mut header = serde_json::to_vec(&Value::Object(map)).expect("JSON values serialize");
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     header

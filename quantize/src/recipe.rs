@@ -205,7 +205,7 @@ pub fn lm_tensor_type(mix: Mix, name: &str, dims: &[u64], model: &ModelShape, ke
     if !mix.is_llama_quantize_mix() {
         // The converter's rule: the requested type, or F16 where the row length fits no block.
         let t = mix.default_type();
-        return if ne0 % t.block_size() as u64 == 0 { t } else { GgmlType::F16 };
+        return if ne0.is_multiple_of(t.block_size() as u64) { t } else { GgmlType::F16 };
     }
     let mut t = mix.default_type();
     let layer = layer_of(name);
@@ -213,7 +213,7 @@ pub fn lm_tensor_type(mix: Mix, name: &str, dims: &[u64], model: &ModelShape, ke
     let more_bits = |i: Option<i64>| i.is_some_and(|i| use_more_bits(i, n_layers));
     let is_output = name == "output.weight" || (!model.has_output && name == "token_embd.weight");
     if is_output {
-        t = if ne0 % t.block_size() as u64 != 0 {
+        t = if !ne0.is_multiple_of(t.block_size() as u64) {
             GgmlType::Q8_0
         } else if t != GgmlType::Q8_0 {
             GgmlType::Q6K
@@ -247,7 +247,7 @@ pub fn lm_tensor_type(mix: Mix, name: &str, dims: &[u64], model: &ModelShape, ke
 
 /// llama.cpp's substitute when `ne0` is not a whole number of `t` blocks.
 pub fn fallback(t: GgmlType, ne0: u64) -> GgmlType {
-    if ne0 % t.block_size() as u64 == 0 {
+    if ne0.is_multiple_of(t.block_size() as u64) {
         return t;
     }
     let f = match t {
@@ -256,7 +256,7 @@ pub fn fallback(t: GgmlType, ne0: u64) -> GgmlType {
         GgmlType::Q6K => GgmlType::Q8_0,
         _ => GgmlType::F16,
     };
-    if ne0 % f.block_size() as u64 == 0 {
+    if ne0.is_multiple_of(f.block_size() as u64) {
         f
     } else {
         GgmlType::F16

@@ -67,7 +67,9 @@ impl<'a> Matrix<'a> {
         let total = self.rows * self.cols;
         let row_bytes = self.ty.row_size(cols);
         match row_bytes {
-            Some(rb) if cols > 0 && total % cols == 0 => Ok(Matrix { rows: total / cols, cols, row_bytes: rb, ..self }),
+            Some(rb) if cols > 0 && total.is_multiple_of(cols) => {
+                Ok(Matrix { rows: total / cols, cols, row_bytes: rb, ..self })
+            }
             _ => Err(WeightError::Shape {
                 tensor: self.name.to_string(),
                 expected: vec![cols as u64],

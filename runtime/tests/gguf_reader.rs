@@ -557,7 +557,7 @@ impl Bytes {
 
     /// Zero padding up to a multiple of `align`.
     fn pad(&mut self, align: u64) -> &mut Self {
-        while self.pos() % align != 0 {
+        while !self.pos().is_multiple_of(align) {
             self.u8(0);
         }
         self

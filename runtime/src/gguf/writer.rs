@@ -35,7 +35,7 @@ impl TensorSpec {
     /// larger than ggml allows (element count within i64, as the reader requires).
     pub fn size(&self) -> Option<u64> {
         let block = self.ty.block_size() as u64;
-        if self.dims.is_empty() || self.dims[0] % block != 0 {
+        if self.dims.is_empty() || !self.dims[0].is_multiple_of(block) {
             return None;
         }
         let bound = self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)))?;

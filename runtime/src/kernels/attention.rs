@@ -51,7 +51,7 @@ pub fn attention_rows(
     out: &mut [f32],
 ) {
     let n_kv = keys.len();
-    assert!(n_kv > 0 && n_heads % n_kv == 0 && values.len() == n_kv);
+    assert!(n_kv > 0 && n_heads.is_multiple_of(n_kv) && values.len() == n_kv);
     assert_eq!(q.len(), nq * n_heads * d);
     assert_eq!(out.len(), nq * n_heads * d);
     let group = n_heads / n_kv;
@@ -115,7 +115,7 @@ pub fn attention_rows(
 fn mix_rows(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
     match super::isa() {
         #[cfg(target_arch = "x86_64")]
-        super::Isa::Avx2 => super::x86::attention::mix_rows(p, rows, d, out),
+        super::Isa::Avx2 | super::Isa::Avx2Vnni => super::x86::attention::mix_rows(p, rows, d, out),
         _ => mix_rows_scalar(p, rows, d, out),
     }
 }

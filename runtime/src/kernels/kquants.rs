@@ -51,7 +51,7 @@ fn nearest_int(x: f32) -> i32 {
 /// `iscale = −127/max`, `q = min(127, nearest_int(iscale · x))`, `d = 1/iscale` kept as f32 (so `d` has the
 /// opposite sign of `max`), and `bsums[j] = Σ q[16j..16j+16]`. An all-zero block gets `d = 0`, `q = 0`.
 pub fn quantize_q8_k_activations(row: &[f32]) -> Vec<Q8KBlock> {
-    assert!(row.len() % QK_K == 0, "Q8_K activations: {} is not a multiple of {QK_K}", row.len());
+    assert!(row.len().is_multiple_of(QK_K), "Q8_K activations: {} is not a multiple of {QK_K}", row.len());
     row.chunks_exact(QK_K)
         .map(|x| {
             let mut block = Q8KBlock { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };

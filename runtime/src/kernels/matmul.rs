@@ -129,7 +129,10 @@ fn kquant_tiles(
     local: &mut [f32],
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) && c1 - c0 > 1 && super::isa() == super::Isa::Avx2 {
+    if matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K)
+        && c1 - c0 > 1
+        && matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni)
+    {
         use super::x86::tiles::{rows8_q4k, rows8_q6k};
         let rows8 = if w.ty == GgmlType::Q4K { rows8_q4k } else { rows8_q6k };
         let rows = r1 - r0;
@@ -173,7 +176,7 @@ fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0:
     let rows = r1 - r0;
     let done = match super::isa() {
         #[cfg(target_arch = "x86_64")]
-        super::Isa::Avx2 => avx2_tiles(w, r0, r1, xs, c0, c1, local),
+        super::Isa::Avx2 | super::Isa::Avx2Vnni => avx2_tiles(w, r0, r1, xs, c0, c1, local),
         #[cfg(target_arch = "aarch64")]
         super::Isa::I8mm => i8mm_tiles(w, r0, r1, xs, c0, c1, local),
         _ => 0,
@@ -242,6 +245,7 @@ fn avx2_tiles(
     let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
     let (rows, kb) = (r1 - r0, xs.kb);
     let row = |r: usize| w.rows_bytes(r, r + 1);
+    let vnni = super::isa() == super::Isa::Avx2Vnni;
     if c1 - c0 == 1 {
         let (x, sums) = (xs.row(c0), &xs.sums[c0 * kb..(c0 + 1) * kb]);
         for (r, o) in local.iter_mut().enumerate() {
@@ -255,7 +259,7 @@ fn avx2_tiles(
     let eights = rows / 8 * 8;
     let mut out = vec![0f32; ncols * 8];
     for g in (0..eights).step_by(8) {
-        rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
+        rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out, vnni);
         for ci in 0..ncols {
             local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out[ci * 8..ci * 8 + 8]);
         }

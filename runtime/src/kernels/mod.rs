@@ -23,8 +23,10 @@ pub use scalar::{add_bias, add_in_place, Q8Block};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
-    /// x86-64 AVX2 + FMA.
+    /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// The same plus AVX-512 VNNI on 256-bit vectors (`vpdpbusd`) for the batch tiles.
+    Avx2Vnni,
     /// aarch64 Advanced SIMD (armv8.0 NEON).
     Neon,
     /// aarch64 NEON + dot product (`sdot`).
@@ -36,6 +38,10 @@ pub enum Isa {
 impl Isa {
     /// The best path this CPU supports.
     pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if x86::vnni_available() {
+            return Isa::Avx2Vnni;
+        }
         #[cfg(target_arch = "x86_64")]
         if x86::available() {
             return Isa::Avx2;
@@ -53,8 +59,10 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::available(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Vnni => x86::vnni_available(),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => false,
+            Isa::Avx2 | Isa::Avx2Vnni => false,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => aarch64::neon_available(),
             #[cfg(target_arch = "aarch64")]
@@ -71,6 +79,7 @@ impl Isa {
         match s.to_ascii_lowercase().as_str() {
             "scalar" => Some(Isa::Scalar),
             "avx2" => Some(Isa::Avx2),
+            "avx2vnni" | "vnni" => Some(Isa::Avx2Vnni),
             "neon" => Some(Isa::Neon),
             "dotprod" => Some(Isa::Dotprod),
             "i8mm" => Some(Isa::I8mm),
@@ -100,7 +109,7 @@ pub fn isa() -> Isa {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_f32(a, b),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_f32(a, b),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::Dotprod | Isa::I8mm => aarch64::dot_f32(a, b),
         _ => scalar::dot(a, b),
@@ -112,7 +121,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn dot_q8_0(w: &[u8], x: &[Q8Block]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_q8_0(w, x),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_q8_0(w, x),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::dot_q8_0(w, x),
         #[cfg(target_arch = "aarch64")]
@@ -126,7 +135,7 @@ pub fn dot_q8_0(w: &[u8], x: &[Q8Block]) -> f32 {
 pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_q4_0(w, x),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_q4_0(w, x),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::dot_q4_0(w, x),
         #[cfg(target_arch = "aarch64")]
@@ -140,7 +149,7 @@ pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
 pub fn dot_q4_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_q4_k(w, x),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_q4_k(w, x),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::kquants::dot_q4_k(w, x),
         #[cfg(target_arch = "aarch64")]
@@ -154,7 +163,7 @@ pub fn dot_q4_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
 pub fn dot_q5_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_q5_k(w, x),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_q5_k(w, x),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::kquants::dot_q5_k(w, x),
         #[cfg(target_arch = "aarch64")]
@@ -168,7 +177,7 @@ pub fn dot_q5_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
 pub fn dot_q6_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_q6_k(w, x),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_q6_k(w, x),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::kquants::dot_q6_k(w, x),
         #[cfg(target_arch = "aarch64")]
@@ -182,7 +191,7 @@ pub fn dot_q6_k(w: &[u8], x: &[Q8KBlock]) -> f32 {
 pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dot_f16(w, x),
+        Isa::Avx2 | Isa::Avx2Vnni => x86::dot_f16(w, x),
         _ => kquants::dot_f16(w, x),
     }
 }

@@ -191,7 +191,7 @@ impl<'a> Decoder<'a> {
             arch,
         };
         let c = &config;
-        if c.kv_heads == 0 || c.heads % c.kv_heads != 0 || c.head_dim % 2 != 0 {
+        if c.kv_heads == 0 || !c.heads.is_multiple_of(c.kv_heads) || !c.head_dim.is_multiple_of(2) {
             return Err(ModelError::Unsupported {
                 file: file.path().display().to_string(),
                 message: format!("{} heads / {} kv heads / head_dim {}", c.heads, c.kv_heads, c.head_dim),

@@ -86,7 +86,7 @@ impl<'a> VisionEncoder<'a> {
             select_layer: m.i32_or("sailvl2.vision.select_layer", -1)?,
         };
         let (c, ff, p, ch) = (config.width, config.ffn, config.patch_size, config.channels);
-        if c % config.heads != 0 || config.image_size % p != 0 {
+        if c % config.heads != 0 || !config.image_size.is_multiple_of(p) {
             return Err(ModelError::Unsupported {
                 file: file.path().display().to_string(),
                 message: format!("vision width {c} / {} heads, image {} / patch {p}", config.heads, config.image_size),

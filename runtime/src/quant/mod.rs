@@ -107,7 +107,7 @@ fn check_rows(ty: GgmlType, row_len: usize, what: &'static str, elements: usize)
         block: ty.block_size(),
         bytes: ty.type_size(),
     })?;
-    let whole_rows = if row_len == 0 { elements == 0 } else { elements % row_len == 0 };
+    let whole_rows = if row_len == 0 { elements == 0 } else { elements.is_multiple_of(row_len) };
     if !whole_rows {
         // Reported in units of rows: `block`/`bytes` are one row's elements and bytes.
         return Err(QuantError::Misaligned {

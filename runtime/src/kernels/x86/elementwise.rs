@@ -484,7 +484,7 @@ mod tests {
         let mut xs: Vec<f32> = (0..200_000).map(|_| f32::from_bits(rng.gen::<u32>())).collect();
         xs.extend((0..200_000).map(|i| -120.0 + 220.0 * i as f32 / 200_000.0));
         xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 88.72, 88.73, -104.0, -103.97]);
-        while xs.len() % 8 != 0 {
+        while !xs.len().is_multiple_of(8) {
             xs.push(1.0);
         }
         for c in xs.chunks_exact(8) {

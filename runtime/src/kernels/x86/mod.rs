@@ -20,6 +20,12 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
+/// Whether this CPU also has AVX-512 VNNI on 256-bit vectors (`vpdpbusd` with AVX512VL: Ice Lake, Zen 4 and
+/// later), used by the batch tiles' integer step.
+pub fn vnni_available() -> bool {
+    available() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+}
+
 #[inline]
 fn block_scale(bytes: &[u8]) -> f32 {
     f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))

@@ -74,8 +74,11 @@ pub fn rows4(ty: IntWeights, w: [&[u8]; 4], x: &[Q8Block], xsum: &[i32], kb: usi
 /// weights of each row: `maddubs` against 4 activation bytes broadcast to every lane then leaves each
 /// row's partial sum in its own lane, and a block's 8 steps add up to the 8 rows' exact integer sums with
 /// no horizontal reduction. Each lane then adds `isum · (d_w · d_x)` block by block, like the scalar dot.
-pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32]) {
-    assert!(available());
+///
+/// With `vnni` (the CPU must have AVX-512 VNNI and VL, see [`super::vnni_available`]) the integer step is
+/// `dpbusd` instead of `maddubs` + `madd`: the same exact sums, so the same bits.
+pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
+    assert!(available() && (!vnni || super::vnni_available()));
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
     for r in &w {
@@ -84,11 +87,14 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
     for c0 in (0..ncols).step_by(MAX_COLS) {
         let cn = (ncols - c0).min(MAX_COLS);
         let o = &mut out[c0 * 8..(c0 + cn) * 8];
-        // SAFETY: AVX2/F16C were checked above; rows hold kb blocks, x and xsum ncols · kb entries.
+        // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb blocks, x and xsum
+        // ncols · kb entries.
         unsafe {
-            match ty {
-                IntWeights::Q8_0 => rows8_avx2::<false>(w, x, xsum, kb, c0, cn, o),
-                IntWeights::Q4_0 => rows8_avx2::<true>(w, x, xsum, kb, c0, cn, o),
+            match (ty, vnni) {
+                (IntWeights::Q8_0, false) => rows8_avx2::<false>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, false) => rows8_avx2::<true>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, true) => rows8_vnni::<false>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, true) => rows8_vnni::<true>(w, x, xsum, kb, c0, cn, o),
             }
         }
     }
@@ -129,131 +135,182 @@ fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn rows8_avx2<const Q4: bool>(
-    w: [&[u8]; 8],
-    x: &[Q8Block],
-    xsum: &[i32],
-    kb: usize,
-    c0: usize,
-    cn: usize,
-    out: &mut [f32],
-) {
-    let bb = if Q4 { 18 } else { 34 };
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
-    // Interleaved weights of CHUNK blocks: magnitudes (Q4: the nibbles) and, for Q8_0, the signed values.
-    let mut mag = [[_mm256_setzero_si256(); 8]; CHUNK];
-    let mut sgn = [[_mm256_setzero_si256(); 8]; CHUNK];
-    let mut dw = [_mm256_setzero_ps(); CHUNK];
-    for b0 in (0..kb).step_by(CHUNK) {
-        let bn = CHUNK.min(kb - b0);
-        for i in 0..bn {
-            let (o0, o1) = ((b0 + i) * bb, (b0 + i) * bb + bb);
-            let blk: [&[u8]; 8] = [
-                &w[0][o0..o1],
-                &w[1][o0..o1],
-                &w[2][o0..o1],
-                &w[3][o0..o1],
-                &w[4][o0..o1],
-                &w[5][o0..o1],
-                &w[6][o0..o1],
-                &w[7][o0..o1],
-            ];
-            // SAFETY: each slice is one whole block.
-            let u = unsafe {
-                [
-                    unpack::<Q4>(blk[0].as_ptr()),
-                    unpack::<Q4>(blk[1].as_ptr()),
-                    unpack::<Q4>(blk[2].as_ptr()),
-                    unpack::<Q4>(blk[3].as_ptr()),
-                    unpack::<Q4>(blk[4].as_ptr()),
-                    unpack::<Q4>(blk[5].as_ptr()),
-                    unpack::<Q4>(blk[6].as_ptr()),
-                    unpack::<Q4>(blk[7].as_ptr()),
-                ]
-            };
-            mag[i] = transpose8([u[0].mag, u[1].mag, u[2].mag, u[3].mag, u[4].mag, u[5].mag, u[6].mag, u[7].mag]);
-            if !Q4 {
-                sgn[i] = transpose8([
-                    u[0].sign, u[1].sign, u[2].sign, u[3].sign, u[4].sign, u[5].sign, u[6].sign, u[7].sign,
-                ]);
-            }
-            let h = [
-                scale_bits(blk[0]),
-                scale_bits(blk[1]),
-                scale_bits(blk[2]),
-                scale_bits(blk[3]),
-                scale_bits(blk[4]),
-                scale_bits(blk[5]),
-                scale_bits(blk[6]),
-                scale_bits(blk[7]),
-            ];
-            dw[i] = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
-        }
-        // Two columns per pass: each interleaved weight vector is loaded once for both, and the two
-        // accumulator chains run side by side. An odd last column is paired with itself.
-        for c in (0..cn).step_by(2) {
-            let cb = if c + 1 < cn { c + 1 } else { c };
-            let (ca_col, cb_col) = (c0 + c, c0 + cb);
-            let xa = &x[ca_col * kb + b0..ca_col * kb + b0 + bn];
-            let xb = &x[cb_col * kb + b0..cb_col * kb + b0 + bn];
-            let sa = &xsum[ca_col * kb + b0..ca_col * kb + b0 + bn];
-            let sb = &xsum[cb_col * kb + b0..cb_col * kb + b0 + bn];
-            let (mut av, mut bv) = (acc[c], acc[cb]);
-            for i in 0..bn {
-                let (qa, qb) = (xa[i].qs.as_ptr() as *const i32, xb[i].qs.as_ptr() as *const i32);
-                let (isa, isb) = if Q4 {
-                    // Nibble · byte pairs are at most 2·15·127 = 3810: eight of them fit an i16 exactly.
-                    let (mut ta, mut tb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    for (g, m) in mag[i].iter().enumerate() {
-                        // SAFETY: group g is 4 of the block's 32 bytes.
-                        let (ya, yb) = unsafe {
-                            (
-                                _mm256_set1_epi32(qa.add(g).read_unaligned()),
-                                _mm256_set1_epi32(qb.add(g).read_unaligned()),
-                            )
-                        };
-                        ta = _mm256_add_epi16(ta, _mm256_maddubs_epi16(*m, ya));
-                        tb = _mm256_add_epi16(tb, _mm256_maddubs_epi16(*m, yb));
-                    }
-                    (
-                        _mm256_sub_epi32(_mm256_madd_epi16(ta, ones), _mm256_set1_epi32(8 * sa[i])),
-                        _mm256_sub_epi32(_mm256_madd_epi16(tb, ones), _mm256_set1_epi32(8 * sb[i])),
-                    )
-                } else {
-                    let (mut ta, mut tb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    for g in 0..8 {
-                        // SAFETY: group g is 4 of the block's 32 bytes.
-                        let (ya, yb) = unsafe {
-                            (
-                                _mm256_set1_epi32(qa.add(g).read_unaligned()),
-                                _mm256_set1_epi32(qb.add(g).read_unaligned()),
-                            )
-                        };
-                        let (m, sg) = (mag[i][g], sgn[i][g]);
-                        let pa = _mm256_maddubs_epi16(m, _mm256_sign_epi8(ya, sg));
-                        let pb = _mm256_maddubs_epi16(m, _mm256_sign_epi8(yb, sg));
-                        ta = _mm256_add_epi32(ta, _mm256_madd_epi16(pa, ones));
-                        tb = _mm256_add_epi32(tb, _mm256_madd_epi16(pb, ones));
-                    }
-                    (ta, tb)
+/// The exact integer sums of one interleaved block against two columns with AVX2 `maddubs` + `madd`.
+macro_rules! isum_maddubs {
+    ($q4:expr, $mag:expr, $sgn:expr, $qa:expr, $qb:expr, $sa:expr, $sb:expr, $ones:expr) => {{
+        let (qa, qb, ones) = ($qa, $qb, $ones);
+        if $q4 {
+            // Nibble · byte pairs are at most 2·15·127 = 3810: eight of them fit an i16 exactly.
+            let (mut ta, mut tb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for (g, m) in $mag.iter().enumerate() {
+                // SAFETY: group g is 4 of the block's 32 bytes.
+                let (ya, yb) = unsafe {
+                    (_mm256_set1_epi32(qa.add(g).read_unaligned()), _mm256_set1_epi32(qb.add(g).read_unaligned()))
                 };
-                // Separate multiply and add (no FMA): the scalar dot's two roundings, block by block.
-                let pa = _mm256_mul_ps(_mm256_cvtepi32_ps(isa), _mm256_mul_ps(dw[i], _mm256_set1_ps(xa[i].d)));
-                let pb = _mm256_mul_ps(_mm256_cvtepi32_ps(isb), _mm256_mul_ps(dw[i], _mm256_set1_ps(xb[i].d)));
-                av = _mm256_add_ps(av, pa);
-                bv = _mm256_add_ps(bv, pb);
+                ta = _mm256_add_epi16(ta, _mm256_maddubs_epi16(*m, ya));
+                tb = _mm256_add_epi16(tb, _mm256_maddubs_epi16(*m, yb));
             }
-            acc[c] = av;
-            acc[cb] = bv;
+            (
+                _mm256_sub_epi32(_mm256_madd_epi16(ta, ones), _mm256_set1_epi32(8 * $sa)),
+                _mm256_sub_epi32(_mm256_madd_epi16(tb, ones), _mm256_set1_epi32(8 * $sb)),
+            )
+        } else {
+            let (mut ta, mut tb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for g in 0..8 {
+                // SAFETY: group g is 4 of the block's 32 bytes.
+                let (ya, yb) = unsafe {
+                    (_mm256_set1_epi32(qa.add(g).read_unaligned()), _mm256_set1_epi32(qb.add(g).read_unaligned()))
+                };
+                let (m, sg) = ($mag[g], $sgn[g]);
+                let pa = _mm256_maddubs_epi16(m, _mm256_sign_epi8(ya, sg));
+                let pb = _mm256_maddubs_epi16(m, _mm256_sign_epi8(yb, sg));
+                ta = _mm256_add_epi32(ta, _mm256_madd_epi16(pa, ones));
+                tb = _mm256_add_epi32(tb, _mm256_madd_epi16(pb, ones));
+            }
+            (ta, tb)
         }
-    }
-    for (c, a) in acc.iter().enumerate().take(cn) {
-        // SAFETY: out holds cn · 8 f32.
-        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
-    }
+    }};
 }
+
+/// The same sums with VNNI's `dpbusd` (u8 × i8 products summed by fours straight into i32: no i16 step),
+/// two partial accumulators per column to shorten the dependency chains.
+macro_rules! isum_dpbusd {
+    ($q4:expr, $mag:expr, $sgn:expr, $qa:expr, $qb:expr, $sa:expr, $sb:expr, $ones:expr) => {{
+        let (qa, qb, _) = ($qa, $qb, $ones);
+        let z = _mm256_setzero_si256();
+        let (mut a0, mut a1, mut b0, mut b1) = (z, z, z, z);
+        for g in (0..8).step_by(2) {
+            // SAFETY: groups g and g + 1 are 8 of the block's 32 bytes.
+            let (ya0, ya1, yb0, yb1) = unsafe {
+                (
+                    _mm256_set1_epi32(qa.add(g).read_unaligned()),
+                    _mm256_set1_epi32(qa.add(g + 1).read_unaligned()),
+                    _mm256_set1_epi32(qb.add(g).read_unaligned()),
+                    _mm256_set1_epi32(qb.add(g + 1).read_unaligned()),
+                )
+            };
+            let (m0, m1) = ($mag[g], $mag[g + 1]);
+            if $q4 {
+                a0 = _mm256_dpbusd_epi32(a0, m0, ya0);
+                a1 = _mm256_dpbusd_epi32(a1, m1, ya1);
+                b0 = _mm256_dpbusd_epi32(b0, m0, yb0);
+                b1 = _mm256_dpbusd_epi32(b1, m1, yb1);
+            } else {
+                let (s0, s1) = ($sgn[g], $sgn[g + 1]);
+                a0 = _mm256_dpbusd_epi32(a0, m0, _mm256_sign_epi8(ya0, s0));
+                a1 = _mm256_dpbusd_epi32(a1, m1, _mm256_sign_epi8(ya1, s1));
+                b0 = _mm256_dpbusd_epi32(b0, m0, _mm256_sign_epi8(yb0, s0));
+                b1 = _mm256_dpbusd_epi32(b1, m1, _mm256_sign_epi8(yb1, s1));
+            }
+        }
+        let (ta, tb) = (_mm256_add_epi32(a0, a1), _mm256_add_epi32(b0, b1));
+        if $q4 {
+            (_mm256_sub_epi32(ta, _mm256_set1_epi32(8 * $sa)), _mm256_sub_epi32(tb, _mm256_set1_epi32(8 * $sb)))
+        } else {
+            (ta, tb)
+        }
+    }};
+}
+
+/// The 8-row interleaved kernel, once per integer step (the body is shared; the target features differ).
+macro_rules! rows8_kernel {
+    ($name:ident, $features:literal, $isum:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const Q4: bool>(
+            w: [&[u8]; 8],
+            x: &[Q8Block],
+            xsum: &[i32],
+            kb: usize,
+            c0: usize,
+            cn: usize,
+            out: &mut [f32],
+        ) {
+            let bb = if Q4 { 18 } else { 34 };
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+            // Interleaved weights of CHUNK blocks: magnitudes (Q4: the nibbles) and, for Q8_0, the signed values.
+            let mut mag = [[_mm256_setzero_si256(); 8]; CHUNK];
+            let mut sgn = [[_mm256_setzero_si256(); 8]; CHUNK];
+            let mut dw = [_mm256_setzero_ps(); CHUNK];
+            for b0 in (0..kb).step_by(CHUNK) {
+                let bn = CHUNK.min(kb - b0);
+                for i in 0..bn {
+                    let (o0, o1) = ((b0 + i) * bb, (b0 + i) * bb + bb);
+                    let blk: [&[u8]; 8] = [
+                        &w[0][o0..o1],
+                        &w[1][o0..o1],
+                        &w[2][o0..o1],
+                        &w[3][o0..o1],
+                        &w[4][o0..o1],
+                        &w[5][o0..o1],
+                        &w[6][o0..o1],
+                        &w[7][o0..o1],
+                    ];
+                    // SAFETY: each slice is one whole block.
+                    let u = unsafe {
+                        [
+                            unpack::<Q4>(blk[0].as_ptr()),
+                            unpack::<Q4>(blk[1].as_ptr()),
+                            unpack::<Q4>(blk[2].as_ptr()),
+                            unpack::<Q4>(blk[3].as_ptr()),
+                            unpack::<Q4>(blk[4].as_ptr()),
+                            unpack::<Q4>(blk[5].as_ptr()),
+                            unpack::<Q4>(blk[6].as_ptr()),
+                            unpack::<Q4>(blk[7].as_ptr()),
+                        ]
+                    };
+                    mag[i] =
+                        transpose8([u[0].mag, u[1].mag, u[2].mag, u[3].mag, u[4].mag, u[5].mag, u[6].mag, u[7].mag]);
+                    if !Q4 {
+                        sgn[i] = transpose8([
+                            u[0].sign, u[1].sign, u[2].sign, u[3].sign, u[4].sign, u[5].sign, u[6].sign, u[7].sign,
+                        ]);
+                    }
+                    let h = [
+                        scale_bits(blk[0]),
+                        scale_bits(blk[1]),
+                        scale_bits(blk[2]),
+                        scale_bits(blk[3]),
+                        scale_bits(blk[4]),
+                        scale_bits(blk[5]),
+                        scale_bits(blk[6]),
+                        scale_bits(blk[7]),
+                    ];
+                    dw[i] = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+                }
+                // Two columns per pass: each interleaved weight vector is loaded once for both, and the two
+                // accumulator chains run side by side. An odd last column is paired with itself.
+                for c in (0..cn).step_by(2) {
+                    let cb = if c + 1 < cn { c + 1 } else { c };
+                    let (ca_col, cb_col) = (c0 + c, c0 + cb);
+                    let xa = &x[ca_col * kb + b0..ca_col * kb + b0 + bn];
+                    let xb = &x[cb_col * kb + b0..cb_col * kb + b0 + bn];
+                    let sa = &xsum[ca_col * kb + b0..ca_col * kb + b0 + bn];
+                    let sb = &xsum[cb_col * kb + b0..cb_col * kb + b0 + bn];
+                    let (mut av, mut bv) = (acc[c], acc[cb]);
+                    for i in 0..bn {
+                        let (qa, qb) = (xa[i].qs.as_ptr() as *const i32, xb[i].qs.as_ptr() as *const i32);
+                        let (isa, isb) = $isum!(Q4, mag[i], sgn[i], qa, qb, sa[i], sb[i], ones);
+                        // Separate multiply and add (no FMA): the scalar dot's two roundings, block by block.
+                        let pa = _mm256_mul_ps(_mm256_cvtepi32_ps(isa), _mm256_mul_ps(dw[i], _mm256_set1_ps(xa[i].d)));
+                        let pb = _mm256_mul_ps(_mm256_cvtepi32_ps(isb), _mm256_mul_ps(dw[i], _mm256_set1_ps(xb[i].d)));
+                        av = _mm256_add_ps(av, pa);
+                        bv = _mm256_add_ps(bv, pb);
+                    }
+                    acc[c] = av;
+                    acc[cb] = bv;
+                }
+            }
+            for (c, a) in acc.iter().enumerate().take(cn) {
+                // SAFETY: out holds cn · 8 f32.
+                unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+            }
+        }
+    };
+}
+
+rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs);
+rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd);
 
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q4_K weight rows and `ncols` Q8_K activation rows of
 /// `kb` super-blocks, interleaved like [`rows8`]: each lane is one row, each 32-element sub-block's nibble
@@ -787,17 +844,27 @@ mod tests {
                     }
                     let mut out8 = vec![0f32; ncols * 8];
                     let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
-                    rows8(ty, w8, &x, &xsum, kb, &mut out8);
-                    for c in 0..ncols {
-                        for r in 0..8 {
-                            let s = scalar_dot(ty, &rows[r], &x[c * kb..(c + 1) * kb]);
-                            let v = out8[c * 8 + r];
-                            assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} rows8 k={k} ncols={ncols} r={r} c={c}");
+                    for vnni in [false, true] {
+                        if vnni && !super::super::vnni_available() {
+                            eprintln!("no AVX-512 VNNI on this CPU: dpbusd tiles not compared");
+                            continue;
+                        }
+                        rows8(ty, w8, &x, &xsum, kb, &mut out8, vnni);
+                        for c in 0..ncols {
+                            for r in 0..8 {
+                                let s = scalar_dot(ty, &rows[r], &x[c * kb..(c + 1) * kb]);
+                                let v = out8[c * 8 + r];
+                                assert_eq!(
+                                    s.to_bits(),
+                                    v.to_bits(),
+                                    "{ty:?} rows8 vnni={vnni} k={k} n={ncols} r={r} c={c}"
+                                );
+                            }
                         }
                     }
-                    for r in 0..8 {
-                        let s = scalar_dot(ty, &rows[r], &x[..kb]);
-                        let v = row1(ty, &rows[r], &x[..kb], &xsum[..kb], kb);
+                    for (r, wr) in rows.iter().enumerate() {
+                        let s = scalar_dot(ty, wr, &x[..kb]);
+                        let v = row1(ty, wr, &x[..kb], &xsum[..kb], kb);
                         assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} row1 k={k} r={r}");
                     }
                 }
