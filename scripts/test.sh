@@ -23,8 +23,10 @@ cargo clippy --release --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --release --workspace
 
-echo "== reference goldens on the portable scalar path too"
-SAIL_EDGE_ISA=scalar cargo test --release --test decoder_goldens --test pipeline_goldens
+echo "== reference goldens on the other x86 paths too (the default run used the best one this CPU has)"
+for isa in scalar avx2; do
+    SAIL_EDGE_ISA=$isa cargo test --release --test decoder_goldens --test pipeline_goldens
+done
 
 echo "== gguf-py compatibility"
 cargo build --release --bin sail-edge
@@ -51,3 +53,7 @@ QEMU_CPU=max SAIL_EDGE_EXPECT_ISA=dotprod,i8mm \
     cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output
 QEMU_CPU=cortex-a53 SAIL_EDGE_EXPECT_ISA=neon \
     cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output
+# The decoder goldens (reference logits, llama.cpp's f32/q8_0/q4_0 and MoE files) through the aarch64 paths:
+# i8mm tiles + sdot on `max`, plain NEON on the Cortex-A53.
+QEMU_CPU=max cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens
+QEMU_CPU=cortex-a53 cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens

@@ -1,7 +1,7 @@
 //! Compute kernels behind one boundary, so that SIMD paths and other backends (Vulkan) can slot in under
 //! the same calls. `scalar` is the portable reference; every SIMD twin is tested against it on random
-//! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2` on
-//! x86-64, `SAIL_EDGE_ISA=scalar|neon|dotprod|i8mm` on aarch64, forces a path, for tests and comparisons).
+//! inputs. The instruction set is chosen once per process from the CPU (`SAIL_EDGE_ISA=scalar|avx2|avx2vnni`
+//! on x86-64, `SAIL_EDGE_ISA=scalar|neon|dotprod|i8mm` on aarch64, forces a path, for tests and comparisons).
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
