@@ -241,7 +241,7 @@ fn avx2_tiles(
     c1: usize,
     local: &mut [f32],
 ) -> usize {
-    use super::x86::tiles::{row1, rows4, rows8, IntWeights};
+    use super::x86::tiles::{row1, rows8, IntWeights};
     let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
     let (rows, kb) = (r1 - r0, xs.kb);
     let row = |r: usize| w.rows_bytes(r, r + 1);
@@ -255,7 +255,7 @@ fn avx2_tiles(
     }
     let ncols = c1 - c0;
     let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
-    // Groups of 8 interleaved rows, then one group of 4 for what is left.
+    // Groups of 8 interleaved rows; the rest (fewer than 8) take the single dots.
     let eights = rows / 8 * 8;
     let mut out = vec![0f32; ncols * 8];
     for g in (0..eights).step_by(8) {
@@ -264,15 +264,7 @@ fn avx2_tiles(
             local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out[ci * 8..ci * 8 + 8]);
         }
     }
-    let full = eights + (rows - eights) / 4 * 4;
-    let mut out = vec![0f32; ncols * 4];
-    for g in (eights..full).step_by(4) {
-        rows4(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out);
-        for ci in 0..ncols {
-            local[ci * rows + g..ci * rows + g + 4].copy_from_slice(&out[ci * 4..ci * 4 + 4]);
-        }
-    }
-    full
+    eights
 }
 
 #[cfg(test)]

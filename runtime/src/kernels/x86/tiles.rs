@@ -5,8 +5,9 @@
 //! Every output is bit-identical to the scalar dot of its (row, column) pair: a block's integer sum is
 //! exact whatever the summation order, and each lane of the float accumulator adds
 //! `isum as f32 * (d_w * d_x)` block after block, exactly as [`crate::kernels::scalar::dot_q8_0`] does.
-//! Eight (row, column) pairs share one 8-lane accumulator (4 rows × 2 columns) for batches; single-token
-//! decoding streams one row at a time, eight blocks per step ([`row1`]).
+//! Batches interleave 8 weight rows so each lane of an accumulator is one row ([`rows8`], and the K-quant
+//! [`rows8_q4k`], [`rows8_q6k`]); single-token decoding streams one row at a time, eight blocks per step
+//! ([`row1`]).
 
 use std::arch::x86_64::*;
 
@@ -36,36 +37,6 @@ impl IntWeights {
 /// is taken back as `8 · Σ x`.
 pub fn block_sums(x: &[Q8Block]) -> Vec<i32> {
     x.iter().map(|b| b.qs.iter().map(|&q| q as i32).sum()).collect()
-}
-
-/// `out[c * 4 + r] = dot(w[r], x column c)` for 4 weight rows and `ncols` activation rows of `kb` blocks
-/// each (`x[c * kb..(c + 1) * kb]`, `xsum` likewise, see [`block_sums`]); any `ncols`.
-pub fn rows4(ty: IntWeights, w: [&[u8]; 4], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32]) {
-    assert!(available());
-    let ncols = out.len() / 4;
-    assert!(out.len() == ncols * 4 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
-    for r in &w {
-        assert!(r.len() >= kb * ty.block_bytes());
-    }
-    // Columns in groups of up to 8 (4 accumulators of 2 columns); an odd last column is paired with itself.
-    for c0 in (0..ncols).step_by(8) {
-        let cn = (ncols - c0).min(8);
-        let mut acc = [[0f32; 8]; 4];
-        // SAFETY: AVX2/F16C were checked above; every read is bounds-checked by the asserts (rows hold kb
-        // blocks, x and xsum hold ncols · kb entries).
-        unsafe {
-            match ty {
-                IntWeights::Q8_0 => rows4_group::<false>(w, x, xsum, kb, c0, cn, &mut acc),
-                IntWeights::Q4_0 => rows4_group::<true>(w, x, xsum, kb, c0, cn, &mut acc),
-            }
-        };
-        for c in 0..cn {
-            let (p, half) = (c / 2, c % 2);
-            for r in 0..4 {
-                out[(c0 + c) * 4 + r] = acc[p][r * 2 + half];
-            }
-        }
-    }
 }
 
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 weight rows and `ncols` activation rows of `kb` blocks.
@@ -661,92 +632,8 @@ fn scale_bits(block: &[u8]) -> i16 {
     i16::from_le_bytes([block[0], block[1]])
 }
 
-/// Blocks unpacked at a time: their weights (and scales) stay in L1 while every column pair visits them.
+/// Blocks interleaved at a time: their weights (and scales) stay in L1 while every column visits them.
 const CHUNK: usize = 16;
-
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn rows4_group<const Q4: bool>(
-    w: [&[u8]; 4],
-    x: &[Q8Block],
-    xsum: &[i32],
-    kb: usize,
-    c0: usize,
-    cn: usize,
-    acc_out: &mut [[f32; 8]; 4],
-) {
-    let bb = if Q4 { 18 } else { 34 };
-    let pairs = cn.div_ceil(2);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    // Column indices of each pair (an odd last column doubled).
-    let mut cols = [(0usize, 0usize); 4];
-    for (p, c) in cols.iter_mut().enumerate().take(pairs) {
-        let a = c0 + 2 * p;
-        *c = (a, if a + 1 < c0 + cn { a + 1 } else { a });
-    }
-    let zero = Unpacked { mag: _mm256_setzero_si256(), sign: _mm256_setzero_si256() };
-    let mut u = [[zero; 4]; CHUNK];
-    let mut dw = [_mm256_setzero_ps(); CHUNK];
-    for b0 in (0..kb).step_by(CHUNK) {
-        let bn = CHUNK.min(kb - b0);
-        for i in 0..bn {
-            let b = b0 + i;
-            let (o0, o1) = (b * bb, b * bb + bb);
-            let wb: [&[u8]; 4] = [&w[0][o0..o1], &w[1][o0..o1], &w[2][o0..o1], &w[3][o0..o1]];
-            // No closures here: they would not inherit this function's target features, and the
-            // unpacking would become out-of-line calls. SAFETY: each row slice is one whole block.
-            u[i] = unsafe {
-                [
-                    unpack::<Q4>(wb[0].as_ptr()),
-                    unpack::<Q4>(wb[1].as_ptr()),
-                    unpack::<Q4>(wb[2].as_ptr()),
-                    unpack::<Q4>(wb[3].as_ptr()),
-                ]
-            };
-            // Lanes: (r0,c0) (r0,c1) (r1,c0) (r1,c1) … (r3,c1); fp16 → f32 is exact.
-            let h = [scale_bits(wb[0]), scale_bits(wb[1]), scale_bits(wb[2]), scale_bits(wb[3])];
-            dw[i] = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[0], h[1], h[1], h[2], h[2], h[3], h[3]));
-        }
-        for (p, &(ca, cb)) in cols.iter().enumerate().take(pairs) {
-            let mut a = acc[p];
-            let (xa_row, xb_row) = (&x[ca * kb + b0..ca * kb + b0 + bn], &x[cb * kb + b0..cb * kb + b0 + bn]);
-            let (sa_row, sb_row) = (&xsum[ca * kb + b0..][..bn], &xsum[cb * kb + b0..][..bn]);
-            for i in 0..bn {
-                let (xa, xb) = (&xa_row[i], &xb_row[i]);
-                // SAFETY: each Q8Block holds 32 readable bytes.
-                let (va, vb) = unsafe {
-                    (
-                        _mm256_loadu_si256(xa.qs.as_ptr() as *const __m256i),
-                        _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i),
-                    )
-                };
-                let ui = &u[i];
-                let mut isum = reduce8([
-                    madd::<Q4>(ui[0], va),
-                    madd::<Q4>(ui[0], vb),
-                    madd::<Q4>(ui[1], va),
-                    madd::<Q4>(ui[1], vb),
-                    madd::<Q4>(ui[2], va),
-                    madd::<Q4>(ui[2], vb),
-                    madd::<Q4>(ui[3], va),
-                    madd::<Q4>(ui[3], vb),
-                ]);
-                if Q4 {
-                    let (sa, sb) = (8 * sa_row[i], 8 * sb_row[i]);
-                    isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(sa, sb, sa, sb, sa, sb, sa, sb));
-                }
-                let dx = _mm256_setr_ps(xa.d, xb.d, xa.d, xb.d, xa.d, xb.d, xa.d, xb.d);
-                // Separate multiply and add (no FMA): the same two roundings as the scalar dot, block by block.
-                let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw[i], dx));
-                a = _mm256_add_ps(a, prod);
-            }
-            acc[p] = a;
-        }
-    }
-    for p in 0..pairs {
-        // SAFETY: acc_out[p] holds 8 f32.
-        unsafe { _mm256_storeu_ps(acc_out[p].as_mut_ptr(), acc[p]) };
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -833,15 +720,6 @@ mod tests {
                     let x: Vec<Q8Block> =
                         (0..ncols).flat_map(|_| quantize_q8_0_activations(&random_row(&mut rng, k))).collect();
                     let xsum = block_sums(&x);
-                    let mut out = vec![0f32; ncols * 4];
-                    rows4(ty, [&rows[0], &rows[1], &rows[2], &rows[3]], &x, &xsum, kb, &mut out);
-                    for c in 0..ncols {
-                        for r in 0..4 {
-                            let s = scalar_dot(ty, &rows[r], &x[c * kb..(c + 1) * kb]);
-                            let v = out[c * 4 + r];
-                            assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}");
-                        }
-                    }
                     let mut out8 = vec![0f32; ncols * 8];
                     let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
                     for vnni in [false, true] {
