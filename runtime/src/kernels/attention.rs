@@ -9,8 +9,11 @@ use crate::GgmlType;
 
 /// Positions converted per tile.
 const KEY_TILE: usize = 64;
-/// Query rows per work item (they share every converted tile).
-const QUERY_BLOCK: usize = 16;
+/// Query rows per work item (they share every converted tile, and its transposition).
+const QUERY_BLOCK: usize = 64;
+/// Fewer score rows (queries × GQA group) per work item than this take one dot per key instead of
+/// transposing each tile (decoding: the transposition would cost as much as the scores).
+const TRANSPOSE_MIN_ROWS: usize = 8;
 
 /// The key or value rows of one KV head: `len` rows of `d` elements, contiguous, of type `ty` (F32, F16
 /// or Q8_0).
@@ -71,17 +74,40 @@ pub fn attention_rows(
             let rows = (i1 - i0) * group;
             // scores[row][j], row = (i - i0) * group + head-in-group.
             let mut scores = vec![0f32; rows * span];
-            let mut tile = Vec::new();
+            let (mut tile, mut kt) = (Vec::new(), Vec::new());
+            let transpose = rows >= TRANSPOSE_MIN_ROWS;
             for j0 in (0..span).step_by(KEY_TILE) {
                 let j1 = (j0 + KEY_TILE).min(span);
+                let w = j1 - j0;
                 keys[g].tile_f32(d, j0, j1, &mut tile);
+                if transpose {
+                    // [d][w], so a query's scores against the whole tile accumulate in vector lanes.
+                    kt.resize(d * w, 0.0);
+                    for (jj, key) in tile.chunks_exact(d).enumerate() {
+                        for (e, &x) in key.iter().enumerate() {
+                            kt[e * w + jj] = x;
+                        }
+                    }
+                }
                 for i in i0..i1 {
+                    if visible(i) <= j0 {
+                        continue;
+                    }
                     for hg in 0..group {
                         let h = g * group + hg;
                         let qv = &q[(i * n_heads + h) * d..(i * n_heads + h + 1) * d];
-                        let row = &mut scores[((i - i0) * group + hg) * span..][..span];
-                        for j in j0..j1.min(visible(i)) {
-                            row[j] = super::dot(qv, &tile[(j - j0) * d..(j - j0 + 1) * d]) * scale;
+                        let row = &mut scores[((i - i0) * group + hg) * span..][j0..j1];
+                        if transpose {
+                            // Positions past visible(i) get scores too; the softmax and the mix never read them.
+                            key_scores(qv, &kt, w, row);
+                            for s in row.iter_mut() {
+                                *s *= scale;
+                            }
+                        } else {
+                            let seen = j1.min(visible(i)) - j0;
+                            for (s, key) in row[..seen].iter_mut().zip(tile.chunks_exact(d)) {
+                                *s = super::dot(qv, key) * scale;
+                            }
                         }
                     }
                 }
@@ -108,6 +134,27 @@ pub fn attention_rows(
             let (i, h) = (i0 + r / group, g * group + r % group);
             out[(i * n_heads + h) * d..(i * n_heads + h + 1) * d].copy_from_slice(o);
         }
+    }
+}
+
+/// `out[j] = Σ_e q[e] · kt[e·w + j]` (a query's scores against `w` keys stored transposed), on the selected
+/// path.
+fn key_scores(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
+    match super::isa() {
+        #[cfg(target_arch = "x86_64")]
+        super::Isa::Avx2 | super::Isa::Avx2Vnni => super::x86::attention::key_scores(q, kt, w, out),
+        _ => key_scores_scalar(q, kt, w, out),
+    }
+}
+
+/// The portable reference of [`key_scores`]: per key, one multiply and one add per element, in order.
+pub fn key_scores_scalar(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
+    for (j, o) in out.iter_mut().enumerate().take(w) {
+        let mut a = 0f32;
+        for (e, &qe) in q.iter().enumerate() {
+            a += qe * kt[e * w + j];
+        }
+        *o = a;
     }
 }
 
@@ -257,6 +304,27 @@ mod tests {
             assert!(worst <= 3.0 * delta, "{ty}: max error {worst} > {}", 3.0 * delta);
         }
         assert!(!kv_type_supported(GgmlType::Q8_0, 16) && !kv_type_supported(GgmlType::Q4_0, 64));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_key_scores_are_bit_identical_to_scalar() {
+        if !crate::kernels::x86::available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(14);
+        // Widths that use the 64-key, 8-key and scalar parts; head sizes of the ViT (64) and the LM (128).
+        for &(w, d) in &[(1usize, 1usize), (7, 3), (64, 64), (64, 128), (71, 80), (130, 64)] {
+            let q: Vec<f32> = (0..d).map(|_| rng.gen_range(-4.0..4.0)).collect();
+            let kt: Vec<f32> = (0..d * w).map(|_| rng.gen_range(-4.0..4.0)).collect();
+            let (mut a, mut b) = (vec![0f32; w], vec![1f32; w]);
+            key_scores_scalar(&q, &kt, w, &mut a);
+            crate::kernels::x86::attention::key_scores(&q, &kt, w, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.to_bits(), y.to_bits(), "w={w} d={d}: {x} vs {y}");
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

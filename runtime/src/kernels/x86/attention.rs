@@ -1,6 +1,7 @@
-//! AVX2 twin of the attention value mix ([`crate::kernels::attention::mix_rows_scalar`]): the same
-//! multiply and add per element, in the same row order (no FMA), so the results are bit-identical; eight
-//! 8-lane accumulators stay in registers across all rows instead of a load and store per row.
+//! AVX2 twins of the attention score and value loops ([`crate::kernels::attention::key_scores_scalar`],
+//! [`crate::kernels::attention::mix_rows_scalar`]): the same multiply and add per element, in the same
+//! order (no FMA), so the results are bit-identical; eight 8-lane accumulators stay in registers across
+//! the whole loop instead of a load and store (or a horizontal sum) per row.
 
 use std::arch::x86_64::*;
 
@@ -52,5 +53,54 @@ unsafe fn mix_rows_avx2(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
         for (j, &pj) in p.iter().enumerate() {
             out[e] += pj * rows[j * d + e];
         }
+    }
+}
+
+/// `out[j] = Σ_e q[e] · kt[e·w + j]` for `j < w`: one query against `w` keys stored transposed (`kt` is
+/// `[d][w]`), e in order.
+pub fn key_scores(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
+    assert!(available());
+    assert!(kt.len() >= q.len() * w && out.len() >= w);
+    // SAFETY: AVX2 was checked above; every read of kt is below d · w and out has w elements (asserted).
+    unsafe { key_scores_avx2(q, kt, w, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn key_scores_avx2(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
+    let mut j0 = 0;
+    // 64 keys at a time (8 registers), then 8, then the scalar tail.
+    while j0 + 64 <= w {
+        // SAFETY: j0 + 64 <= w: inside every row of kt and inside out.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (e, &qe) in q.iter().enumerate() {
+                let (qv, row) = (_mm256_set1_ps(qe), kt.as_ptr().add(e * w + j0));
+                for (l, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, _mm256_loadu_ps(row.add(8 * l))));
+                }
+            }
+            for (l, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(j0 + 8 * l), *a);
+            }
+        }
+        j0 += 64;
+    }
+    while j0 + 8 <= w {
+        // SAFETY: j0 + 8 <= w: inside every row of kt and inside out.
+        unsafe {
+            let mut a = _mm256_setzero_ps();
+            for (e, &qe) in q.iter().enumerate() {
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(qe), _mm256_loadu_ps(kt.as_ptr().add(e * w + j0))));
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(j0), a);
+        }
+        j0 += 8;
+    }
+    for (j, o) in out.iter_mut().enumerate().take(w).skip(j0) {
+        let mut a = 0f32;
+        for (e, &qe) in q.iter().enumerate() {
+            a += qe * kt[e * w + j];
+        }
+        *o = a;
     }
 }
