@@ -147,14 +147,15 @@ fn key_scores(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
     }
 }
 
-/// The portable reference of [`key_scores`]: per key, one multiply and one add per element, in order.
+/// The portable reference of [`key_scores`]: per key, one multiply and one add per element, in order
+/// (written element-major, so the inner loop runs over contiguous keys and vectorizes on any target).
 pub fn key_scores_scalar(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
-    for (j, o) in out.iter_mut().enumerate().take(w) {
-        let mut a = 0f32;
-        for (e, &qe) in q.iter().enumerate() {
-            a += qe * kt[e * w + j];
+    let out = &mut out[..w];
+    out.fill(0.0);
+    for (e, &qe) in q.iter().enumerate() {
+        for (o, &k) in out.iter_mut().zip(&kt[e * w..(e + 1) * w]) {
+            *o += qe * k;
         }
-        *o = a;
     }
 }
 
