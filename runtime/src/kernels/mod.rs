@@ -116,7 +116,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Q8_0 weight row · Q8_0 activations on the selected path (bit-identical across paths).
+/// Q8_0 weight row · Q8_0 activations on the selected path (bit-identical across paths; the x86 decode
+/// kernel in `matmul` reorders the float sum, this dot does not).
 #[inline]
 pub fn dot_q8_0(w: &[u8], x: &[Q8Block]) -> f32 {
     match isa() {

@@ -84,6 +84,20 @@ pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
     sum
 }
 
+/// `Σ_b |isum_b · (d_w · d_x)|` of a Q8_0 (`q4` false) or Q4_0 row against Q8_0 activations: what bounds
+/// the difference between two summation orders of the same block products (tests of reordered kernels).
+#[cfg(test)]
+pub(crate) fn dot_magnitude(w: &[u8], x: &[Q8Block], q4: bool) -> f64 {
+    let bb = if q4 { 18 } else { 34 };
+    let mut mag = 0f64;
+    for (wb, xb) in w.chunks_exact(bb).zip(x) {
+        let xb = std::slice::from_ref(xb);
+        let p = if q4 { dot_q4_0(wb, xb) } else { dot_q8_0(wb, xb) };
+        mag += p.abs() as f64;
+    }
+    mag
+}
+
 /// `x[i] += bias` for every row of `x`.
 pub fn add_bias(x: &mut [f32], bias: &[f32]) {
     for row in x.chunks_mut(bias.len()) {

@@ -2,12 +2,12 @@
 //! activation rows per pass, so each unpacked weight block and each activation block is reused from
 //! registers instead of being reloaded for every dot product.
 //!
-//! Every output is bit-identical to the scalar dot of its (row, column) pair: a block's integer sum is
-//! exact whatever the summation order, and each lane of the float accumulator adds
-//! `isum as f32 * (d_w * d_x)` block after block, exactly as [`crate::kernels::scalar::dot_q8_0`] does.
 //! Batches interleave 8 weight rows so each lane of an accumulator is one row ([`rows8`], and the K-quant
-//! [`rows8_q4k`], [`rows8_q6k`]); single-token decoding streams one row at a time, eight blocks per step
-//! ([`row1`]).
+//! [`rows8_q4k`], [`rows8_q6k`]); every output of those is bit-identical to the scalar dot of its (row,
+//! column) pair: a block's integer sum is exact whatever the summation order, and each lane adds
+//! `isum as f32 * (d_w * d_x)` block after block, exactly as [`crate::kernels::scalar::dot_q8_0`] does.
+//! Single-token decoding streams one row at a time, eight blocks per step ([`row1`]), with the same block
+//! products added in another order (see there).
 
 use std::arch::x86_64::*;
 
@@ -513,67 +513,122 @@ unsafe fn rows8_q6k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn
 }
 
 /// `dot(w, x)` for one weight row of `kb` blocks, reading the row front to back (one memory stream, which
-/// the hardware prefetchers follow), eight blocks per step: their integer sums come out of one transpose
-/// and their products are added to the total one by one, in block order, like the scalar twin.
-pub fn row1(ty: IntWeights, w: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize) -> f32 {
-    assert!(available());
-    assert!(w.len() >= kb * ty.block_bytes() && x.len() >= kb && xsum.len() >= kb);
-    // SAFETY: AVX2/F16C were checked above; the row holds kb blocks, x and xsum kb entries.
+/// the hardware prefetchers follow), eight blocks per step: their integer sums come out of one transpose,
+/// exact, and block `b`'s product `isum · (d_w · d_x)` (rounded as the scalar twin rounds it) is added to
+/// lane `b mod 8` of a vector; the 8 lanes are summed at the end. Only that order of the float additions
+/// differs from the scalar dot (which adds the products one by one): a serial chain of scalar adds was
+/// what limited decoding, not the integer work.
+///
+/// `xd` holds the activation blocks' scales side by side (one load per step instead of eight). With `vnni`
+/// (see [`super::vnni_available`]) the integer step is one `dpbusd` per block: Q8_0 weights are moved to
+/// unsigned bytes by flipping their sign bit and the `128 · Σx` that adds is taken back, so the sums are
+/// the same.
+pub fn row1(ty: IntWeights, w: &[u8], x: &[Q8Block], xd: &[f32], xsum: &[i32], kb: usize, vnni: bool) -> f32 {
+    assert!(available() && (!vnni || super::vnni_available()));
+    assert!(w.len() >= kb * ty.block_bytes() && x.len() >= kb && xd.len() >= kb && xsum.len() >= kb);
+    // SAFETY: the target features were checked above; the row holds kb blocks, x, xd and xsum kb entries.
     unsafe {
-        match ty {
-            IntWeights::Q8_0 => row1_avx2::<false>(w, x, xsum, kb),
-            IntWeights::Q4_0 => row1_avx2::<true>(w, x, xsum, kb),
+        match (ty, vnni) {
+            (IntWeights::Q8_0, false) => row1_avx2::<false>(w, x, xd, xsum, kb),
+            (IntWeights::Q4_0, false) => row1_avx2::<true>(w, x, xd, xsum, kb),
+            (IntWeights::Q8_0, true) => row1_vnni::<false>(w, x, xd, xsum, kb),
+            (IntWeights::Q4_0, true) => row1_vnni::<true>(w, x, xd, xsum, kb),
         }
     }
 }
 
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn row1_avx2<const Q4: bool>(w: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize) -> f32 {
-    let bb = if Q4 { 18 } else { 34 };
-    let mut sum = 0f32;
-    let full = kb / 8 * 8;
-    for b0 in (0..full).step_by(8) {
-        let blocks = &w[b0 * bb..(b0 + 8) * bb];
-        let xs = &x[b0..b0 + 8];
-        let mut parts = [_mm256_setzero_si256(); 8];
-        let mut h = [0i16; 8];
-        for j in 0..8 {
-            let blk = &blocks[j * bb..(j + 1) * bb];
-            // SAFETY: blk is one whole block; a Q8Block holds 32 readable bytes.
-            let v = unsafe { _mm256_loadu_si256(xs[j].qs.as_ptr() as *const __m256i) };
-            parts[j] = madd::<Q4>(unsafe { unpack::<Q4>(blk.as_ptr()) }, v);
-            h[j] = scale_bits(blk);
+/// The 8 lane partial sums of one block pair for [`row1`] (elements 4l..4l+4 in lane l), without the
+/// offset correction (Q4_0: `8 · Σx`; Q8_0 with VNNI: `128 · Σx`).
+macro_rules! row1_block {
+    (maddubs, $q4:expr, $blk:expr, $xv:expr, $shifts:expr, $mask:expr, $ones:expr) => {{
+        let (blk, xv): (*const u8, __m256i) = ($blk, $xv);
+        if $q4 {
+            // The 16 packed bytes in both halves, shifted by 0 (low nibbles: elements 0..16) and by 4 (high
+            // nibbles: 16..32): one broadcast load and two operations.
+            // SAFETY (caller): the block's 18 bytes are readable.
+            let packed = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(blk.add(2) as *const __m128i) });
+            let nib = _mm256_and_si256(_mm256_srlv_epi32(packed, $shifts), $mask);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(nib, xv), $ones)
+        } else {
+            // SAFETY (caller): the block's 34 bytes are readable.
+            let wv = unsafe { _mm256_loadu_si256(blk.add(2) as *const __m256i) };
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), $ones)
         }
-        let mut isum = reduce8(parts);
-        if Q4 {
-            // SAFETY: xsum[b0..b0 + 8] is in bounds (asserted by the caller).
-            let s = unsafe { _mm256_loadu_si256(xsum[b0..b0 + 8].as_ptr() as *const __m256i) };
-            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<3>(s));
-        }
-        let dw = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
-        let dx = _mm256_setr_ps(xs[0].d, xs[1].d, xs[2].d, xs[3].d, xs[4].d, xs[5].d, xs[6].d, xs[7].d);
-        let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx));
-        let mut p = [0f32; 8];
-        // SAFETY: p holds 8 f32.
-        unsafe { _mm256_storeu_ps(p.as_mut_ptr(), prod) };
-        for v in p {
-            sum += v;
-        }
-    }
-    for b in full..kb {
-        let blk = &w[b * bb..(b + 1) * bb];
-        // SAFETY: blk is one whole block; a Q8Block holds 32 readable bytes.
-        let v = unsafe { _mm256_loadu_si256(x[b].qs.as_ptr() as *const __m256i) };
-        let m = madd::<Q4>(unsafe { unpack::<Q4>(blk.as_ptr()) }, v);
-        let mut isum = _mm256_extract_epi32::<0>(reduce8([m, m, m, m, m, m, m, m]));
-        if Q4 {
-            isum -= 8 * xsum[b];
-        }
-        let d = crate::quant::f16_bits_to_f32(scale_bits(blk) as u16);
-        sum += isum as f32 * (d * x[b].d);
-    }
-    sum
+    }};
+    (dpbusd, $q4:expr, $blk:expr, $xv:expr, $shifts:expr, $mask:expr, $ones:expr) => {{
+        let (blk, xv): (*const u8, __m256i) = ($blk, $xv);
+        let _ = $ones;
+        let unsigned = if $q4 {
+            // SAFETY (caller): the block's 18 bytes are readable.
+            let packed = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(blk.add(2) as *const __m128i) });
+            _mm256_and_si256(_mm256_srlv_epi32(packed, $shifts), $mask)
+        } else {
+            // SAFETY (caller): the block's 34 bytes are readable.
+            let wv = unsafe { _mm256_loadu_si256(blk.add(2) as *const __m256i) };
+            _mm256_xor_si256(wv, _mm256_set1_epi8(-128))
+        };
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned, xv)
+    }};
 }
+
+/// The single-row kernel, once per integer step (the body is shared; the target features differ).
+macro_rules! row1_kernel {
+    ($name:ident, $features:literal, $step:ident, $q8_offset:expr) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const Q4: bool>(w: &[u8], x: &[Q8Block], xd: &[f32], xsum: &[i32], kb: usize) -> f32 {
+            let bb = if Q4 { 18 } else { 34 };
+            let (shifts, mask, ones) =
+                (_mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), _mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+            // What the unsigned weights add per unit of Σx: Q4_0's offset 8, or 128 for flipped Q8_0 bytes.
+            let offset: i32 = if Q4 { 8 } else { $q8_offset };
+            let mut lanes = _mm256_setzero_ps();
+            let full = kb / 8 * 8;
+            for b0 in (0..full).step_by(8) {
+                let base = w[b0 * bb..(b0 + 8) * bb].as_ptr();
+                let mut parts = [_mm256_setzero_si256(); 8];
+                let mut h = [0i16; 8];
+                for j in 0..8 {
+                    // SAFETY: a Q8Block holds 32 readable bytes; block j of the 8 is inside the row.
+                    let xv = unsafe { _mm256_loadu_si256(x[b0 + j].qs.as_ptr() as *const __m256i) };
+                    let blk = unsafe { base.add(j * bb) };
+                    parts[j] = row1_block!($step, Q4, blk, xv, shifts, mask, ones);
+                    // SAFETY: the block's first two bytes are its scale (little-endian, as x86 reads it).
+                    h[j] = unsafe { (blk as *const i16).read_unaligned() };
+                }
+                let mut isum = reduce8(parts);
+                if offset != 0 {
+                    // SAFETY: xsum[b0..b0 + 8] is in bounds (asserted by the caller).
+                    let s = unsafe { _mm256_loadu_si256(xsum[b0..b0 + 8].as_ptr() as *const __m256i) };
+                    isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(s, _mm256_set1_epi32(offset)));
+                }
+                let dw = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+                // SAFETY: xd[b0..b0 + 8] is in bounds (asserted by the caller).
+                let dx = unsafe { _mm256_loadu_ps(xd[b0..b0 + 8].as_ptr()) };
+                lanes = _mm256_add_ps(lanes, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx)));
+            }
+            let mut p = [0f32; 8];
+            // SAFETY: p holds 8 f32.
+            unsafe { _mm256_storeu_ps(p.as_mut_ptr(), lanes) };
+            let mut sum = 0f32;
+            for v in p {
+                sum += v;
+            }
+            for b in full..kb {
+                let blk = &w[b * bb..(b + 1) * bb];
+                // SAFETY: blk is one whole block; a Q8Block holds 32 readable bytes.
+                let v = unsafe { _mm256_loadu_si256(x[b].qs.as_ptr() as *const __m256i) };
+                let m = row1_block!($step, Q4, blk.as_ptr(), v, shifts, mask, ones);
+                let isum = _mm256_extract_epi32::<0>(reduce8([m, m, m, m, m, m, m, m])) - offset * xsum[b];
+                let d = crate::quant::f16_bits_to_f32(scale_bits(blk) as u16);
+                sum += isum as f32 * (d * xd[b]);
+            }
+            sum
+        }
+    };
+}
+
+row1_kernel!(row1_avx2, "avx2,f16c", maddubs, 0);
+row1_kernel!(row1_vnni, "avx2,f16c,avx512vnni,avx512vl", dpbusd, 128);
 
 /// A weight block ready for `maddubs`: unsigned magnitudes and the signs to move onto the activations.
 #[derive(Clone, Copy)]
@@ -604,14 +659,6 @@ unsafe fn unpack<const Q4: bool>(block: *const u8) -> Unpacked {
         let w = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
         Unpacked { mag: _mm256_sign_epi8(w, w), sign: w }
     }
-}
-
-/// The 8 partial sums (elements 4l..4l+4 in lane l) of one block pair.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn madd<const Q4: bool>(w: Unpacked, x: __m256i) -> __m256i {
-    let y = if Q4 { x } else { _mm256_sign_epi8(x, w.sign) };
-    _mm256_madd_epi16(_mm256_maddubs_epi16(w.mag, y), _mm256_set1_epi16(1))
 }
 
 /// Lane-wise totals of 8 vectors: `[Σa, Σb, …, Σh]` (integer, so exact in any order).
@@ -720,6 +767,7 @@ mod tests {
                     let x: Vec<Q8Block> =
                         (0..ncols).flat_map(|_| quantize_q8_0_activations(&random_row(&mut rng, k))).collect();
                     let xsum = block_sums(&x);
+                    let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
                     let mut out8 = vec![0f32; ncols * 8];
                     let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
                     for vnni in [false, true] {
@@ -740,10 +788,24 @@ mod tests {
                             }
                         }
                     }
+                    // row1 adds the same block products in another order (8 lanes, then the lanes): each
+                    // of the two sums of kb terms is within (kb − 1)·2⁻²⁴·Σ|p_b| of the exact one.
                     for (r, wr) in rows.iter().enumerate() {
                         let s = scalar_dot(ty, wr, &x[..kb]);
-                        let v = row1(ty, wr, &x[..kb], &xsum[..kb], kb);
-                        assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} row1 k={k} r={r}");
+                        let mag = scalar::dot_magnitude(wr, &x[..kb], ty == IntWeights::Q4_0);
+                        let bound = 2.0 * kb as f64 * 2f64.powi(-24) * mag;
+                        for vnni in [false, true] {
+                            if vnni && !super::super::vnni_available() {
+                                continue;
+                            }
+                            let v = row1(ty, wr, &x[..kb], &xd[..kb], &xsum[..kb], kb, vnni);
+                            let diff = (s as f64 - v as f64).abs();
+                            assert!(diff <= bound, "{ty:?} row1 vnni={vnni} k={k} r={r}: {s} vs {v} (bound {bound})");
+                            if kb < 8 {
+                                // No full step of 8 blocks: the products are added one by one, like the scalar.
+                                assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} row1 vnni={vnni} k={k} r={r}");
+                            }
+                        }
                     }
                 }
             }
