@@ -134,13 +134,17 @@ fn kquant_tiles(
         && matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni)
     {
         use super::x86::tiles::{rows8_q4k, rows8_q6k};
-        let rows8 = if w.ty == GgmlType::Q4K { rows8_q4k } else { rows8_q6k };
+        let vnni = super::isa() == super::Isa::Avx2Vnni;
         let rows = r1 - r0;
         let mut out8 = vec![0f32; (c1 - c0) * 8];
         let done = rows / 8 * 8;
         for g in (0..done).step_by(8) {
             let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
-            rows8(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8);
+            if w.ty == GgmlType::Q4K {
+                rows8_q4k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
+            } else {
+                rows8_q6k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8);
+            }
             for ci in 0..c1 - c0 {
                 local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);
             }

@@ -288,8 +288,11 @@ rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd);
 /// sums are scaled by the row's 6-bit scale inside `madd`, the mins term comes from the activations'
 /// `bsums`, and each lane runs the scalar twin's float steps (`d·isum − dmin·msum`, added block by block),
 /// so every output is bit-identical to [`crate::kernels::kquants::dot_q4_k`].
-pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
-    assert!(available());
+///
+/// With `vnni` each sub-block's nibble sums come from `dpbusd` (exact i32, two columns per pass sharing
+/// each interleaved weight vector) and are scaled with an i32 multiply: the same integers, so the same bits.
+pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
+    assert!(available() && (!vnni || super::vnni_available()));
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
     for r in &w {
@@ -297,8 +300,15 @@ pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
     }
     for c0 in (0..ncols).step_by(MAX_COLS) {
         let cn = (ncols - c0).min(MAX_COLS);
-        // SAFETY: AVX2/F16C were checked above; rows hold kb super-blocks, x ncols · kb.
-        unsafe { rows8_q4k_avx2(w, x, kb, c0, cn, &mut out[c0 * 8..(c0 + cn) * 8]) };
+        let o = &mut out[c0 * 8..(c0 + cn) * 8];
+        // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
+        unsafe {
+            if vnni {
+                rows8_q4k_vnni(w, x, kb, c0, cn, o)
+            } else {
+                rows8_q4k_avx2(w, x, kb, c0, cn, o)
+            }
+        };
     }
 }
 
@@ -379,6 +389,122 @@ unsafe fn rows8_q4k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn
             let t =
                 _mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum)));
             *a = _mm256_add_ps(*a, t);
+        }
+    }
+    for (c, a) in acc.iter().enumerate().take(cn) {
+        // SAFETY: out holds cn · 8 f32.
+        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+    }
+}
+
+/// The interleaved nibbles, scales (as i32 lanes), mins and fp16 scales of one Q4_K super-block of 8 rows.
+struct Q4kRows8 {
+    nib: [[__m256i; 8]; 8],
+    scale: [__m256i; 8],
+    mins: [__m256i; 4],
+    dw: __m256,
+    dminw: __m256,
+}
+
+/// Unpack super-block `b` of the 8 rows for [`rows8_q4k_vnni`].
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn q4k_rows8(w: &[&[u8]; 8], b: usize) -> Q4kRows8 {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut sc = [[0u8; 8]; 8];
+    let mut mn = [[0u8; 8]; 8];
+    let mut d = [0i16; 8];
+    let mut dmin = [0i16; 8];
+    for r in 0..8 {
+        let blk = &w[r][b * Q4_K_BYTES..(b + 1) * Q4_K_BYTES];
+        (sc[r], mn[r]) = scales_mins_k4(&blk[4..16]);
+        d[r] = i16::from_le_bytes([blk[0], blk[1]]);
+        dmin[r] = i16::from_le_bytes([blk[2], blk[3]]);
+    }
+    let mut nib = [[_mm256_setzero_si256(); 8]; 8];
+    for c in 0..4 {
+        let mut lo = [_mm256_setzero_si256(); 8];
+        let mut hi = [_mm256_setzero_si256(); 8];
+        for r in 0..8 {
+            let blk = &w[r][b * Q4_K_BYTES + 16 + 32 * c..b * Q4_K_BYTES + 48 + 32 * c];
+            // SAFETY: blk is 32 bytes of the super-block's nibbles.
+            let v = unsafe { _mm256_loadu_si256(blk.as_ptr() as *const __m256i) };
+            lo[r] = _mm256_and_si256(v, m4);
+            hi[r] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+        }
+        nib[2 * c] = transpose8(lo);
+        nib[2 * c + 1] = transpose8(hi);
+    }
+    let mut scale = [_mm256_setzero_si256(); 8];
+    for (j, s) in scale.iter_mut().enumerate() {
+        *s = _mm256_setr_epi32(
+            sc[0][j] as i32,
+            sc[1][j] as i32,
+            sc[2][j] as i32,
+            sc[3][j] as i32,
+            sc[4][j] as i32,
+            sc[5][j] as i32,
+            sc[6][j] as i32,
+            sc[7][j] as i32,
+        );
+    }
+    let mut mins = [_mm256_setzero_si256(); 4];
+    for (i, m) in mins.iter_mut().enumerate() {
+        let v: [[i16; 2]; 8] = std::array::from_fn(|r| [mn[r][2 * i] as i16, mn[r][2 * i + 1] as i16]);
+        *m = _mm256_setr_epi16(
+            v[0][0], v[0][1], v[1][0], v[1][1], v[2][0], v[2][1], v[3][0], v[3][1], v[4][0], v[4][1], v[5][0], v[5][1],
+            v[6][0], v[6][1], v[7][0], v[7][1],
+        );
+    }
+    let dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
+    let dminw = _mm256_cvtph_ps(_mm_setr_epi16(dmin[0], dmin[1], dmin[2], dmin[3], dmin[4], dmin[5], dmin[6], dmin[7]));
+    Q4kRows8 { nib, scale, mins, dw, dminw }
+}
+
+/// Lane r += `d_r·d_x·isum_r − dmin_r·d_x·msum_r` for one activation super-block: the scalar twin's steps.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn q4k_finish(acc: __m256, t: &Q4kRows8, xb: &Q8KBlock, isum: __m256i) -> __m256 {
+    // msum lane r = Σ_i (m_r,2i · (bsums[4i] + bsums[4i+1]) + m_r,2i+1 · (bsums[4i+2] + bsums[4i+3])).
+    let bs = &xb.bsums;
+    let mut msum = _mm256_setzero_si256();
+    for (i, m) in t.mins.iter().enumerate() {
+        let (p0, p1) = (bs[4 * i] as i32 + bs[4 * i + 1] as i32, bs[4 * i + 2] as i32 + bs[4 * i + 3] as i32);
+        let pair = _mm256_set1_epi32((p0 as u16 as i32) | ((p1 as u16 as i32) << 16));
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(*m, pair));
+    }
+    let dx = _mm256_set1_ps(xb.d);
+    let (dd, dm) = (_mm256_mul_ps(t.dw, dx), _mm256_mul_ps(t.dminw, dx));
+    let v = _mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum)));
+    _mm256_add_ps(acc, v)
+}
+
+#[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
+unsafe fn rows8_q4k_vnni(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+    for b in 0..kb {
+        let t = q4k_rows8(&w, b);
+        // Two columns per pass: each interleaved weight vector is loaded once for both. An odd last column
+        // is paired with itself.
+        for c in (0..cn).step_by(2) {
+            let cb = if c + 1 < cn { c + 1 } else { c };
+            let (xa, xb) = (&x[(c0 + c) * kb + b], &x[(c0 + cb) * kb + b]);
+            let (qa, qb) = (xa.qs.as_ptr() as *const i32, xb.qs.as_ptr() as *const i32);
+            let (mut ia, mut ib) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for j in 0..8 {
+                let (mut sa, mut sb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for (g, nv) in t.nib[j].iter().enumerate() {
+                    // SAFETY: group g of sub-block j is 4 of the block's 256 bytes.
+                    let (ya, yb) = unsafe { (qa.add(8 * j + g).read_unaligned(), qb.add(8 * j + g).read_unaligned()) };
+                    sa = _mm256_dpbusd_epi32(sa, *nv, _mm256_set1_epi32(ya));
+                    sb = _mm256_dpbusd_epi32(sb, *nv, _mm256_set1_epi32(yb));
+                }
+                ia = _mm256_add_epi32(ia, _mm256_mullo_epi32(sa, t.scale[j]));
+                ib = _mm256_add_epi32(ib, _mm256_mullo_epi32(sb, t.scale[j]));
+            }
+            let (av, bv) = (q4k_finish(acc[c], &t, xa, ia), q4k_finish(acc[cb], &t, xb, ib));
+            acc[c] = av;
+            acc[cb] = bv;
         }
     }
     for (c, a) in acc.iter().enumerate().take(cn) {
@@ -725,21 +851,32 @@ mod tests {
                     .collect();
                 let mut out = vec![0f32; ncols * 8];
                 let wr: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
-                if ty == GgmlType::Q4K {
-                    rows8_q4k(wr, &x, kb, &mut out);
-                } else {
-                    rows8_q6k(wr, &x, kb, &mut out);
-                }
-                for c in 0..ncols {
-                    for r in 0..8 {
-                        let xs = &x[c * kb..(c + 1) * kb];
-                        let s = if ty == GgmlType::Q4K {
-                            crate::kernels::kquants::dot_q4_k(&rows[r], xs)
-                        } else {
-                            crate::kernels::kquants::dot_q6_k(&rows[r], xs)
-                        };
-                        let v = out[c * 8 + r];
-                        assert_eq!(s.to_bits(), v.to_bits(), "{ty} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}");
+                for vnni in [false, true] {
+                    if ty == GgmlType::Q4K {
+                        if vnni && !super::super::vnni_available() {
+                            continue;
+                        }
+                        rows8_q4k(wr, &x, kb, &mut out, vnni);
+                    } else if vnni {
+                        continue;
+                    } else {
+                        rows8_q6k(wr, &x, kb, &mut out);
+                    }
+                    for c in 0..ncols {
+                        for r in 0..8 {
+                            let xs = &x[c * kb..(c + 1) * kb];
+                            let s = if ty == GgmlType::Q4K {
+                                crate::kernels::kquants::dot_q4_k(&rows[r], xs)
+                            } else {
+                                crate::kernels::kquants::dot_q6_k(&rows[r], xs)
+                            };
+                            let v = out[c * 8 + r];
+                            assert_eq!(
+                                s.to_bits(),
+                                v.to_bits(),
+                                "{ty} vnni={vnni} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}"
+                            );
+                        }
                     }
                 }
             }
