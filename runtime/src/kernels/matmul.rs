@@ -143,7 +143,7 @@ fn kquant_tiles(
             if w.ty == GgmlType::Q4K {
                 rows8_q4k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
             } else {
-                rows8_q6k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8);
+                rows8_q6k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
             }
             for ci in 0..c1 - c0 {
                 local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);

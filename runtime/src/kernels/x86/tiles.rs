@@ -518,8 +518,11 @@ unsafe fn rows8_q4k_vnni(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn
 /// each 16-element group's sums are scaled by its signed 8-bit scale inside `madd`, the offset of 32 comes
 /// back as `32 · Σ scale · bsum`, and each lane adds `(d_w · d_x) · isum` block by block like
 /// [`crate::kernels::kquants::dot_q6_k`], so every output is bit-identical to it.
-pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
-    assert!(available());
+///
+/// With `vnni` each 16-value group's sums come from `dpbusd` (two columns per pass) and are scaled with an
+/// i32 multiply: the same integers, so the same bits.
+pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
+    assert!(available() && (!vnni || super::vnni_available()));
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
     for r in &w {
@@ -527,8 +530,15 @@ pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
     }
     for c0 in (0..ncols).step_by(MAX_COLS) {
         let cn = (ncols - c0).min(MAX_COLS);
-        // SAFETY: AVX2/F16C were checked above; rows hold kb super-blocks, x ncols · kb.
-        unsafe { rows8_q6k_avx2(w, x, kb, c0, cn, &mut out[c0 * 8..(c0 + cn) * 8]) };
+        let o = &mut out[c0 * 8..(c0 + cn) * 8];
+        // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
+        unsafe {
+            if vnni {
+                rows8_q6k_vnni(w, x, kb, c0, cn, o)
+            } else {
+                rows8_q6k_avx2(w, x, kb, c0, cn, o)
+            }
+        };
     }
 }
 
@@ -630,6 +640,136 @@ unsafe fn rows8_q6k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn
             let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
             let dd = _mm256_mul_ps(dw, _mm256_set1_ps(xb.d));
             *a = _mm256_add_ps(*a, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)));
+        }
+    }
+    for (c, a) in acc.iter().enumerate().take(cn) {
+        // SAFETY: out holds cn · 8 f32.
+        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+    }
+}
+
+/// The interleaved 6-bit values, group scales (as i32 lanes), scale pairs and fp16 scales of one Q6_K
+/// super-block of 8 rows.
+struct Q6kRows8 {
+    q6: [[__m256i; 8]; 8],
+    scale: [__m256i; 16],
+    spair: [__m256i; 8],
+    dw: __m256,
+}
+
+/// Unpack super-block `b` of the 8 rows for [`rows8_q6k_vnni`] (as [`rows8_q6k_avx2`] does inline).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn q6k_rows8(w: &[&[u8]; 8], b: usize) -> Q6kRows8 {
+    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+    let mut sc = [[0i16; 16]; 8];
+    let mut d = [0i16; 8];
+    for r in 0..8 {
+        let blk = &w[r][b * Q6_K_BYTES..(b + 1) * Q6_K_BYTES];
+        for (s, v) in sc[r].iter_mut().enumerate() {
+            *v = blk[192 + s] as i8 as i16;
+        }
+        d[r] = i16::from_le_bytes([blk[208], blk[209]]);
+    }
+    let mut q6 = [[_mm256_setzero_si256(); 8]; 8];
+    for h in 0..2 {
+        let mut ql = [[_mm256_setzero_si256(); 2]; 8];
+        let mut qh = [_mm256_setzero_si256(); 8];
+        for r in 0..8 {
+            let blk = &w[r][b * Q6_K_BYTES..(b + 1) * Q6_K_BYTES];
+            // SAFETY: ql[64h..64h + 64] and qh[32h..32h + 32] lie within the 210-byte block.
+            unsafe {
+                ql[r][0] = _mm256_loadu_si256(blk[64 * h..].as_ptr() as *const __m256i);
+                ql[r][1] = _mm256_loadu_si256(blk[64 * h + 32..].as_ptr() as *const __m256i);
+                qh[r] = _mm256_loadu_si256(blk[128 + 32 * h..].as_ptr() as *const __m256i);
+            }
+        }
+        for k in 0..4 {
+            let mut rows = [_mm256_setzero_si256(); 8];
+            for r in 0..8 {
+                let low = ql[r][k & 1];
+                let low = if k >> 1 == 0 { low } else { _mm256_srli_epi16::<4>(low) };
+                let high = match k {
+                    0 => qh[r],
+                    1 => _mm256_srli_epi16::<2>(qh[r]),
+                    2 => _mm256_srli_epi16::<4>(qh[r]),
+                    _ => _mm256_srli_epi16::<6>(qh[r]),
+                };
+                let high = _mm256_slli_epi16::<4>(_mm256_and_si256(high, m2));
+                rows[r] = _mm256_or_si256(_mm256_and_si256(low, m4), high);
+            }
+            q6[4 * h + k] = transpose8(rows);
+        }
+    }
+    let mut scale = [_mm256_setzero_si256(); 16];
+    for (s, v) in scale.iter_mut().enumerate() {
+        *v = _mm256_setr_epi32(
+            sc[0][s] as i32,
+            sc[1][s] as i32,
+            sc[2][s] as i32,
+            sc[3][s] as i32,
+            sc[4][s] as i32,
+            sc[5][s] as i32,
+            sc[6][s] as i32,
+            sc[7][s] as i32,
+        );
+    }
+    let mut spair = [_mm256_setzero_si256(); 8];
+    for (i, v) in spair.iter_mut().enumerate() {
+        let c: [[i16; 2]; 8] = std::array::from_fn(|r| [sc[r][2 * i], sc[r][2 * i + 1]]);
+        *v = _mm256_setr_epi16(
+            c[0][0], c[0][1], c[1][0], c[1][1], c[2][0], c[2][1], c[3][0], c[3][1], c[4][0], c[4][1], c[5][0], c[5][1],
+            c[6][0], c[6][1], c[7][0], c[7][1],
+        );
+    }
+    let dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
+    Q6kRows8 { q6, scale, spair, dw }
+}
+
+/// Lane r += `d_r·d_x·(isum_r − 32·Σ_s sc_rs·bsums_s)` for one activation super-block: the scalar twin's steps.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn q6k_finish(acc: __m256, t: &Q6kRows8, xb: &Q8KBlock, isum: __m256i) -> __m256 {
+    let bs = &xb.bsums;
+    let mut off = _mm256_setzero_si256();
+    for (i, sp) in t.spair.iter().enumerate() {
+        let pair = _mm256_set1_epi32((bs[2 * i] as u16 as i32) | ((bs[2 * i + 1] as u16 as i32) << 16));
+        off = _mm256_add_epi32(off, _mm256_madd_epi16(*sp, pair));
+    }
+    let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
+    let dd = _mm256_mul_ps(t.dw, _mm256_set1_ps(xb.d));
+    _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)))
+}
+
+#[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
+unsafe fn rows8_q6k_vnni(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+    for b in 0..kb {
+        let t = q6k_rows8(&w, b);
+        // Two columns per pass (an odd last one paired with itself), sharing each weight vector.
+        for c in (0..cn).step_by(2) {
+            let cb = if c + 1 < cn { c + 1 } else { c };
+            let (xa, xb) = (&x[(c0 + c) * kb + b], &x[(c0 + cb) * kb + b]);
+            let (qa, qb) = (xa.qs.as_ptr() as *const i32, xb.qs.as_ptr() as *const i32);
+            let (mut ia, mut ib) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            // 16 groups of 16 values: chunk t (32 values) holds groups 2t (its groups 0..4) and 2t + 1.
+            for s in 0..16 {
+                let (mut sa, mut sb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for g in 0..4 {
+                    let (t8, gg) = (s / 2, 4 * (s % 2) + g);
+                    let nv = t.q6[t8][gg];
+                    // SAFETY: group gg of chunk t8 is 4 of the block's 256 bytes.
+                    let (ya, yb) =
+                        unsafe { (qa.add(8 * t8 + gg).read_unaligned(), qb.add(8 * t8 + gg).read_unaligned()) };
+                    sa = _mm256_dpbusd_epi32(sa, nv, _mm256_set1_epi32(ya));
+                    sb = _mm256_dpbusd_epi32(sb, nv, _mm256_set1_epi32(yb));
+                }
+                ia = _mm256_add_epi32(ia, _mm256_mullo_epi32(sa, t.scale[s]));
+                ib = _mm256_add_epi32(ib, _mm256_mullo_epi32(sb, t.scale[s]));
+            }
+            let (av, bv) = (q6k_finish(acc[c], &t, xa, ia), q6k_finish(acc[cb], &t, xb, ib));
+            acc[c] = av;
+            acc[cb] = bv;
         }
     }
     for (c, a) in acc.iter().enumerate().take(cn) {
@@ -857,10 +997,11 @@ mod tests {
                             continue;
                         }
                         rows8_q4k(wr, &x, kb, &mut out, vnni);
-                    } else if vnni {
-                        continue;
                     } else {
-                        rows8_q6k(wr, &x, kb, &mut out);
+                        if vnni && !super::super::vnni_available() {
+                            continue;
+                        }
+                        rows8_q6k(wr, &x, kb, &mut out, vnni);
                     }
                     for c in 0..ncols {
                         for r in 0..8 {
