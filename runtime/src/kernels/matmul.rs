@@ -29,7 +29,12 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
     }
     match w.ty {
         GgmlType::Q8_0 | GgmlType::Q4_0 => {
-            let xq: Vec<Q8Block> = x.par_chunks(k).flat_map_iter(quantize_q8_0_activations).collect();
+            let xq: Vec<Q8Block> = if n == 1 {
+                // One row: not worth a parallel region of its own.
+                quantize_q8_0_activations(x)
+            } else {
+                x.par_chunks(k).flat_map_iter(quantize_q8_0_activations).collect()
+            };
             let xs = Int8Activations::new(&xq, k / 32);
             tiled(n, m, out, |r0, r1, c0, c1, local| {
                 int8_tile(w, r0, r1, &xs, c0, c1, local);
@@ -39,7 +44,11 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
         GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
             // ggml's K-quant path: activations in Q8_K blocks of 256; interleaved 8-row tiles for batches
             // where there are some, else one integer dot per (row, input row).
-            let xq: Vec<Q8KBlock> = x.par_chunks(k).flat_map_iter(quantize_q8_k_activations).collect();
+            let xq: Vec<Q8KBlock> = if n == 1 {
+                quantize_q8_k_activations(x)
+            } else {
+                x.par_chunks(k).flat_map_iter(quantize_q8_k_activations).collect()
+            };
             let kb = k / 256;
             let dot = match w.ty {
                 GgmlType::Q4K => super::dot_q4_k,
@@ -93,26 +102,37 @@ where
             .try_for_each(|(b, o)| tile(b * ROW_BLOCK, b * ROW_BLOCK + o.len(), 0, 1, o));
     }
     let (rb, cb) = (m.div_ceil(ROW_BLOCK), n.div_ceil(COL_BLOCK));
-    let tiles: Vec<(usize, usize, Vec<f32>)> = (0..rb * cb)
-        .into_par_iter()
-        .map(|t| {
-            // Consecutive items share an input chunk, so its activations stay warm in the shared cache.
-            let (c, r) = (t / rb, t % rb);
-            let (r0, r1) = (r * ROW_BLOCK, ((r + 1) * ROW_BLOCK).min(m));
-            let (c0, c1) = (c * COL_BLOCK, ((c + 1) * COL_BLOCK).min(n));
-            let mut local = vec![0f32; (r1 - r0) * (c1 - c0)];
-            tile(r0, r1, c0, c1, &mut local)?;
-            Ok((r0, c0, local))
-        })
-        .collect::<Result<_, WeightError>>()?;
-    for (r0, c0, local) in tiles {
-        let width = ((r0 + ROW_BLOCK).min(m)) - r0;
-        for (ci, row) in local.chunks(width).enumerate() {
-            let i = c0 + ci;
-            out[i * m + r0..i * m + r0 + width].copy_from_slice(row);
+    let dst = OutTiles { ptr: out.as_mut_ptr(), len: out.len() };
+    (0..rb * cb).into_par_iter().try_for_each(|t| {
+        // Consecutive items share an input chunk, so its activations stay warm in the shared cache.
+        let (c, r) = (t / rb, t % rb);
+        let (r0, r1) = (r * ROW_BLOCK, ((r + 1) * ROW_BLOCK).min(m));
+        let (c0, c1) = (c * COL_BLOCK, ((c + 1) * COL_BLOCK).min(n));
+        let mut local = vec![0f32; (r1 - r0) * (c1 - c0)];
+        tile(r0, r1, c0, c1, &mut local)?;
+        // Each tile owns out[i·m + r0 .. i·m + r1] for its inputs i: written here, by this thread.
+        for (ci, row) in local.chunks(r1 - r0).enumerate() {
+            dst.write((c0 + ci) * m + r0, row);
         }
+        Ok(())
+    })
+}
+
+/// `out` shared by the tiles of [`tiled`], each writing only its own (input rows × weight rows) block.
+struct OutTiles {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the tiles write disjoint ranges (see `tiled`), and `out` outlives the parallel loop.
+unsafe impl Sync for OutTiles {}
+
+impl OutTiles {
+    fn write(&self, at: usize, values: &[f32]) {
+        assert!(at + values.len() <= self.len);
+        // SAFETY: in bounds (asserted); no other tile writes this range and nothing reads it meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(at), values.len()) };
     }
-    Ok(())
 }
 
 /// The interleaved 8-row tiles for Q4_K/Q6_K batches over as many rows as they cover (bit-identical to
