@@ -76,10 +76,16 @@ pub fn attention_rows(
             let mut scores = vec![0f32; rows * span];
             let (mut tile, mut kt) = (Vec::new(), Vec::new());
             let transpose = rows >= TRANSPOSE_MIN_ROWS;
+            // Few rows of f16 keys (decoding): each key is read once or twice, so it is converted in
+            // registers by the f16 dot rather than into a tile first.
+            let direct = !transpose && keys[g].ty == GgmlType::F16 && super::f16_dot_in_registers();
+            let krow = keys[g].ty.row_size(d).expect("KV rows are whole blocks");
             for j0 in (0..span).step_by(KEY_TILE) {
                 let j1 = (j0 + KEY_TILE).min(span);
                 let w = j1 - j0;
-                keys[g].tile_f32(d, j0, j1, &mut tile);
+                if !direct {
+                    keys[g].tile_f32(d, j0, j1, &mut tile);
+                }
                 if transpose {
                     // [d][w], so a query's scores against the whole tile accumulate in vector lanes.
                     kt.resize(d * w, 0.0);
@@ -103,6 +109,12 @@ pub fn attention_rows(
                             for s in row.iter_mut() {
                                 *s *= scale;
                             }
+                        } else if direct {
+                            let seen = j1.min(visible(i)) - j0;
+                            let bytes = &keys[g].data[j0 * krow..(j0 + seen) * krow];
+                            for (s, key) in row[..seen].iter_mut().zip(bytes.chunks_exact(krow)) {
+                                *s = super::dot_f16(key, qv) * scale;
+                            }
                         } else {
                             let seen = j1.min(visible(i)) - j0;
                             for (s, key) in row[..seen].iter_mut().zip(tile.chunks_exact(d)) {
@@ -118,6 +130,18 @@ pub fn attention_rows(
             let mut acc = vec![0f32; rows * d];
             for j0 in (0..span).step_by(KEY_TILE) {
                 let j1 = (j0 + KEY_TILE).min(span);
+                if direct && values[g].ty == GgmlType::F16 {
+                    // As for the keys: f16 values converted in registers, the same bits as via a tile.
+                    let vrow = values[g].ty.row_size(d).expect("KV rows are whole blocks");
+                    for (r, o) in acc.chunks_mut(d).enumerate() {
+                        let p = &scores[r * span..r * span + visible(i0 + r / group)];
+                        if j0 < p.len() {
+                            let j1 = j1.min(p.len());
+                            mix_rows_f16(&p[j0..j1], &values[g].data[j0 * vrow..j1 * vrow], d, o);
+                        }
+                    }
+                    continue;
+                }
                 values[g].tile_f32(d, j0, j1, &mut tile);
                 for (r, o) in acc.chunks_mut(d).enumerate() {
                     let p = &scores[r * span..r * span + visible(i0 + r / group)];
@@ -166,6 +190,18 @@ fn mix_rows(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
         super::Isa::Avx2 | super::Isa::Avx2Vnni => super::x86::attention::mix_rows(p, rows, d, out),
         _ => mix_rows_scalar(p, rows, d, out),
     }
+}
+
+/// `out[e] += Σ_j p[j] · rows[j][e]` over f16 rows (little-endian bytes, `d` values each), x86 AVX2/F16C
+/// only (see `direct` in [`attention_rows`]); bit-identical to converting the rows and [`mix_rows_scalar`].
+fn mix_rows_f16(p: &[f32], rows: &[u8], d: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::f16_dot_in_registers() {
+        return super::x86::attention::mix_rows_f16(p, rows, d, out);
+    }
+    let mut f = vec![0f32; p.len() * d];
+    quant::dequantize(GgmlType::F16, &rows[..p.len() * d * 2], &mut f).expect("f16 rows");
+    mix_rows_scalar(p, &f, d, out);
 }
 
 /// The portable reference of [`mix_rows`]: one multiply and one add per element, rows in order.
@@ -305,6 +341,31 @@ mod tests {
             assert!(worst <= 3.0 * delta, "{ty}: max error {worst} > {}", 3.0 * delta);
         }
         assert!(!kv_type_supported(GgmlType::Q8_0, 16) && !kv_type_supported(GgmlType::Q4_0, 64));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_f16_value_mix_is_bit_identical_to_converting_first() {
+        if !crate::kernels::x86::available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(16);
+        for &(nrows, d) in &[(1usize, 8usize), (3, 7), (64, 128), (17, 72), (5, 200)] {
+            let p: Vec<f32> = (0..nrows).map(|_| rng.gen_range(0.0..1.0)).collect();
+            let rows: Vec<f32> = (0..nrows * d).map(|_| rng.gen_range(-4.0..4.0)).collect();
+            let mut bytes = vec![0u8; nrows * d * 2];
+            quant::quantize(GgmlType::F16, &rows, &mut bytes).unwrap();
+            let mut exact = vec![0f32; nrows * d];
+            quant::dequantize(GgmlType::F16, &bytes, &mut exact).unwrap();
+            let start: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let (mut a, mut b) = (start.clone(), start);
+            mix_rows_scalar(&p, &exact, d, &mut a);
+            crate::kernels::x86::attention::mix_rows_f16(&p, &bytes, d, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.to_bits(), y.to_bits(), "rows={nrows} d={d}: {x} vs {y}");
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

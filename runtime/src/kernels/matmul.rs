@@ -89,6 +89,51 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
     }
 }
 
+/// `outs[j][n × ws[j].rows] = x · ws[j]ᵀ` for several weights that share their input (q, k and v; gate
+/// and up). For one input row with weights of one activation format, the activations are quantized once
+/// and the row blocks of every weight go through a single parallel loop: decoding's small matrices then
+/// cost one fork-join instead of one each. Otherwise it is [`matmul`] per weight. Same results either way.
+pub fn matmul_shared(x: &[f32], n: usize, ws: &[&Matrix<'_>], outs: &mut [&mut [f32]]) -> Result<(), WeightError> {
+    assert_eq!(ws.len(), outs.len(), "matmul_shared: one output per weight");
+    let int8 = |t: GgmlType| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0);
+    let kquant = |t: GgmlType| matches!(t, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
+    let k = x.len() / n.max(1);
+    let same = |f: &dyn Fn(GgmlType) -> bool| ws.iter().all(|w| f(w.ty) && w.cols == k);
+    if n != 1 || ws.is_empty() || !(same(&int8) || same(&kquant)) {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            matmul(x, n, w, out)?;
+        }
+        return Ok(());
+    }
+    for (w, out) in ws.iter().zip(outs.iter()) {
+        assert_eq!(out.len(), w.rows, "matmul output for {}", w.name);
+    }
+    // Every weight's output in row blocks: (weight, first row, its outputs).
+    let items: Vec<(usize, usize, &mut [f32])> = outs
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(j, o)| o.chunks_mut(ROW_BLOCK).enumerate().map(move |(b, c)| (j, b * ROW_BLOCK, c)))
+        .collect();
+    if int8(ws[0].ty) {
+        let xq = quantize_q8_0_activations(x);
+        let xs = Int8Activations::new(&xq, k / 32);
+        items.into_par_iter().for_each(|(j, r0, o)| int8_tile(ws[j], r0, r0 + o.len(), &xs, 0, 1, o));
+    } else {
+        let xq = quantize_q8_k_activations(x);
+        items.into_par_iter().for_each(|(j, r0, o)| {
+            let dot = match ws[j].ty {
+                GgmlType::Q4K => super::dot_q4_k,
+                GgmlType::Q5K => super::dot_q5_k,
+                _ => super::dot_q6_k,
+            };
+            for (r, v) in o.iter_mut().enumerate() {
+                *v = dot(ws[j].rows_bytes(r0 + r, r0 + r + 1), &xq);
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Run `tile(r0, r1, c0, c1, local)` over every (row block, input chunk) in parallel; `local` is
 /// `[(c1 - c0) × (r1 - r0)]`, copied into `out` afterwards. A single input row writes `out` in place.
 fn tiled<F>(n: usize, m: usize, out: &mut [f32], tile: F) -> Result<(), WeightError>
@@ -355,6 +400,40 @@ mod tests {
                             "{ty} m={m} n={n} row {r} input {i}: {got} vs {want}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// Weights sharing an input give what separate products give, bit for bit: one input row (one
+    /// parallel loop over all of them) and several (one product each), integer and K-quant formats, and a
+    /// mix of formats (separate products).
+    #[test]
+    fn shared_input_matmul_equals_separate_ones() {
+        let mut rng = SmallRng::seed_from_u64(15);
+        for tys in [
+            [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_0],
+            [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5K],
+            [GgmlType::Q4_0, GgmlType::Q6K, GgmlType::F16],
+        ] {
+            let k = 512;
+            let ms = [70usize, 9, 130];
+            let bytes: Vec<Vec<u8>> = tys.iter().zip(ms).map(|(&t, m)| weights(&mut rng, t, m, k)).collect();
+            let ws: Vec<Matrix<'_>> =
+                (0..3).map(|j| Matrix::from_bytes("w", tys[j], ms[j], k, &bytes[j]).unwrap()).collect();
+            for n in [1usize, 3] {
+                let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                let mut shared: Vec<Vec<f32>> = ms.iter().map(|&m| vec![0f32; n * m]).collect();
+                {
+                    let mut outs: Vec<&mut [f32]> = shared.iter_mut().map(|o| o.as_mut_slice()).collect();
+                    let wr: Vec<&Matrix<'_>> = ws.iter().collect();
+                    matmul_shared(&x, n, &wr, &mut outs).unwrap();
+                }
+                for j in 0..3 {
+                    let mut alone = vec![0f32; n * ms[j]];
+                    matmul(&x, n, &ws[j], &mut alone).unwrap();
+                    let same = alone.iter().zip(&shared[j]).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{:?} n={n} weight {j}", tys);
                 }
             }
         }

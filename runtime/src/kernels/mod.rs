@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 pub use attention::{attention, attention_rows, kv_type_supported, HeadRows};
 pub use kquants::{quantize_q8_k_activations, Q8KBlock};
-pub use matmul::matmul;
+pub use matmul::{matmul, matmul_shared};
 pub use scalar::{add_bias, add_in_place, Q8Block};
 
 /// The instruction-set paths this build has.
@@ -194,6 +194,16 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => x86::dot_f16(w, x),
         _ => kquants::dot_f16(w, x),
+    }
+}
+
+/// Whether [`dot_f16`] converts in registers (F16C) on this path, i.e. beats converting rows to f32 first.
+#[inline]
+pub(crate) fn f16_dot_in_registers() -> bool {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx2Vnni => true,
+        _ => false,
     }
 }
 

@@ -148,8 +148,7 @@ pub(crate) fn swiglu(
     out: &mut [f32],
 ) -> Result<(), ModelError> {
     let (mut g, mut u) = (vec![0f32; n * gate.rows], vec![0f32; n * up.rows]);
-    kernels::matmul(x, n, gate, &mut g)?;
-    kernels::matmul(x, n, up, &mut u)?;
+    kernels::matmul_shared(x, n, &[gate, up], &mut [&mut g, &mut u])?;
     kernels::silu_mul(&mut g, &u);
     kernels::matmul(&g, n, down, out)?;
     Ok(())
@@ -334,9 +333,7 @@ impl<'a> Decoder<'a> {
 
         for (l, layer) in self.layers.iter().enumerate() {
             kernels::rms_norm(&x, &layer.attn_norm, c.eps, &mut normed);
-            kernels::matmul(&normed, n, &layer.q, &mut q)?;
-            kernels::matmul(&normed, n, &layer.k, &mut k)?;
-            kernels::matmul(&normed, n, &layer.v, &mut v)?;
+            kernels::matmul_shared(&normed, n, &[&layer.q, &layer.k, &layer.v], &mut [&mut q, &mut k, &mut v])?;
             kernels::rms_norm_heads(&mut q, &layer.q_norm, c.eps);
             kernels::rms_norm_heads(&mut k, &layer.k_norm, c.eps);
             for i in 0..n {

@@ -104,3 +104,55 @@ unsafe fn key_scores_avx2(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
         *o = a;
     }
 }
+
+/// `out[e] += Σ_j p[j] · f16(rows[j][e])` for f16 rows (little-endian bytes), rows in order: the values
+/// are converted in registers (F16C, exact), then the same multiply and add as [`mix_rows`].
+pub fn mix_rows_f16(p: &[f32], rows: &[u8], d: usize, out: &mut [f32]) {
+    assert!(available());
+    assert!(rows.len() >= p.len() * d * 2 && out.len() == d);
+    // SAFETY: AVX2/F16C were checked above; every row read is within `rows` (asserted), `out` has d elements.
+    unsafe { mix_rows_f16_avx2(p, rows, d, out) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn mix_rows_f16_avx2(p: &[f32], rows: &[u8], d: usize, out: &mut [f32]) {
+    let mut e0 = 0;
+    while e0 + 64 <= d {
+        // SAFETY: e0 + 64 <= d for `out` and for every row (2 bytes per value).
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (l, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(out.as_ptr().add(e0 + 8 * l));
+            }
+            for (j, &pj) in p.iter().enumerate() {
+                let (pv, row) = (_mm256_set1_ps(pj), rows.as_ptr().add(2 * (j * d + e0)));
+                for (l, a) in acc.iter_mut().enumerate() {
+                    let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(16 * l) as *const __m128i));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, v));
+                }
+            }
+            for (l, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(e0 + 8 * l), *a);
+            }
+        }
+        e0 += 64;
+    }
+    while e0 + 8 <= d {
+        // SAFETY: e0 + 8 <= d for `out` and for every row.
+        unsafe {
+            let mut a = _mm256_loadu_ps(out.as_ptr().add(e0));
+            for (j, &pj) in p.iter().enumerate() {
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(rows.as_ptr().add(2 * (j * d + e0)) as *const __m128i));
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), v));
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(e0), a);
+        }
+        e0 += 8;
+    }
+    for e in e0..d {
+        for (j, &pj) in p.iter().enumerate() {
+            let h = u16::from_le_bytes([rows[2 * (j * d + e)], rows[2 * (j * d + e) + 1]]);
+            out[e] += pj * crate::quant::f16_bits_to_f32(h);
+        }
+    }
+}
