@@ -160,32 +160,24 @@ macro_rules! isum_dpbusd {
                     _mm256_set1_epi32(qb.add(g + 1).read_unaligned()),
                 )
             };
+            // Unsigned weights either way: Q4_0's nibbles, or Q8_0's w + 128 (see rows8_kernel).
             let (m0, m1) = ($mag[g], $mag[g + 1]);
-            if $q4 {
-                a0 = _mm256_dpbusd_epi32(a0, m0, ya0);
-                a1 = _mm256_dpbusd_epi32(a1, m1, ya1);
-                b0 = _mm256_dpbusd_epi32(b0, m0, yb0);
-                b1 = _mm256_dpbusd_epi32(b1, m1, yb1);
-            } else {
-                let (s0, s1) = ($sgn[g], $sgn[g + 1]);
-                a0 = _mm256_dpbusd_epi32(a0, m0, _mm256_sign_epi8(ya0, s0));
-                a1 = _mm256_dpbusd_epi32(a1, m1, _mm256_sign_epi8(ya1, s1));
-                b0 = _mm256_dpbusd_epi32(b0, m0, _mm256_sign_epi8(yb0, s0));
-                b1 = _mm256_dpbusd_epi32(b1, m1, _mm256_sign_epi8(yb1, s1));
-            }
+            a0 = _mm256_dpbusd_epi32(a0, m0, ya0);
+            a1 = _mm256_dpbusd_epi32(a1, m1, ya1);
+            b0 = _mm256_dpbusd_epi32(b0, m0, yb0);
+            b1 = _mm256_dpbusd_epi32(b1, m1, yb1);
         }
+        let _ = &$sgn;
         let (ta, tb) = (_mm256_add_epi32(a0, a1), _mm256_add_epi32(b0, b1));
-        if $q4 {
-            (_mm256_sub_epi32(ta, _mm256_set1_epi32(8 * $sa)), _mm256_sub_epi32(tb, _mm256_set1_epi32(8 * $sb)))
-        } else {
-            (ta, tb)
-        }
+        // The offset the unsigned weights carry: 8 per Q4_0 nibble, 128 per flipped Q8_0 byte.
+        let offset = if $q4 { 8 } else { 128 };
+        (_mm256_sub_epi32(ta, _mm256_set1_epi32(offset * $sa)), _mm256_sub_epi32(tb, _mm256_set1_epi32(offset * $sb)))
     }};
 }
 
 /// The 8-row interleaved kernel, once per integer step (the body is shared; the target features differ).
 macro_rules! rows8_kernel {
-    ($name:ident, $features:literal, $isum:ident) => {
+    ($name:ident, $features:literal, $isum:ident, $flip:expr) => {
         #[target_feature(enable = $features)]
         unsafe fn $name<const Q4: bool>(
             w: [&[u8]; 8],
@@ -236,6 +228,13 @@ macro_rules! rows8_kernel {
                         sgn[i] = transpose8([
                             u[0].sign, u[1].sign, u[2].sign, u[3].sign, u[4].sign, u[5].sign, u[6].sign, u[7].sign,
                         ]);
+                        if $flip {
+                            // dpbusd takes unsigned weights: w + 128 (the sign bit flipped), once per chunk
+                            // rather than a sign operation per column; 128 · Σx is taken back per column.
+                            for (m, v) in mag[i].iter_mut().zip(&sgn[i]) {
+                                *m = _mm256_xor_si256(*v, _mm256_set1_epi8(-128));
+                            }
+                        }
                     }
                     let h = [
                         scale_bits(blk[0]),
@@ -280,8 +279,8 @@ macro_rules! rows8_kernel {
     };
 }
 
-rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs);
-rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd);
+rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs, false);
+rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true);
 
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q4_K weight rows and `ncols` Q8_K activation rows of
 /// `kb` super-blocks, interleaved like [`rows8`]: each lane is one row, each 32-element sub-block's nibble
