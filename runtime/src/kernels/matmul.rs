@@ -135,7 +135,8 @@ pub fn matmul_shared(x: &[f32], n: usize, ws: &[&Matrix<'_>], outs: &mut [&mut [
 }
 
 /// Run `tile(r0, r1, c0, c1, local)` over every (row block, input chunk) in parallel; `local` is
-/// `[(c1 - c0) × (r1 - r0)]`, copied into `out` afterwards. A single input row writes `out` in place.
+/// `[(c1 - c0) × (r1 - r0)]`, copied into its place in `out` by the same worker. A single input row writes
+/// `out` in place.
 fn tiled<F>(n: usize, m: usize, out: &mut [f32], tile: F) -> Result<(), WeightError>
 where
     F: Fn(usize, usize, usize, usize, &mut [f32]) -> Result<(), WeightError> + Sync,
