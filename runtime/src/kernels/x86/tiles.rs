@@ -313,87 +313,40 @@ pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni
 
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn rows8_q4k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
-    let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); MAX_COLS];
-    // One super-block of the 8 rows: 8 sub-blocks × 8 groups of interleaved nibbles, each sub-block's
-    // scales as i16 pairs (lane r = [sc_r, sc_r]) and mins as i16 pairs over sub-blocks (2i, 2i + 1).
-    let mut nib = [[_mm256_setzero_si256(); 8]; 8];
-    let mut scale = [_mm256_setzero_si256(); 8];
-    let mut mins = [_mm256_setzero_si256(); 4];
     for b in 0..kb {
-        let mut sc = [[0u8; 8]; 8];
-        let mut mn = [[0u8; 8]; 8];
-        let mut d = [0i16; 8];
-        let mut dmin = [0i16; 8];
-        for r in 0..8 {
-            let blk = &w[r][b * Q4_K_BYTES..(b + 1) * Q4_K_BYTES];
-            (sc[r], mn[r]) = scales_mins_k4(&blk[4..16]);
-            d[r] = i16::from_le_bytes([blk[0], blk[1]]);
-            dmin[r] = i16::from_le_bytes([blk[2], blk[3]]);
-        }
-        for c in 0..4 {
-            let mut lo = [_mm256_setzero_si256(); 8];
-            let mut hi = [_mm256_setzero_si256(); 8];
-            for r in 0..8 {
-                let blk = &w[r][b * Q4_K_BYTES + 16 + 32 * c..b * Q4_K_BYTES + 48 + 32 * c];
-                // SAFETY: blk is 32 bytes of the super-block's nibbles.
-                let v = unsafe { _mm256_loadu_si256(blk.as_ptr() as *const __m256i) };
-                lo[r] = _mm256_and_si256(v, m4);
-                hi[r] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
-            }
-            nib[2 * c] = transpose8(lo);
-            nib[2 * c + 1] = transpose8(hi);
-        }
-        for (j, s) in scale.iter_mut().enumerate() {
-            let v: [i16; 8] = std::array::from_fn(|r| sc[r][j] as i16);
-            *s = _mm256_setr_epi16(
-                v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3], v[4], v[4], v[5], v[5], v[6], v[6], v[7], v[7],
-            );
-        }
-        for (i, m) in mins.iter_mut().enumerate() {
-            let v: [[i16; 2]; 8] = std::array::from_fn(|r| [mn[r][2 * i] as i16, mn[r][2 * i + 1] as i16]);
-            *m = _mm256_setr_epi16(
-                v[0][0], v[0][1], v[1][0], v[1][1], v[2][0], v[2][1], v[3][0], v[3][1], v[4][0], v[4][1], v[5][0],
-                v[5][1], v[6][0], v[6][1], v[7][0], v[7][1],
-            );
-        }
-        let dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
-        let dminw =
-            _mm256_cvtph_ps(_mm_setr_epi16(dmin[0], dmin[1], dmin[2], dmin[3], dmin[4], dmin[5], dmin[6], dmin[7]));
+        let t = q4k_rows8(&w, b);
+        // madd wants each row's sub-block scale as an i16 pair [sc_r, sc_r] per lane.
+        let scale16: [__m256i; 8] = std::array::from_fn(|j| i16_pairs(t.scale[j]));
         for (c, a) in acc.iter_mut().enumerate().take(cn) {
             let xb = &x[(c0 + c) * kb + b];
             let q = xb.qs.as_ptr() as *const i32;
             let mut isum = _mm256_setzero_si256();
-            for j in 0..8 {
+            for (j, sc) in scale16.iter().enumerate() {
                 // Nibble · byte pairs are at most 2·15·128 = 3840: eight of them fit an i16 exactly.
                 let mut s16 = _mm256_setzero_si256();
-                for (g, nv) in nib[j].iter().enumerate() {
+                for (g, nv) in t.nib[j].iter().enumerate() {
                     // SAFETY: group g of sub-block j is 4 of the block's 256 bytes.
                     let xv = _mm256_set1_epi32(unsafe { q.add(8 * j + g).read_unaligned() });
                     s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*nv, xv));
                 }
                 // madd with [sc_r, sc_r]: sc_r · (both halves) per row lane, exact in i32.
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, scale[j]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, *sc));
             }
-            // msum lane r = Σ_j m_rj · (bsums[2j] + bsums[2j+1]).
-            let bs = &xb.bsums;
-            let mut msum = _mm256_setzero_si256();
-            for (i, m) in mins.iter().enumerate() {
-                let (p0, p1) = (bs[4 * i] as i32 + bs[4 * i + 1] as i32, bs[4 * i + 2] as i32 + bs[4 * i + 3] as i32);
-                let pair = _mm256_set1_epi32((p0 as u16 as i32) | ((p1 as u16 as i32) << 16));
-                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(*m, pair));
-            }
-            let dx = _mm256_set1_ps(xb.d);
-            let (dd, dm) = (_mm256_mul_ps(dw, dx), _mm256_mul_ps(dminw, dx));
-            let t =
-                _mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum)));
-            *a = _mm256_add_ps(*a, t);
+            *a = q4k_finish(*a, &t, xb, isum);
         }
     }
     for (c, a) in acc.iter().enumerate().take(cn) {
         // SAFETY: out holds cn · 8 f32.
         unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
     }
+}
+
+/// Lanes of small i32 values (|v| < 2¹⁵) as i16 pairs `[v, v]`, the form `madd` scales both halves with.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn i16_pairs(v: __m256i) -> __m256i {
+    _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32::<16>(v))
 }
 
 /// The interleaved nibbles, scales (as i32 lanes), mins and fp16 scales of one Q4_K super-block of 8 rows.
@@ -405,7 +358,7 @@ struct Q4kRows8 {
     dminw: __m256,
 }
 
-/// Unpack super-block `b` of the 8 rows for [`rows8_q4k_vnni`].
+/// Unpack super-block `b` of the 8 rows (both Q4_K tiles).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn q4k_rows8(w: &[&[u8]; 8], b: usize) -> Q4kRows8 {
@@ -543,76 +496,21 @@ pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni
 
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn rows8_q6k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
-    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
     let mut acc = [_mm256_setzero_ps(); MAX_COLS];
-    // One super-block of the 8 rows: 8 chunks of 32 values × 8 interleaved groups of 4; per 16-value group
-    // its scale as i16 pairs (lane r = [sc_r, sc_r]); and scales as pairs over groups (2i, 2i + 1).
-    let mut q6 = [[_mm256_setzero_si256(); 8]; 8];
-    let mut scale = [_mm256_setzero_si256(); 16];
-    let mut spair = [_mm256_setzero_si256(); 8];
     for b in 0..kb {
-        let mut sc = [[0i16; 16]; 8];
-        let mut d = [0i16; 8];
-        for r in 0..8 {
-            let blk = &w[r][b * Q6_K_BYTES..(b + 1) * Q6_K_BYTES];
-            for (s, v) in sc[r].iter_mut().enumerate() {
-                *v = blk[192 + s] as i8 as i16;
-            }
-            d[r] = i16::from_le_bytes([blk[208], blk[209]]);
-        }
-        for h in 0..2 {
-            let mut ql = [[_mm256_setzero_si256(); 2]; 8];
-            let mut qh = [_mm256_setzero_si256(); 8];
-            for r in 0..8 {
-                let blk = &w[r][b * Q6_K_BYTES..(b + 1) * Q6_K_BYTES];
-                // SAFETY: ql[64h..64h + 64] and qh[32h..32h + 32] lie within the 210-byte block.
-                unsafe {
-                    ql[r][0] = _mm256_loadu_si256(blk[64 * h..].as_ptr() as *const __m256i);
-                    ql[r][1] = _mm256_loadu_si256(blk[64 * h + 32..].as_ptr() as *const __m256i);
-                    qh[r] = _mm256_loadu_si256(blk[128 + 32 * h..].as_ptr() as *const __m256i);
-                }
-            }
-            for k in 0..4 {
-                let mut rows = [_mm256_setzero_si256(); 8];
-                for r in 0..8 {
-                    let low = ql[r][k & 1];
-                    let low = if k >> 1 == 0 { low } else { _mm256_srli_epi16::<4>(low) };
-                    let high = match k {
-                        0 => qh[r],
-                        1 => _mm256_srli_epi16::<2>(qh[r]),
-                        2 => _mm256_srli_epi16::<4>(qh[r]),
-                        _ => _mm256_srli_epi16::<6>(qh[r]),
-                    };
-                    let high = _mm256_slli_epi16::<4>(_mm256_and_si256(high, m2));
-                    rows[r] = _mm256_or_si256(_mm256_and_si256(low, m4), high);
-                }
-                q6[4 * h + k] = transpose8(rows);
-            }
-        }
-        for (s, v) in scale.iter_mut().enumerate() {
-            let c: [i16; 8] = std::array::from_fn(|r| sc[r][s]);
-            *v = _mm256_setr_epi16(
-                c[0], c[0], c[1], c[1], c[2], c[2], c[3], c[3], c[4], c[4], c[5], c[5], c[6], c[6], c[7], c[7],
-            );
-        }
-        for (i, v) in spair.iter_mut().enumerate() {
-            let c: [[i16; 2]; 8] = std::array::from_fn(|r| [sc[r][2 * i], sc[r][2 * i + 1]]);
-            *v = _mm256_setr_epi16(
-                c[0][0], c[0][1], c[1][0], c[1][1], c[2][0], c[2][1], c[3][0], c[3][1], c[4][0], c[4][1], c[5][0],
-                c[5][1], c[6][0], c[6][1], c[7][0], c[7][1],
-            );
-        }
-        let dw = _mm256_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]));
+        let t = q6k_rows8(&w, b);
+        // madd wants each row's 16-value group scale as an i16 pair [sc_r, sc_r] per lane.
+        let scale16: [__m256i; 16] = std::array::from_fn(|s| i16_pairs(t.scale[s]));
         for (c, a) in acc.iter_mut().enumerate().take(cn) {
             let xb = &x[(c0 + c) * kb + b];
             let q = xb.qs.as_ptr() as *const i32;
             let mut isum = _mm256_setzero_si256();
-            for (t, chunk) in q6.iter().enumerate() {
+            for (k, chunk) in t.q6.iter().enumerate() {
                 // No closures: they would not inherit this function's target features.
                 let mut xv = [_mm256_setzero_si256(); 8];
                 for (g, v) in xv.iter_mut().enumerate() {
-                    // SAFETY: group g of chunk t is 4 of the block's 256 bytes.
-                    *v = _mm256_set1_epi32(unsafe { q.add(8 * t + g).read_unaligned() });
+                    // SAFETY: group g of chunk k is 4 of the block's 256 bytes.
+                    *v = _mm256_set1_epi32(unsafe { q.add(8 * k + g).read_unaligned() });
                 }
                 // Pairs of 6-bit · byte products are at most 2·63·128 = 16128: two of them fit an i16.
                 let mut p = [_mm256_setzero_si256(); 4];
@@ -622,23 +520,12 @@ unsafe fn rows8_q6k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn
                         _mm256_maddubs_epi16(chunk[2 * i + 1], xv[2 * i + 1]),
                     );
                 }
-                let lo = _mm256_add_epi32(_mm256_madd_epi16(p[0], scale[2 * t]), _mm256_madd_epi16(p[1], scale[2 * t]));
-                let hi = _mm256_add_epi32(
-                    _mm256_madd_epi16(p[2], scale[2 * t + 1]),
-                    _mm256_madd_epi16(p[3], scale[2 * t + 1]),
-                );
+                let (slo, shi) = (scale16[2 * k], scale16[2 * k + 1]);
+                let lo = _mm256_add_epi32(_mm256_madd_epi16(p[0], slo), _mm256_madd_epi16(p[1], slo));
+                let hi = _mm256_add_epi32(_mm256_madd_epi16(p[2], shi), _mm256_madd_epi16(p[3], shi));
                 isum = _mm256_add_epi32(isum, _mm256_add_epi32(lo, hi));
             }
-            // The offset: 32 · Σ_s sc_s · bsums[s].
-            let bs = &xb.bsums;
-            let mut off = _mm256_setzero_si256();
-            for (i, sp) in spair.iter().enumerate() {
-                let pair = _mm256_set1_epi32((bs[2 * i] as u16 as i32) | ((bs[2 * i + 1] as u16 as i32) << 16));
-                off = _mm256_add_epi32(off, _mm256_madd_epi16(*sp, pair));
-            }
-            let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
-            let dd = _mm256_mul_ps(dw, _mm256_set1_ps(xb.d));
-            *a = _mm256_add_ps(*a, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)));
+            *a = q6k_finish(*a, &t, xb, isum);
         }
     }
     for (c, a) in acc.iter().enumerate().take(cn) {
@@ -656,7 +543,7 @@ struct Q6kRows8 {
     dw: __m256,
 }
 
-/// Unpack super-block `b` of the 8 rows for [`rows8_q6k_vnni`] (as [`rows8_q6k_avx2`] does inline).
+/// Unpack super-block `b` of the 8 rows (both Q6_K tiles).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn q6k_rows8(w: &[&[u8]; 8], b: usize) -> Q6kRows8 {
