@@ -15,45 +15,65 @@ pub fn mix_rows(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
     unsafe { mix_rows_avx2(p, rows, d, out) }
 }
 
-#[target_feature(enable = "avx2")]
-unsafe fn mix_rows_avx2(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
-    let mut e0 = 0;
-    // 64 columns at a time (8 registers), then 8, then the scalar tail.
-    while e0 + 64 <= d {
-        // SAFETY: e0 + 64 <= d for `out` and for every row.
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (l, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_loadu_ps(out.as_ptr().add(e0 + 8 * l));
-            }
-            for (j, &pj) in p.iter().enumerate() {
-                let (pv, row) = (_mm256_set1_ps(pj), rows.as_ptr().add(j * d + e0));
+/// The body of the value mixes: `out[e] += Σ_j p[j] · row_j[e]`, rows in order, 64 columns at a time (8
+/// registers), then 8, then one by one; `|j, e| load8` gives row j's values e..e + 8 as f32 lanes (inside
+/// an `unsafe` block) and `|j, e| load1` value e. The loads are substituted as expressions, not closures:
+/// closures would not inherit the caller's target features.
+macro_rules! mix_body {
+    ($p:expr, $d:expr, $out:expr, |$j8:ident, $e8:ident| $load8:expr, |$j1:ident, $e1:ident| $load1:expr) => {{
+        let (p, d, out): (&[f32], usize, &mut [f32]) = ($p, $d, $out);
+        let mut e0 = 0;
+        while e0 + 64 <= d {
+            // SAFETY: e0 + 64 <= d: inside `out` (and, by the callers' asserts, inside every row).
+            unsafe {
+                let mut acc = [_mm256_setzero_ps(); 8];
                 for (l, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, _mm256_loadu_ps(row.add(8 * l))));
+                    *a = _mm256_loadu_ps(out.as_ptr().add(e0 + 8 * l));
+                }
+                for (j, &pj) in p.iter().enumerate() {
+                    let pv = _mm256_set1_ps(pj);
+                    for (l, a) in acc.iter_mut().enumerate() {
+                        let ($j8, $e8) = (j, e0 + 8 * l);
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, $load8));
+                    }
+                }
+                for (l, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(e0 + 8 * l), *a);
                 }
             }
-            for (l, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.as_mut_ptr().add(e0 + 8 * l), *a);
-            }
+            e0 += 64;
         }
-        e0 += 64;
-    }
-    while e0 + 8 <= d {
-        // SAFETY: e0 + 8 <= d for `out` and for every row.
-        unsafe {
-            let mut a = _mm256_loadu_ps(out.as_ptr().add(e0));
+        while e0 + 8 <= d {
+            // SAFETY: e0 + 8 <= d: inside `out` and every row.
+            unsafe {
+                let mut a = _mm256_loadu_ps(out.as_ptr().add(e0));
+                for (j, &pj) in p.iter().enumerate() {
+                    let ($j8, $e8) = (j, e0);
+                    a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), $load8));
+                }
+                _mm256_storeu_ps(out.as_mut_ptr().add(e0), a);
+            }
+            e0 += 8;
+        }
+        for e in e0..d {
             for (j, &pj) in p.iter().enumerate() {
-                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(rows.as_ptr().add(j * d + e0))));
+                let ($j1, $e1) = (j, e);
+                out[e] += pj * $load1;
             }
-            _mm256_storeu_ps(out.as_mut_ptr().add(e0), a);
         }
-        e0 += 8;
-    }
-    for e in e0..d {
-        for (j, &pj) in p.iter().enumerate() {
-            out[e] += pj * rows[j * d + e];
-        }
-    }
+    }};
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn mix_rows_avx2(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
+    mix_body!(
+        p,
+        d,
+        out,
+        // SAFETY (mix_body's unsafe block): e + 8 <= d, and rows holds p.len() · d values.
+        |j, e| _mm256_loadu_ps(rows.as_ptr().add(j * d + e)),
+        |j, e| rows[j * d + e]
+    )
 }
 
 /// `out[j] = Σ_e q[e] · kt[e·w + j]` for `j < w`: one query against `w` keys stored transposed (`kt` is
@@ -116,43 +136,12 @@ pub fn mix_rows_f16(p: &[f32], rows: &[u8], d: usize, out: &mut [f32]) {
 
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn mix_rows_f16_avx2(p: &[f32], rows: &[u8], d: usize, out: &mut [f32]) {
-    let mut e0 = 0;
-    while e0 + 64 <= d {
-        // SAFETY: e0 + 64 <= d for `out` and for every row (2 bytes per value).
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (l, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_loadu_ps(out.as_ptr().add(e0 + 8 * l));
-            }
-            for (j, &pj) in p.iter().enumerate() {
-                let (pv, row) = (_mm256_set1_ps(pj), rows.as_ptr().add(2 * (j * d + e0)));
-                for (l, a) in acc.iter_mut().enumerate() {
-                    let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(16 * l) as *const __m128i));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, v));
-                }
-            }
-            for (l, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.as_mut_ptr().add(e0 + 8 * l), *a);
-            }
-        }
-        e0 += 64;
-    }
-    while e0 + 8 <= d {
-        // SAFETY: e0 + 8 <= d for `out` and for every row.
-        unsafe {
-            let mut a = _mm256_loadu_ps(out.as_ptr().add(e0));
-            for (j, &pj) in p.iter().enumerate() {
-                let v = _mm256_cvtph_ps(_mm_loadu_si128(rows.as_ptr().add(2 * (j * d + e0)) as *const __m128i));
-                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), v));
-            }
-            _mm256_storeu_ps(out.as_mut_ptr().add(e0), a);
-        }
-        e0 += 8;
-    }
-    for e in e0..d {
-        for (j, &pj) in p.iter().enumerate() {
-            let h = u16::from_le_bytes([rows[2 * (j * d + e)], rows[2 * (j * d + e) + 1]]);
-            out[e] += pj * crate::quant::f16_bits_to_f32(h);
-        }
-    }
+    mix_body!(
+        p,
+        d,
+        out,
+        // SAFETY (mix_body's unsafe block): e + 8 <= d, and rows holds p.len() · d f16 values.
+        |j, e| _mm256_cvtph_ps(_mm_loadu_si128(rows.as_ptr().add(2 * (j * d + e)) as *const __m128i)),
+        |j, e| crate::quant::f16_bits_to_f32(u16::from_le_bytes([rows[2 * (j * d + e)], rows[2 * (j * d + e) + 1]]))
+    )
 }
