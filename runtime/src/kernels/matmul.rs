@@ -221,7 +221,7 @@ fn kquant_tiles(
     0
 }
 
-/// Quantized activations and, for Q4_0 weights, each block's Σq.
+/// Quantized activations, each block's Σq (the offset the x86 kernels' unsigned weights carry) and scale.
 struct Int8Activations<'a> {
     q: &'a [Q8Block],
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -235,7 +235,7 @@ struct Int8Activations<'a> {
 
 impl<'a> Int8Activations<'a> {
     fn new(q: &'a [Q8Block], kb: usize) -> Self {
-        let sums = q.iter().map(|b| b.qs.iter().map(|&v| v as i32).sum()).collect();
+        let sums = super::scalar::block_sums(q);
         let d = q.iter().map(|b| b.d).collect();
         Int8Activations { q, sums, d, kb }
     }

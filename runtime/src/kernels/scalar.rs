@@ -70,6 +70,12 @@ pub fn dot_q8_0(w: &[u8], x: &[Q8Block]) -> f32 {
     sum
 }
 
+/// Σ of each activation block's quants: kernels that multiply unsigned weights (Q4_0's nibbles, Q8_0 bytes
+/// with the sign bit flipped) take the offset back as `offset · Σ x`.
+pub fn block_sums(x: &[Q8Block]) -> Vec<i32> {
+    x.iter().map(|b| b.qs.iter().map(|&q| q as i32).sum()).collect()
+}
+
 /// Q4_0 weight row · Q8_0 activation row (nibbles: low = elements 0..16, high = 16..32, offset 8).
 pub fn dot_q4_0(w: &[u8], x: &[Q8Block]) -> f32 {
     let mut sum = 0f32;

@@ -33,12 +33,6 @@ impl IntWeights {
     }
 }
 
-/// Σ of each activation block's quants: Q4_0 weights are multiplied as unsigned nibbles and the offset of 8
-/// is taken back as `8 · Σ x`.
-pub fn block_sums(x: &[Q8Block]) -> Vec<i32> {
-    x.iter().map(|b| b.qs.iter().map(|&q| q as i32).sum()).collect()
-}
-
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 weight rows and `ncols` activation rows of `kb` blocks.
 ///
 /// The 8 rows are interleaved on the fly, a few blocks at a time, so that one vector holds 4 consecutive
@@ -55,9 +49,7 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
     for r in &w {
         assert!(r.len() >= kb * ty.block_bytes());
     }
-    for c0 in (0..ncols).step_by(MAX_COLS) {
-        let cn = (ncols - c0).min(MAX_COLS);
-        let o = &mut out[c0 * 8..(c0 + cn) * 8];
+    column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb blocks, x and xsum
         // ncols · kb entries.
         unsafe {
@@ -68,11 +60,19 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
                 (IntWeights::Q4_0, true) => rows8_vnni::<true>(w, x, xsum, kb, c0, cn, o),
             }
         }
-    }
+    });
 }
 
-/// Columns per pass of [`rows8`] (their accumulators live on the stack).
+/// Columns per pass of the 8-row tiles (their accumulators live on the stack).
 const MAX_COLS: usize = 64;
+
+/// Run `pass(c0, cn, out[c0 · 8 .. (c0 + cn) · 8])` over the columns of `out` (8 rows each), at most
+/// [`MAX_COLS`] at a time.
+fn column_passes(out: &mut [f32], mut pass: impl FnMut(usize, usize, &mut [f32])) {
+    for (p, o) in out.chunks_mut(MAX_COLS * 8).enumerate() {
+        pass(p * MAX_COLS, o.len() / 8, o);
+    }
+}
 
 /// Transpose 8 rows of 8 four-byte groups: `t[g]` lane `r` = group `g` of row `r`.
 #[inline]
@@ -297,9 +297,7 @@ pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni
     for r in &w {
         assert!(r.len() >= kb * Q4_K_BYTES);
     }
-    for c0 in (0..ncols).step_by(MAX_COLS) {
-        let cn = (ncols - c0).min(MAX_COLS);
-        let o = &mut out[c0 * 8..(c0 + cn) * 8];
+    column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
         unsafe {
             if vnni {
@@ -307,8 +305,8 @@ pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni
             } else {
                 rows8_q4k_avx2(w, x, kb, c0, cn, o)
             }
-        };
-    }
+        }
+    });
 }
 
 #[target_feature(enable = "avx2,f16c")]
@@ -480,9 +478,7 @@ pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni
     for r in &w {
         assert!(r.len() >= kb * Q6_K_BYTES);
     }
-    for c0 in (0..ncols).step_by(MAX_COLS) {
-        let cn = (ncols - c0).min(MAX_COLS);
-        let o = &mut out[c0 * 8..(c0 + cn) * 8];
+    column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
         unsafe {
             if vnni {
@@ -490,8 +486,8 @@ pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni
             } else {
                 rows8_q6k_avx2(w, x, kb, c0, cn, o)
             }
-        };
-    }
+        }
+    });
 }
 
 #[target_feature(enable = "avx2,f16c")]
@@ -840,7 +836,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::kernels::scalar::{self, quantize_q8_0_activations};
+    use crate::kernels::scalar::{self, block_sums, quantize_q8_0_activations};
     use crate::quant;
     use crate::GgmlType;
 
