@@ -15,6 +15,8 @@ use runtime::GgmlType;
 struct Case {
     name: &'static str,
     ty: GgmlType,
+    /// Q4_0 repacked 8 rows at a time.
+    repacked: bool,
     n: usize,
     k: usize,
     m: usize,
@@ -22,7 +24,8 @@ struct Case {
 
 /// Single-token products over many distinct matrices (~256 MiB of weights, far beyond the caches), one
 /// pass per repetition: the rate at which decoding streams weights from memory.
-fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, reps: usize) {
+/// `repacked`: Q4_0 with its rows interleaved 8 at a time (the repack cache's layout).
+fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, repacked: bool, reps: usize) {
     let (k, m) = (2048usize, 6144usize);
     let one = ty.row_size(k).unwrap() * m;
     let count = (256usize << 20).div_ceil(one);
@@ -31,7 +34,20 @@ fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, reps:
     quant::quantize_rows(ty, &wf, k, &mut bytes).unwrap();
     // Distinct copies so that every pass reads memory, not cache.
     let all: Vec<Vec<u8>> = (0..count).map(|_| bytes.clone()).collect();
-    let mats: Vec<Matrix<'_>> = all.iter().map(|b| Matrix::from_bytes("stream", ty, m, k, b).unwrap()).collect();
+    let packed = if repacked { interleave(&bytes, k) } else { Vec::new() };
+    let packed_all: Vec<Vec<u8>> = (0..if repacked { count } else { 0 }).map(|_| packed.clone()).collect();
+    let mats: Vec<Matrix<'_>> = all
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let w = Matrix::from_bytes("stream", ty, m, k, b).unwrap();
+            if repacked {
+                w.with_q4_0x8(&packed_all[i]).unwrap()
+            } else {
+                w
+            }
+        })
+        .collect();
     let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
     let mut out = vec![0f32; m];
     let mut best = f64::INFINITY;
@@ -47,12 +63,23 @@ fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, reps:
         }
     });
     let total = (one * count) as f64;
+    let label = if repacked { "q4_0x8".to_string() } else { ty.to_string() };
     println!(
-        "| decode stream {count}x 2048x6144 {ty} | {:.2} | {:.1} | {:.2} |",
+        "| decode stream {count}x 2048x6144 {label} | {:.2} | {:.1} | {:.2} |",
         best * 1e3,
         2.0 * (k * m * count) as f64 / best / 1e9,
         total / best / 1e9
     );
+}
+
+/// Q4_0 rows repacked 8 at a time.
+fn interleave(rows: &[u8], k: usize) -> Vec<u8> {
+    let kb = k / 32;
+    let mut packed = vec![0u8; rows.len()];
+    for (src, dst) in rows.chunks(8 * kb * 18).zip(packed.chunks_mut(8 * kb * 18)) {
+        kernels::interleaved::interleave_q4_0x8(src, kb, dst);
+    }
+    packed
 }
 
 fn main() {
@@ -60,24 +87,54 @@ fn main() {
     let reps: usize = std::env::var("SAIL_EDGE_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let cases = [
-        Case { name: "decode ffn_up 2048x6144 q4_0", ty: GgmlType::Q4_0, n: 1, k: 2048, m: 6144 },
-        Case { name: "decode ffn_up 2048x6144 q8_0", ty: GgmlType::Q8_0, n: 1, k: 2048, m: 6144 },
-        Case { name: "decode ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, n: 1, k: 2048, m: 6144 },
-        Case { name: "decode lm_head 2048x151936 q6_K", ty: GgmlType::Q6K, n: 1, k: 2048, m: 151936 },
-        Case { name: "prefill512 ffn_up 2048x6144 q4_0", ty: GgmlType::Q4_0, n: 512, k: 2048, m: 6144 },
-        Case { name: "prefill512 ffn_up 2048x6144 q8_0", ty: GgmlType::Q8_0, n: 512, k: 2048, m: 6144 },
-        Case { name: "prefill512 ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, n: 512, k: 2048, m: 6144 },
-        Case { name: "vit tile ffn_up 1536x4096 q8_0", ty: GgmlType::Q8_0, n: 1024, k: 1536, m: 4096 },
-        Case { name: "vit tile ffn_up 1536x4096 f16", ty: GgmlType::F16, n: 1024, k: 1536, m: 4096 },
+        Case { name: "decode ffn_up 2048x6144 q4_0", ty: GgmlType::Q4_0, repacked: false, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q4_0x8", ty: GgmlType::Q4_0, repacked: true, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q8_0", ty: GgmlType::Q8_0, repacked: false, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, repacked: false, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode lm_head 2048x151936 q6_K", ty: GgmlType::Q6K, repacked: false, n: 1, k: 2048, m: 151936 },
+        Case {
+            name: "prefill512 ffn_up 2048x6144 q4_0",
+            ty: GgmlType::Q4_0,
+            repacked: false,
+            n: 512,
+            k: 2048,
+            m: 6144,
+        },
+        Case {
+            name: "prefill512 ffn_up 2048x6144 q4_0x8",
+            ty: GgmlType::Q4_0,
+            repacked: true,
+            n: 512,
+            k: 2048,
+            m: 6144,
+        },
+        Case {
+            name: "prefill512 ffn_up 2048x6144 q8_0",
+            ty: GgmlType::Q8_0,
+            repacked: false,
+            n: 512,
+            k: 2048,
+            m: 6144,
+        },
+        Case { name: "prefill512 ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, repacked: false, n: 512, k: 2048, m: 6144 },
+        Case { name: "vit tile ffn_up 1536x4096 q8_0", ty: GgmlType::Q8_0, repacked: false, n: 1024, k: 1536, m: 4096 },
+        Case { name: "vit tile ffn_up 1536x4096 f16", ty: GgmlType::F16, repacked: false, n: 1024, k: 1536, m: 4096 },
     ];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
     println!("isa {:?}, {threads} threads, best of {reps}", kernels::isa());
     println!("| case | ms | GOP/s | GB/s weights |");
     println!("|---|---|---|---|");
     let mut rng = SmallRng::seed_from_u64(1);
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K] {
-        if filter.as_deref().is_none_or(|f| format!("decode stream {ty}").contains(f)) {
-            stream_case(&pool, &mut rng, ty, reps);
+    for (ty, repacked) in [
+        (GgmlType::Q4_0, false),
+        (GgmlType::Q4_0, true),
+        (GgmlType::Q8_0, false),
+        (GgmlType::Q4K, false),
+        (GgmlType::Q6K, false),
+    ] {
+        let label = if repacked { "q4_0x8".to_string() } else { ty.to_string() };
+        if filter.as_deref().is_none_or(|f| format!("decode stream {label}").contains(f)) {
+            stream_case(&pool, &mut rng, ty, repacked, reps);
         }
     }
     for c in cases.iter().filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f))) {
@@ -85,7 +142,11 @@ fn main() {
         let mut bytes = vec![0u8; c.ty.row_size(c.k).unwrap() * c.m];
         quant::quantize_rows(c.ty, &wf, c.k, &mut bytes).unwrap();
         drop(wf);
-        let w = Matrix::from_bytes("bench", c.ty, c.m, c.k, &bytes).unwrap();
+        let packed = if c.repacked { interleave(&bytes, c.k) } else { Vec::new() };
+        let mut w = Matrix::from_bytes("bench", c.ty, c.m, c.k, &bytes).unwrap();
+        if c.repacked {
+            w = w.with_q4_0x8(&packed).unwrap();
+        }
         let x: Vec<f32> = (0..c.n * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut out = vec![0f32; c.n * c.m];
         let mut best = f64::INFINITY;

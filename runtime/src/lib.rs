@@ -9,6 +9,7 @@ pub mod mmap;
 pub mod model;
 pub mod pipeline;
 pub mod quant;
+pub mod repack;
 pub mod tensor;
 pub mod tokenizer;
 

@@ -13,6 +13,7 @@ use crate::model::projector::Projector;
 use crate::model::sampler::Sampler;
 use crate::model::vision::VisionEncoder;
 use crate::model::ModelError;
+use crate::repack::{RepackError, RepackMode};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// The default `univl-chat` system message (spec §5.2), used when the mmproj file carries none.
@@ -33,6 +34,8 @@ pub enum PipelineError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Repack(#[from] RepackError),
     #[error("{0}")]
     Mmproj(String),
     #[error("the prompt is {tokens} tokens, the model's context is {context}{hint}")]
@@ -41,22 +44,38 @@ pub enum PipelineError {
     Prompt(String),
 }
 
-/// The two files of a model, mapped.
+/// The files of a model, mapped: the language model, the vision file, and the language model's repack
+/// cache when one is used (see [`crate::repack`]).
 pub struct ModelFiles {
     pub lm: GgufFile,
     pub mmproj: Option<GgufFile>,
+    pub repack: Option<GgufFile>,
 }
 
 impl ModelFiles {
-    /// Map the language model and, if given or found next to it as `mmproj-*.gguf`, the vision file.
+    /// Map the language model and, if given or found next to it as `mmproj-*.gguf`, the vision file; a
+    /// matching repack cache beside the model is used.
     pub fn open(model: &Path, mmproj: Option<&Path>) -> Result<ModelFiles, PipelineError> {
+        ModelFiles::open_with(model, mmproj, RepackMode::Auto)
+    }
+
+    /// [`ModelFiles::open`] with a choice about the repack cache (`Build` writes it when missing or stale).
+    pub fn open_with(model: &Path, mmproj: Option<&Path>, repack: RepackMode) -> Result<ModelFiles, PipelineError> {
         let lm = GgufFile::open(model)?;
         let mmproj_path = match mmproj {
             Some(p) => Some(p.to_path_buf()),
             None => find_mmproj(model)?,
         };
         let mmproj = mmproj_path.map(GgufFile::open).transpose()?;
-        Ok(ModelFiles { lm, mmproj })
+        let repack = crate::repack::open_cache(&lm, repack)?;
+        Ok(ModelFiles { lm, mmproj, repack })
+    }
+
+    /// The language model alone (no vision file), with a choice about the repack cache.
+    pub fn open_lm(model: &Path, repack: RepackMode) -> Result<ModelFiles, PipelineError> {
+        let lm = GgufFile::open(model)?;
+        let repack = crate::repack::open_cache(&lm, repack)?;
+        Ok(ModelFiles { lm, mmproj: None, repack })
     }
 }
 
@@ -130,7 +149,7 @@ impl<'a> Vlm<'a> {
 
     /// Load with options: the expert memory budget and prefetch of MoE models (see [`LoadOptions`]).
     pub fn load_with(files: &'a ModelFiles, options: &LoadOptions) -> Result<Vlm<'a>, PipelineError> {
-        let decoder = Decoder::load_with(&files.lm, options)?;
+        let decoder = Decoder::load_repacked(&files.lm, files.repack.as_ref(), options)?;
         let tokenizer = Tokenizer::from_gguf(&files.lm)?;
         let mut system_prompt = DEFAULT_SYSTEM_PROMPT.to_string();
         let mut think_suffix = DEFAULT_THINK_SUFFIX.to_string();

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime::bench::{self, BenchConfig, BenchReport, ModelSummary, TestResult};
-use runtime::gguf::GgufFile;
 use runtime::pipeline::{ModelFiles, Vlm};
 
 use super::human_bytes;
@@ -95,10 +94,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let files = match &a.model.model {
         // Without the image tests the vision file is neither looked for nor opened.
-        ModelRef::File(path) if a.no_image && a.model.mmproj.is_none() && path.exists() => ModelFiles {
-            lm: GgufFile::open(path).with_context(|| format!("loading {}", path.display()))?,
-            mmproj: None,
-        },
+        ModelRef::File(path) if a.no_image && a.model.mmproj.is_none() && path.exists() => {
+            ModelFiles::open_lm(path, a.model.repack_mode()).with_context(|| format!("loading {}", path.display()))?
+        }
         _ => a.model.open()?,
     };
     let config = BenchConfig {

@@ -232,6 +232,11 @@ impl GgufFile {
         &self.header
     }
 
+    /// The file's bytes before the tensor data (header, metadata, tensor infos, padding).
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.map.bytes()[..self.header.data_offset as usize]
+    }
+
     pub fn tensors(&self) -> &[TensorInfo] {
         &self.header.tensors
     }

@@ -247,6 +247,9 @@ impl<'a> Int8Activations<'a> {
 
 /// `local[(i - c0) × rows + (r - r0)] = w[r] · x[i]` for a Q8_0/Q4_0 weight tile.
 fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0: usize, c1: usize, local: &mut [f32]) {
+    if let Some(packed) = w.q4_0x8() {
+        return q4_0x8_tile(w, packed, r0, r1, xs, c0, c1, local);
+    }
     let rows = r1 - r0;
     let done = match super::isa() {
         #[cfg(target_arch = "x86_64")]
@@ -265,6 +268,61 @@ fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0:
             };
         }
     }
+}
+
+/// [`int8_tile`] for a Q4_0 weight with its repacked rows attached: one input row runs the interleaved
+/// kernel on whole groups (the tiles' rows start at multiples of [`ROW_BLOCK`] and the matrix has whole
+/// groups); batches take the 8-row tiles straight from the groups on x86, and elsewhere put the groups back
+/// into rows for the row kernels, so the original rows are never read either way.
+#[allow(clippy::too_many_arguments)]
+fn q4_0x8_tile(
+    w: &Matrix<'_>,
+    packed: &[u8],
+    r0: usize,
+    r1: usize,
+    xs: &Int8Activations<'_>,
+    c0: usize,
+    c1: usize,
+    local: &mut [f32],
+) {
+    use super::interleaved::{deinterleave_q4_0x8, X8_ROWS};
+    assert!(r0.is_multiple_of(X8_ROWS) && r1.is_multiple_of(X8_ROWS), "{}: tiles of whole groups", w.name);
+    let (kb, rb) = (xs.kb, w.row_bytes());
+    let groups = &packed[r0 * rb..r1 * rb];
+    if c1 - c0 == 1 {
+        let x = xs.row(c0);
+        match super::isa() {
+            #[cfg(target_arch = "x86_64")]
+            super::Isa::Avx2 | super::Isa::Avx2Vnni => {
+                let sums = &xs.sums[c0 * kb..(c0 + 1) * kb];
+                let vnni = super::isa() == super::Isa::Avx2Vnni;
+                super::x86::interleaved::gemv_q4_0x8(groups, x, sums, kb, local, vnni)
+            }
+            _ => super::interleaved::gemv_q4_0x8(groups, x, kb, local),
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
+        let vnni = super::isa() == super::Isa::Avx2Vnni;
+        let (ncols, rows) = (c1 - c0, r1 - r0);
+        let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
+        let mut out = vec![0f32; ncols * X8_ROWS];
+        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
+            super::x86::tiles::packed8(group, x, sums, kb, &mut out, vnni);
+            for ci in 0..ncols {
+                local[ci * rows + g * X8_ROWS..ci * rows + (g + 1) * X8_ROWS]
+                    .copy_from_slice(&out[ci * X8_ROWS..(ci + 1) * X8_ROWS]);
+            }
+        }
+        return;
+    }
+    let mut rows = vec![0u8; groups.len()];
+    for (g, r) in groups.chunks_exact(X8_ROWS * rb).zip(rows.chunks_exact_mut(X8_ROWS * rb)) {
+        deinterleave_q4_0x8(g, kb, r);
+    }
+    let plain = Matrix::from_bytes(w.name, w.ty, r1 - r0, w.cols, &rows).expect("same shape as the tile's rows");
+    int8_tile(&plain, 0, r1 - r0, xs, c0, c1, local);
 }
 
 /// The i8mm 2×2 tiles (two weight rows × two input rows per `smmla` pass) over as many rows as they
@@ -404,6 +462,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A Q4_0 weight with its repacked rows attached gives the scalar row dots bit for bit, one input row
+    /// (the interleaved kernel) or several (rows put back for the tiles), whole matrices and row slices.
+    #[test]
+    fn repacked_q4_0_equals_scalar_dots_bit_for_bit() {
+        use crate::kernels::interleaved::interleave_q4_0x8;
+        let mut rng = SmallRng::seed_from_u64(16);
+        let (m, k) = (136usize, 288usize);
+        let kb = k / 32;
+        let bytes = weights(&mut rng, GgmlType::Q4_0, m, k);
+        let mut packed = vec![0u8; bytes.len()];
+        for (src, dst) in bytes.chunks(8 * kb * 18).zip(packed.chunks_mut(8 * kb * 18)) {
+            interleave_q4_0x8(src, kb, dst);
+        }
+        let full = Matrix::from_bytes("w", GgmlType::Q4_0, m, k, &bytes).unwrap().with_q4_0x8(&packed).unwrap();
+        for (r0, r1) in [(0usize, m), (16, 80)] {
+            let w = full.slice_rows(r0, r1);
+            assert!(w.q4_0x8().is_some(), "whole groups keep the repacked rows");
+            let rows = r1 - r0;
+            for n in [1usize, 2, 67] {
+                let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                let mut out = vec![0f32; n * rows];
+                matmul(&x, n, &w, &mut out).unwrap();
+                for i in 0..n {
+                    let xq = quantize_q8_0_activations(&x[i * k..(i + 1) * k]);
+                    for r in 0..rows {
+                        let want = scalar::dot_q4_0(full.rows_bytes(r0 + r, r0 + r + 1), &xq);
+                        let got = out[i * rows + r];
+                        assert_eq!(got.to_bits(), want.to_bits(), "rows {r0}..{r1} n={n} row {r} input {i}");
+                    }
+                }
+            }
+        }
+        assert!(full.slice_rows(4, 20).q4_0x8().is_none(), "a slice across groups falls back to the rows");
+        let q8 = weights(&mut rng, GgmlType::Q8_0, 8, k);
+        let q8 = Matrix::from_bytes("q8", GgmlType::Q8_0, 8, k, &q8).unwrap();
+        assert!(q8.with_q4_0x8(&packed[..8 * kb * 34]).is_err(), "only Q4_0 takes the layout");
     }
 
     /// Weights sharing an input give what separate products give, bit for bit: one input row (one

@@ -6,6 +6,7 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod attention;
+pub mod interleaved;
 pub mod kquants;
 pub mod matmul;
 pub mod scalar;
@@ -194,6 +195,16 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => x86::dot_f16(w, x),
         _ => kquants::dot_f16(w, x),
+    }
+}
+
+/// Whether this path has a SIMD kernel for Q4_0 weights repacked 8 rows at a time ([`interleaved`]); where
+/// it has not, the repack cache is not used (its scalar twin would be slower than the row kernels).
+pub fn q4_0x8_native() -> bool {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx2Vnni => true,
+        _ => false,
     }
 }
 

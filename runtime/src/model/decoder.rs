@@ -161,7 +161,20 @@ impl<'a> Decoder<'a> {
 
     /// Load with options (the expert memory budget and prefetch of MoE models).
     pub fn load_with(file: &'a GgufFile, options: &LoadOptions) -> Result<Decoder<'a>, ModelError> {
+        Decoder::load_repacked(file, None, options)
+    }
+
+    /// Load with the repack cache of `file` (see [`crate::repack`]): the weights it holds are decoded from
+    /// their interleaved copies there.
+    pub fn load_repacked(
+        file: &'a GgufFile,
+        repack: Option<&'a GgufFile>,
+        options: &LoadOptions,
+    ) -> Result<Decoder<'a>, ModelError> {
         let m = Meta { file };
+        let matrix = |name: &str, cols: usize, rows: usize| -> Result<Matrix<'a>, ModelError> {
+            Ok(crate::repack::attach(matrix(file, name, cols, rows)?, repack)?)
+        };
         let arch = m.str("general.architecture")?.to_string();
         if arch != "qwen3" && arch != "qwen3moe" {
             return Err(ModelError::Unsupported {
@@ -202,27 +215,28 @@ impl<'a> Decoder<'a> {
             let n = |s: &str| format!("blk.{i}.{s}");
             layers.push(Layer {
                 attn_norm: vector(file, &n("attn_norm.weight"), h)?,
-                q: matrix(file, &n("attn_q.weight"), h, c.heads * hd)?,
-                k: matrix(file, &n("attn_k.weight"), h, c.kv_heads * hd)?,
-                v: matrix(file, &n("attn_v.weight"), h, c.kv_heads * hd)?,
+                q: matrix(&n("attn_q.weight"), h, c.heads * hd)?,
+                k: matrix(&n("attn_k.weight"), h, c.kv_heads * hd)?,
+                v: matrix(&n("attn_v.weight"), h, c.kv_heads * hd)?,
                 q_norm: vector(file, &n("attn_q_norm.weight"), hd)?,
                 k_norm: vector(file, &n("attn_k_norm.weight"), hd)?,
-                o: matrix(file, &n("attn_output.weight"), c.heads * hd, h)?,
+                o: matrix(&n("attn_output.weight"), c.heads * hd, h)?,
                 ffn_norm: vector(file, &n("ffn_norm.weight"), h)?,
                 ffn: if c.arch == "qwen3moe" {
                     Ffn::Moe(MoeBlock::load(file, i, h)?)
                 } else {
                     Ffn::Dense {
-                        gate: matrix(file, &n("ffn_gate.weight"), h, f)?,
-                        up: matrix(file, &n("ffn_up.weight"), h, f)?,
-                        down: matrix(file, &n("ffn_down.weight"), f, h)?,
+                        gate: matrix(&n("ffn_gate.weight"), h, f)?,
+                        up: matrix(&n("ffn_up.weight"), h, f)?,
+                        down: matrix(&n("ffn_down.weight"), f, h)?,
                     }
                 },
             });
         }
-        let token_embd = matrix(file, "token_embd.weight", h, c.vocab)?;
+        // Looked up by row: never repacked.
+        let token_embd = crate::tensor::matrix(file, "token_embd.weight", h, c.vocab)?;
         let output = match file.header().tensor("output.weight") {
-            Some(_) => matrix(file, "output.weight", h, c.vocab)?,
+            Some(_) => matrix("output.weight", h, c.vocab)?,
             None => token_embd,
         };
         let inv_freq = (0..hd / 2).map(|i| 1.0 / c.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();

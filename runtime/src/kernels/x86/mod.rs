@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod elementwise;
+pub mod interleaved;
 pub mod tiles;
 
 pub mod kquants;

@@ -12,6 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::available;
+use crate::kernels::interleaved::X8_BLOCK_BYTES;
 use crate::kernels::kquants::{scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use crate::kernels::scalar::Q8Block;
 
@@ -58,6 +59,27 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
                 (IntWeights::Q4_0, false) => rows8_avx2::<true>(w, x, xsum, kb, c0, cn, o),
                 (IntWeights::Q8_0, true) => rows8_vnni::<false>(w, x, xsum, kb, c0, cn, o),
                 (IntWeights::Q4_0, true) => rows8_vnni::<true>(w, x, xsum, kb, c0, cn, o),
+            }
+        }
+    });
+}
+
+/// [`rows8`] for Q4_0 rows repacked 8 at a time (`group`: one group of `kb` blocks in the layout of
+/// [`crate::kernels::interleaved`]): the same products without the unpacking and transposing, so the same
+/// bits.
+pub fn packed8(group: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
+    assert!(available() && (!vnni || super::vnni_available()));
+    let ncols = out.len() / 8;
+    assert!(out.len() == ncols * 8 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
+    assert_eq!(group.len(), kb * X8_BLOCK_BYTES, "packed8: one group of {kb} blocks");
+    column_passes(out, |c0, cn, o| {
+        // SAFETY: AVX2/F16C (and VNNI when used) were checked above; the group holds kb blocks, x and xsum
+        // ncols · kb entries.
+        unsafe {
+            if vnni {
+                packed8_vnni::<true>(group, x, xsum, kb, c0, cn, o)
+            } else {
+                packed8_avx2::<true>(group, x, xsum, kb, c0, cn, o)
             }
         }
     });
@@ -175,12 +197,86 @@ macro_rules! isum_dpbusd {
     }};
 }
 
-/// The 8-row interleaved kernel, once per integer step (the body is shared; the target features differ).
+/// Unpack and interleave block `$b` of 8 rows of Q4_0 (`$q4`) or Q8_0 weights into `$mag` (and `$sgn`,
+/// `$dw`) for [`rows8_kernel`]; with `$flip_`, Q8_0 bytes become unsigned (`w + 128`) for `dpbusd`.
+macro_rules! fill_rows {
+    ($w:expr, $b:expr, $q4:expr, $flip_:expr, $mag:expr, $sgn:expr, $dw:expr) => {{
+        let w: [&[u8]; 8] = $w;
+        let bb = if $q4 { 18 } else { 34 };
+        let (o0, o1) = ($b * bb, $b * bb + bb);
+        let blk: [&[u8]; 8] = [
+            &w[0][o0..o1],
+            &w[1][o0..o1],
+            &w[2][o0..o1],
+            &w[3][o0..o1],
+            &w[4][o0..o1],
+            &w[5][o0..o1],
+            &w[6][o0..o1],
+            &w[7][o0..o1],
+        ];
+        // SAFETY: each slice is one whole block.
+        let u = unsafe {
+            [
+                unpack::<{ $q4 }>(blk[0].as_ptr()),
+                unpack::<{ $q4 }>(blk[1].as_ptr()),
+                unpack::<{ $q4 }>(blk[2].as_ptr()),
+                unpack::<{ $q4 }>(blk[3].as_ptr()),
+                unpack::<{ $q4 }>(blk[4].as_ptr()),
+                unpack::<{ $q4 }>(blk[5].as_ptr()),
+                unpack::<{ $q4 }>(blk[6].as_ptr()),
+                unpack::<{ $q4 }>(blk[7].as_ptr()),
+            ]
+        };
+        $mag = transpose8([u[0].mag, u[1].mag, u[2].mag, u[3].mag, u[4].mag, u[5].mag, u[6].mag, u[7].mag]);
+        if !$q4 {
+            $sgn = transpose8([u[0].sign, u[1].sign, u[2].sign, u[3].sign, u[4].sign, u[5].sign, u[6].sign, u[7].sign]);
+            if $flip_ {
+                // dpbusd takes unsigned weights: w + 128 (the sign bit flipped), once per chunk
+                // rather than a sign operation per column; 128 · Σx is taken back per column.
+                for (m, v) in $mag.iter_mut().zip(&$sgn) {
+                    *m = _mm256_xor_si256(*v, _mm256_set1_epi8(-128));
+                }
+            }
+        }
+        let h = [
+            scale_bits(blk[0]),
+            scale_bits(blk[1]),
+            scale_bits(blk[2]),
+            scale_bits(blk[3]),
+            scale_bits(blk[4]),
+            scale_bits(blk[5]),
+            scale_bits(blk[6]),
+            scale_bits(blk[7]),
+        ];
+        $dw = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+    }};
+}
+
+/// Block `$b` of a group of 8 Q4_0 rows repacked as in [`crate::kernels::interleaved`]: the nibbles are
+/// already interleaved (low nibbles: groups 0..4, high: 4..8) and the 8 scales side by side.
+macro_rules! fill_packed {
+    ($w:expr, $b:expr, $q4:expr, $flip_:expr, $mag:expr, $sgn:expr, $dw:expr) => {{
+        let (g, m4): (&[u8], __m256i) = ($w, _mm256_set1_epi8(0x0F));
+        let blk = g[$b * X8_BLOCK_BYTES..($b + 1) * X8_BLOCK_BYTES].as_ptr();
+        for c in 0..4 {
+            // SAFETY: the interleaved block's 144 bytes are readable.
+            let v = unsafe { _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i) };
+            $mag[c] = _mm256_and_si256(v, m4);
+            $mag[c + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+        }
+        let _ = (&$sgn, $flip_);
+        // SAFETY: the block's first 16 bytes are the 8 rows' fp16 scales.
+        $dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(blk as *const __m128i) });
+    }};
+}
+
+/// The 8-row interleaved kernel, once per integer step and weight source (the body is shared; the target
+/// features and the way blocks are unpacked differ).
 macro_rules! rows8_kernel {
-    ($name:ident, $features:literal, $isum:ident, $flip:expr) => {
+    ($name:ident, $features:literal, $isum:ident, $flip:expr, $fill:ident, $wty:ty) => {
         #[target_feature(enable = $features)]
         unsafe fn $name<const Q4: bool>(
-            w: [&[u8]; 8],
+            w: $wty,
             x: &[Q8Block],
             xsum: &[i32],
             kb: usize,
@@ -188,65 +284,17 @@ macro_rules! rows8_kernel {
             cn: usize,
             out: &mut [f32],
         ) {
-            let bb = if Q4 { 18 } else { 34 };
             let ones = _mm256_set1_epi16(1);
             let mut acc = [_mm256_setzero_ps(); MAX_COLS];
             // Interleaved weights of CHUNK blocks: magnitudes (Q4: the nibbles) and, for Q8_0, the signed values.
             let mut mag = [[_mm256_setzero_si256(); 8]; CHUNK];
+            #[allow(unused_mut)] // Q4_0 has no signs: fill_packed leaves them.
             let mut sgn = [[_mm256_setzero_si256(); 8]; CHUNK];
             let mut dw = [_mm256_setzero_ps(); CHUNK];
             for b0 in (0..kb).step_by(CHUNK) {
                 let bn = CHUNK.min(kb - b0);
                 for i in 0..bn {
-                    let (o0, o1) = ((b0 + i) * bb, (b0 + i) * bb + bb);
-                    let blk: [&[u8]; 8] = [
-                        &w[0][o0..o1],
-                        &w[1][o0..o1],
-                        &w[2][o0..o1],
-                        &w[3][o0..o1],
-                        &w[4][o0..o1],
-                        &w[5][o0..o1],
-                        &w[6][o0..o1],
-                        &w[7][o0..o1],
-                    ];
-                    // SAFETY: each slice is one whole block.
-                    let u = unsafe {
-                        [
-                            unpack::<Q4>(blk[0].as_ptr()),
-                            unpack::<Q4>(blk[1].as_ptr()),
-                            unpack::<Q4>(blk[2].as_ptr()),
-                            unpack::<Q4>(blk[3].as_ptr()),
-                            unpack::<Q4>(blk[4].as_ptr()),
-                            unpack::<Q4>(blk[5].as_ptr()),
-                            unpack::<Q4>(blk[6].as_ptr()),
-                            unpack::<Q4>(blk[7].as_ptr()),
-                        ]
-                    };
-                    mag[i] =
-                        transpose8([u[0].mag, u[1].mag, u[2].mag, u[3].mag, u[4].mag, u[5].mag, u[6].mag, u[7].mag]);
-                    if !Q4 {
-                        sgn[i] = transpose8([
-                            u[0].sign, u[1].sign, u[2].sign, u[3].sign, u[4].sign, u[5].sign, u[6].sign, u[7].sign,
-                        ]);
-                        if $flip {
-                            // dpbusd takes unsigned weights: w + 128 (the sign bit flipped), once per chunk
-                            // rather than a sign operation per column; 128 · Σx is taken back per column.
-                            for (m, v) in mag[i].iter_mut().zip(&sgn[i]) {
-                                *m = _mm256_xor_si256(*v, _mm256_set1_epi8(-128));
-                            }
-                        }
-                    }
-                    let h = [
-                        scale_bits(blk[0]),
-                        scale_bits(blk[1]),
-                        scale_bits(blk[2]),
-                        scale_bits(blk[3]),
-                        scale_bits(blk[4]),
-                        scale_bits(blk[5]),
-                        scale_bits(blk[6]),
-                        scale_bits(blk[7]),
-                    ];
-                    dw[i] = _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+                    $fill!(w, b0 + i, Q4, $flip, mag[i], sgn[i], dw[i]);
                 }
                 // Two columns per pass: each interleaved weight vector is loaded once for both, and the two
                 // accumulator chains run side by side. An odd last column is paired with itself.
@@ -279,8 +327,10 @@ macro_rules! rows8_kernel {
     };
 }
 
-rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs, false);
-rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true);
+rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs, false, fill_rows, [&[u8]; 8]);
+rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true, fill_rows, [&[u8]; 8]);
+rows8_kernel!(packed8_avx2, "avx2,f16c", isum_maddubs, false, fill_packed, &[u8]);
+rows8_kernel!(packed8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true, fill_packed, &[u8]);
 
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q4_K weight rows and `ncols` Q8_K activation rows of
 /// `kb` super-blocks, interleaved like [`rows8`]: each lane is one row, each 32-element sub-block's nibble
@@ -945,6 +995,16 @@ mod tests {
                                     v.to_bits(),
                                     "{ty:?} rows8 vnni={vnni} k={k} n={ncols} r={r} c={c}"
                                 );
+                            }
+                        }
+                        if ty == IntWeights::Q4_0 {
+                            // The same rows repacked: the same bits.
+                            let mut group = vec![0u8; 8 * kb * 18];
+                            crate::kernels::interleaved::interleave_q4_0x8(&rows.concat(), kb, &mut group);
+                            let mut packed_out = vec![0f32; ncols * 8];
+                            packed8(&group, &x, &xsum, kb, &mut packed_out, vnni);
+                            for (i, (a, b)) in out8.iter().zip(&packed_out).enumerate() {
+                                assert_eq!(a.to_bits(), b.to_bits(), "packed8 vnni={vnni} k={k} n={ncols} at {i}");
                             }
                         }
                     }

@@ -1,0 +1,245 @@
+//! The optional repack cache: a model's Q4_0 decoder weights in the 8-row interleaved layout of
+//! [`crate::kernels::interleaved`], in a file beside the model (`MODEL.gguf.repack`).
+//!
+//! Decoding single tokens over Q4_0 rows spends as much on per-block scale gathers and reductions as on
+//! the dot products; the interleaved layout removes both. Weights stay zero-copy: the cache is written
+//! once (`--repack`), then mapped like the model, and only its bytes are read for those weights (batches
+//! put 8-row groups back into rows tile by tile), so memory holds one copy, not two, and nothing is
+//! repacked at start-up.
+//!
+//! The cache is a GGUF file: one `I8` tensor per repacked weight, under the weight's name, shaped
+//! `[row bytes, rows]`, and metadata naming the layout and fingerprinting the model it came from (its size,
+//! header and the first and last 4 KiB of every repacked tensor, SHA-256). A cache that does not match its
+//! model is ignored with a warning (or rebuilt with `--repack`), never used.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::gguf::{GgufError, GgufFile, GgufWriter, TensorInfo, TensorSpec, Value};
+use crate::kernels::interleaved::{interleave_q4_0x8, X8_ROWS};
+use crate::GgmlType;
+
+/// What the runtime does about the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepackMode {
+    /// Use the cache beside the model when it is there and matches; never write one.
+    #[default]
+    Auto,
+    /// Write the cache (or rewrite it when it no longer matches the model), then use it.
+    Build,
+    /// Neither read nor write it.
+    Off,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepackError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+}
+
+const KEY_LAYOUT: &str = "sail_edge.repack.layout";
+const KEY_VERSION: &str = "sail_edge.repack.version";
+const KEY_SOURCE_SIZE: &str = "sail_edge.repack.source_size";
+const KEY_FINGERPRINT: &str = "sail_edge.repack.source_fingerprint";
+const LAYOUT: &str = "q4_0x8";
+const VERSION: u32 = 1;
+/// Bytes of each repacked tensor's start and end that enter the fingerprint.
+const SAMPLE: usize = 4096;
+
+/// Where the cache of `model` lives: beside it, `MODEL.gguf.repack`.
+pub fn cache_path(model: &Path) -> PathBuf {
+    let mut name = model.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".repack");
+    model.with_file_name(name)
+}
+
+/// Whether this process's kernel path decodes from the repacked layout (elsewhere a cache is not used).
+pub fn supported() -> bool {
+    crate::kernels::q4_0x8_native()
+}
+
+/// The weights worth repacking: 2-D Q4_0 decoder matrices (attention, dense FFN, output head) with whole
+/// groups of 8 rows. Token embeddings are looked up by row, and MoE experts are paged per expert: neither
+/// is repacked.
+pub fn eligible(model: &GgufFile) -> Vec<&TensorInfo> {
+    const LINEAR: [&str; 7] = [
+        "attn_q.weight",
+        "attn_k.weight",
+        "attn_v.weight",
+        "attn_output.weight",
+        "ffn_gate.weight",
+        "ffn_up.weight",
+        "ffn_down.weight",
+    ];
+    let decoder_linear = |name: &str| {
+        name == "output.weight"
+            || name
+                .strip_prefix("blk.")
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(layer, weight)| layer.bytes().all(|b| b.is_ascii_digit()) && LINEAR.contains(&weight))
+    };
+    model
+        .tensors()
+        .iter()
+        .filter(|t| {
+            t.ty == GgmlType::Q4_0
+                && t.dims.len() == 2
+                && t.n_rows().is_multiple_of(X8_ROWS as u64)
+                && decoder_linear(&t.name)
+        })
+        .collect()
+}
+
+/// SHA-256 (hex) of what identifies the model's repacked weights: file size, header, and the first and
+/// last [`SAMPLE`] bytes of each tensor in `tensors`.
+fn fingerprint(model: &GgufFile, tensors: &[&TensorInfo]) -> String {
+    let mut h = Sha256::new();
+    h.update(model.file_size().to_le_bytes());
+    h.update(model.header_bytes());
+    for t in tensors {
+        let data = model.data(t);
+        h.update(t.name.as_bytes());
+        h.update(&data[..data.len().min(SAMPLE)]);
+        h.update(&data[data.len().saturating_sub(SAMPLE)..]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a cache write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepackSummary {
+    pub path: PathBuf,
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+/// Write the cache of `model` to `path` (a temporary file renamed into place: never half-written).
+pub fn write_cache(model: &GgufFile, path: &Path) -> Result<RepackSummary, RepackError> {
+    let tensors = eligible(model);
+    let metadata = vec![
+        (KEY_LAYOUT.to_string(), Value::String(LAYOUT.into())),
+        (KEY_VERSION.to_string(), Value::U32(VERSION)),
+        (KEY_SOURCE_SIZE.to_string(), Value::U64(model.file_size())),
+        (KEY_FINGERPRINT.to_string(), Value::String(fingerprint(model, &tensors))),
+    ];
+    let specs = tensors.iter().map(|t| TensorSpec::new(t.name.clone(), cache_dims(t), GgmlType::I8)).collect();
+    let mut w = GgufWriter::create(path, &metadata, specs)?;
+    for t in &tensors {
+        let rows = model.data(t);
+        let kb = (t.dims[0] / 32) as usize;
+        let group = X8_ROWS * kb * 18;
+        let mut packed = vec![0u8; rows.len()];
+        packed.par_chunks_mut(group).zip(rows.par_chunks(group)).for_each(|(dst, src)| interleave_q4_0x8(src, kb, dst));
+        w.write_tensor(&t.name, &packed)?;
+    }
+    let bytes = w.finish()?;
+    Ok(RepackSummary { path: path.to_path_buf(), tensors: tensors.len(), bytes })
+}
+
+/// The cache's shape of a source tensor: its bytes as `[row bytes, rows]`.
+fn cache_dims(t: &TensorInfo) -> Vec<u64> {
+    vec![t.size / t.n_rows(), t.n_rows()]
+}
+
+/// Why an existing cache does not fit `model`, or `None` when it does.
+fn mismatch(model: &GgufFile, cache: &GgufFile) -> Option<String> {
+    let str_of = |k: &str| cache.get(k).and_then(Value::as_str);
+    if str_of(KEY_LAYOUT) != Some(LAYOUT) || !matches!(cache.get(KEY_VERSION), Some(Value::U32(VERSION))) {
+        return Some(format!("not a {LAYOUT} cache of version {VERSION}"));
+    }
+    if !matches!(cache.get(KEY_SOURCE_SIZE), Some(Value::U64(s)) if *s == model.file_size()) {
+        return Some("made for a model of another size".into());
+    }
+    let tensors = eligible(model);
+    if str_of(KEY_FINGERPRINT) != Some(fingerprint(model, &tensors).as_str()) {
+        return Some("the model changed since it was written".into());
+    }
+    for t in &tensors {
+        match cache.header().tensor(&t.name) {
+            Some(c) if c.ty == GgmlType::I8 && c.dims == cache_dims(t) => {}
+            _ => return Some(format!("tensor '{}' is missing or has another shape", t.name)),
+        }
+    }
+    None
+}
+
+/// The cache to use with `model` under `mode`: `None` when off, unsupported on this kernel path, absent,
+/// stale (all with a log line saying why), or when the model has nothing to repack. `Build` writes it first
+/// where it is missing or stale.
+pub fn open_cache(model: &GgufFile, mode: RepackMode) -> Result<Option<GgufFile>, RepackError> {
+    if mode == RepackMode::Off {
+        return Ok(None);
+    }
+    let path = cache_path(model.path());
+    if !supported() {
+        let msg = format!(
+            "the repacked Q4_0 layout has no kernel on this CPU path ({:?}): {} not used",
+            crate::kernels::isa(),
+            path.display()
+        );
+        if mode == RepackMode::Build {
+            tracing::warn!("{msg}");
+        } else if path.exists() {
+            tracing::info!("{msg}");
+        }
+        return Ok(None);
+    }
+    if eligible(model).is_empty() {
+        if mode == RepackMode::Build {
+            tracing::warn!("{}: no Q4_0 decoder weights to repack; no cache written", model.path().display());
+        }
+        return Ok(None);
+    }
+    if path.exists() {
+        let why = match GgufFile::open(&path) {
+            Ok(cache) => match mismatch(model, &cache) {
+                None => {
+                    tracing::info!("using the repacked weights in {}", path.display());
+                    return Ok(Some(cache));
+                }
+                Some(why) => why,
+            },
+            Err(e) => e.to_string(),
+        };
+        if mode == RepackMode::Auto {
+            tracing::warn!("{}: ignored ({why}); --repack rewrites it", path.display());
+            return Ok(None);
+        }
+        tracing::info!("{}: rewriting ({why})", path.display());
+    } else if mode == RepackMode::Auto {
+        return Ok(None);
+    }
+    let t = std::time::Instant::now();
+    let s = write_cache(model, &path)?;
+    tracing::info!("repacked {} tensors into {} ({} bytes) in {:.1?}", s.tensors, path.display(), s.bytes, t.elapsed());
+    let cache = GgufFile::open(&path)?;
+    if let Some(why) = mismatch(model, &cache) {
+        // Only a concurrent writer could cause this; refuse rather than run on it.
+        return Err(RepackError::Gguf(GgufError::Write { path, message: format!("just written, yet {why}") }));
+    }
+    Ok(Some(cache))
+}
+
+/// `m` with its repacked rows from `cache` attached, when the cache has them.
+pub fn attach<'a>(
+    m: crate::tensor::Matrix<'a>,
+    cache: Option<&'a GgufFile>,
+) -> Result<crate::tensor::Matrix<'a>, crate::tensor::WeightError> {
+    match cache.and_then(|c| c.header().tensor(m.name).map(|info| c.data(info))) {
+        Some(packed) => m.with_q4_0x8(packed),
+        None => Ok(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_sits_beside_the_model() {
+        assert_eq!(cache_path(Path::new("/m/a.q4_0.gguf")), PathBuf::from("/m/a.q4_0.gguf.repack"));
+        assert_eq!(cache_path(Path::new("a.gguf")), PathBuf::from("a.gguf.repack"));
+    }
+}
