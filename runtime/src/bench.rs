@@ -439,6 +439,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// The kernel path in use (`kernels::isa()`).
     pub isa: String,
+    /// The repack cache the decoder reads its Q4_0 weights from, if any (see [`crate::repack`]).
+    pub repack: Option<String>,
     pub config: BenchConfig,
     pub tests: Vec<TestResult>,
 }
@@ -457,6 +459,7 @@ impl BenchReport {
             }),
             "threads": self.threads,
             "isa": self.isa,
+            "repack": self.repack,
             "n_prompt": self.config.n_prompt,
             "n_gen": self.config.n_gen,
             "repetitions": self.config.repetitions,

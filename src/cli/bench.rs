@@ -113,7 +113,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let isa = format!("{:?}", runtime::kernels::isa()).to_ascii_lowercase();
         let model = ModelSummary::of(&files.lm);
         let mmproj = files.mmproj.as_ref().map(ModelSummary::of);
-        let table = Table { model: &model, isa: &isa, threads };
+        // The markdown rows say when Q4_0 weights come from the repack cache (the JSON names the file).
+        let isa_label = if files.repack.is_some() { format!("{isa}+repack") } else { isa.clone() };
+        let table = Table { model: &model, isa: &isa_label, threads };
         let image = vlm.vision.is_some() && !a.no_image;
         if config.n_prompt == 0 && config.n_gen == 0 && !image {
             anyhow::bail!("nothing to measure: -p 0 and -n 0, and no image test (no vision file, or --no-image)");
@@ -174,7 +176,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         bar.finish_and_clear();
         if a.json {
-            let report = BenchReport { model, mmproj, threads, isa, config: config.clone(), tests };
+            let repack = files.repack.as_ref().map(|r| r.path().display().to_string());
+            let report = BenchReport { model, mmproj, threads, isa, repack, config: config.clone(), tests };
             writeln!(std::io::stdout(), "{:#}", report.to_json())?;
         }
         Ok(())
