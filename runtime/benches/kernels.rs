@@ -34,7 +34,7 @@ fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, repac
     quant::quantize_rows(ty, &wf, k, &mut bytes).unwrap();
     // Distinct copies so that every pass reads memory, not cache.
     let all: Vec<Vec<u8>> = (0..count).map(|_| bytes.clone()).collect();
-    let packed = if repacked { interleave(&bytes, k) } else { Vec::new() };
+    let packed = if repacked { interleave(ty, &bytes, k) } else { Vec::new() };
     let packed_all: Vec<Vec<u8>> = (0..if repacked { count } else { 0 }).map(|_| packed.clone()).collect();
     let mats: Vec<Matrix<'_>> = all
         .iter()
@@ -42,7 +42,7 @@ fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, repac
         .map(|(i, b)| {
             let w = Matrix::from_bytes("stream", ty, m, k, b).unwrap();
             if repacked {
-                w.with_q4_0x8(&packed_all[i]).unwrap()
+                w.with_repacked(&packed_all[i]).unwrap()
             } else {
                 w
             }
@@ -63,23 +63,33 @@ fn stream_case(pool: &rayon::ThreadPool, rng: &mut SmallRng, ty: GgmlType, repac
         }
     });
     let total = (one * count) as f64;
-    let label = if repacked { "q4_0x8".to_string() } else { ty.to_string() };
     println!(
-        "| decode stream {count}x 2048x6144 {label} | {:.2} | {:.1} | {:.2} |",
+        "| decode stream {count}x 2048x6144 {} | {:.2} | {:.1} | {:.2} |",
+        label(ty, repacked),
         best * 1e3,
         2.0 * (k * m * count) as f64 / best / 1e9,
         total / best / 1e9
     );
 }
 
-/// Q4_0 rows repacked 8 at a time.
-fn interleave(rows: &[u8], k: usize) -> Vec<u8> {
-    let kb = k / 32;
+/// Rows repacked 8 at a time.
+fn interleave(ty: GgmlType, rows: &[u8], k: usize) -> Vec<u8> {
+    let kb = k / ty.block_size();
+    let group = 8 * kb * ty.type_size();
     let mut packed = vec![0u8; rows.len()];
-    for (src, dst) in rows.chunks(8 * kb * 18).zip(packed.chunks_mut(8 * kb * 18)) {
-        kernels::interleaved::interleave_q4_0x8(src, kb, dst);
+    for (src, dst) in rows.chunks(group).zip(packed.chunks_mut(group)) {
+        kernels::interleaved::interleave_x8(ty, src, kb, dst);
     }
     packed
+}
+
+/// The name of a weight format in the rows: `q4_0x8` for repacked Q4_0.
+fn label(ty: GgmlType, repacked: bool) -> String {
+    if repacked {
+        format!("{ty}x8")
+    } else {
+        ty.to_string()
+    }
 }
 
 fn main() {
@@ -91,7 +101,11 @@ fn main() {
         Case { name: "decode ffn_up 2048x6144 q4_0x8", ty: GgmlType::Q4_0, repacked: true, n: 1, k: 2048, m: 6144 },
         Case { name: "decode ffn_up 2048x6144 q8_0", ty: GgmlType::Q8_0, repacked: false, n: 1, k: 2048, m: 6144 },
         Case { name: "decode ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, repacked: false, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q4_Kx8", ty: GgmlType::Q4K, repacked: true, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q6_K", ty: GgmlType::Q6K, repacked: false, n: 1, k: 2048, m: 6144 },
+        Case { name: "decode ffn_up 2048x6144 q6_Kx8", ty: GgmlType::Q6K, repacked: true, n: 1, k: 2048, m: 6144 },
         Case { name: "decode lm_head 2048x151936 q6_K", ty: GgmlType::Q6K, repacked: false, n: 1, k: 2048, m: 151936 },
+        Case { name: "decode lm_head 2048x151936 q6_Kx8", ty: GgmlType::Q6K, repacked: true, n: 1, k: 2048, m: 151936 },
         Case {
             name: "prefill512 ffn_up 2048x6144 q4_0",
             ty: GgmlType::Q4_0,
@@ -117,6 +131,14 @@ fn main() {
             m: 6144,
         },
         Case { name: "prefill512 ffn_up 2048x6144 q4_K", ty: GgmlType::Q4K, repacked: false, n: 512, k: 2048, m: 6144 },
+        Case {
+            name: "prefill512 ffn_up 2048x6144 q4_Kx8",
+            ty: GgmlType::Q4K,
+            repacked: true,
+            n: 512,
+            k: 2048,
+            m: 6144,
+        },
         Case { name: "vit tile ffn_up 1536x4096 q8_0", ty: GgmlType::Q8_0, repacked: false, n: 1024, k: 1536, m: 4096 },
         Case { name: "vit tile ffn_up 1536x4096 f16", ty: GgmlType::F16, repacked: false, n: 1024, k: 1536, m: 4096 },
     ];
@@ -130,10 +152,11 @@ fn main() {
         (GgmlType::Q4_0, true),
         (GgmlType::Q8_0, false),
         (GgmlType::Q4K, false),
+        (GgmlType::Q4K, true),
         (GgmlType::Q6K, false),
+        (GgmlType::Q6K, true),
     ] {
-        let label = if repacked { "q4_0x8".to_string() } else { ty.to_string() };
-        if filter.as_deref().is_none_or(|f| format!("decode stream {label}").contains(f)) {
+        if filter.as_deref().is_none_or(|f| format!("decode stream {}", label(ty, repacked)).contains(f)) {
             stream_case(&pool, &mut rng, ty, repacked, reps);
         }
     }
@@ -142,10 +165,10 @@ fn main() {
         let mut bytes = vec![0u8; c.ty.row_size(c.k).unwrap() * c.m];
         quant::quantize_rows(c.ty, &wf, c.k, &mut bytes).unwrap();
         drop(wf);
-        let packed = if c.repacked { interleave(&bytes, c.k) } else { Vec::new() };
+        let packed = if c.repacked { interleave(c.ty, &bytes, c.k) } else { Vec::new() };
         let mut w = Matrix::from_bytes("bench", c.ty, c.m, c.k, &bytes).unwrap();
         if c.repacked {
-            w = w.with_q4_0x8(&packed).unwrap();
+            w = w.with_repacked(&packed).unwrap();
         }
         let x: Vec<f32> = (0..c.n * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut out = vec![0f32; c.n * c.m];

@@ -1,14 +1,14 @@
-//! The optional repack cache: a model's Q4_0 decoder weights in the 8-row interleaved layout of
+//! The optional repack cache: a model's Q4_0, Q4_K and Q6_K decoder weights in the 8-row interleaved layouts of
 //! [`crate::kernels::interleaved`], in a file beside the model (`MODEL.gguf.repack`).
 //!
-//! Decoding single tokens over Q4_0 rows spends as much on per-block scale gathers and reductions as on
-//! the dot products; the interleaved layout removes both. Weights stay zero-copy: the cache is written
+//! Decoding single tokens over such rows spends as much on per-block scale gathers (and the K-quants' scale
+//! unpacking) and reductions as on the dot products; the interleaved layouts remove both. Weights stay zero-copy: the cache is written
 //! once (`--repack`), then mapped like the model, and only its bytes are read for those weights (batches
 //! put 8-row groups back into rows tile by tile), so memory holds one copy, not two, and nothing is
 //! repacked at start-up.
 //!
 //! The cache is a GGUF file: one `I8` tensor per repacked weight, under the weight's name, shaped
-//! `[row bytes, rows]`, and metadata naming the layout and fingerprinting the model it came from (its size,
+//! `[row bytes, rows]` (its layout follows from the weight's type in the model), and metadata naming the layout and fingerprinting the model it came from (its size,
 //! header and the first and last 4 KiB of every repacked tensor, SHA-256). A cache that does not match its
 //! model is ignored with a warning (or rebuilt with `--repack`), never used.
 
@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::gguf::{GgufError, GgufFile, GgufWriter, TensorInfo, TensorSpec, Value};
-use crate::kernels::interleaved::{interleave_q4_0x8, X8_ROWS};
+use crate::kernels::interleaved::{has_x8_layout, interleave_x8, X8_ROWS};
 use crate::GgmlType;
 
 /// What the runtime does about the cache.
@@ -43,7 +43,8 @@ const KEY_LAYOUT: &str = "sail_edge.repack.layout";
 const KEY_VERSION: &str = "sail_edge.repack.version";
 const KEY_SOURCE_SIZE: &str = "sail_edge.repack.source_size";
 const KEY_FINGERPRINT: &str = "sail_edge.repack.source_fingerprint";
-const LAYOUT: &str = "q4_0x8";
+/// `q4_0x8`, `q4_kx8` and `q6_kx8`, by the weight's type in the model.
+const LAYOUT: &str = "x8";
 const VERSION: u32 = 1;
 /// Bytes of each repacked tensor's start and end that enter the fingerprint.
 const SAMPLE: usize = 4096;
@@ -55,12 +56,12 @@ pub fn cache_path(model: &Path) -> PathBuf {
     model.with_file_name(name)
 }
 
-/// Whether this process's kernel path decodes from the repacked layout (elsewhere a cache is not used).
+/// Whether this process's kernel path decodes from the repacked layouts (elsewhere a cache is not used).
 pub fn supported() -> bool {
-    crate::kernels::q4_0x8_native()
+    crate::kernels::x8_native()
 }
 
-/// The weights worth repacking: 2-D Q4_0 decoder matrices (attention, dense FFN, output head) with whole
+/// The weights worth repacking: 2-D Q4_0, Q4_K and Q6_K decoder matrices (attention, dense FFN, output head) with whole
 /// groups of 8 rows. Token embeddings are looked up by row, and MoE experts are paged per expert: neither
 /// is repacked.
 pub fn eligible(model: &GgufFile) -> Vec<&TensorInfo> {
@@ -84,7 +85,7 @@ pub fn eligible(model: &GgufFile) -> Vec<&TensorInfo> {
         .tensors()
         .iter()
         .filter(|t| {
-            t.ty == GgmlType::Q4_0
+            has_x8_layout(t.ty)
                 && t.dims.len() == 2
                 && t.n_rows().is_multiple_of(X8_ROWS as u64)
                 && decoder_linear(&t.name)
@@ -128,10 +129,13 @@ pub fn write_cache(model: &GgufFile, path: &Path) -> Result<RepackSummary, Repac
     let mut w = GgufWriter::create(path, &metadata, specs)?;
     for t in &tensors {
         let rows = model.data(t);
-        let kb = (t.dims[0] / 32) as usize;
-        let group = X8_ROWS * kb * 18;
+        let kb = (t.dims[0] / t.ty.block_size() as u64) as usize;
+        let group = X8_ROWS * kb * t.ty.type_size();
         let mut packed = vec![0u8; rows.len()];
-        packed.par_chunks_mut(group).zip(rows.par_chunks(group)).for_each(|(dst, src)| interleave_q4_0x8(src, kb, dst));
+        packed
+            .par_chunks_mut(group)
+            .zip(rows.par_chunks(group))
+            .for_each(|(dst, src)| interleave_x8(t.ty, src, kb, dst));
         w.write_tensor(&t.name, &packed)?;
     }
     let bytes = w.finish()?;
@@ -147,14 +151,14 @@ fn cache_dims(t: &TensorInfo) -> Vec<u64> {
 fn mismatch(model: &GgufFile, cache: &GgufFile) -> Option<String> {
     let str_of = |k: &str| cache.get(k).and_then(Value::as_str);
     if str_of(KEY_LAYOUT) != Some(LAYOUT) || !matches!(cache.get(KEY_VERSION), Some(Value::U32(VERSION))) {
-        return Some(format!("not a {LAYOUT} cache of version {VERSION}"));
+        return Some(format!("not a repack cache of layout {LAYOUT}, version {VERSION}"));
     }
     if !matches!(cache.get(KEY_SOURCE_SIZE), Some(Value::U64(s)) if *s == model.file_size()) {
         return Some("made for a model of another size".into());
     }
     let tensors = eligible(model);
     if str_of(KEY_FINGERPRINT) != Some(fingerprint(model, &tensors).as_str()) {
-        return Some("the model changed since it was written".into());
+        return Some("it no longer matches the model (the model, or what this version repacks, changed)".into());
     }
     for t in &tensors {
         match cache.header().tensor(&t.name) {
@@ -175,7 +179,7 @@ pub fn open_cache(model: &GgufFile, mode: RepackMode) -> Result<Option<GgufFile>
     let path = cache_path(model.path());
     if !supported() {
         let msg = format!(
-            "the repacked Q4_0 layout has no kernel on this CPU path ({:?}): {} not used",
+            "the repacked layouts have no kernel on this CPU path ({:?}): {} not used",
             crate::kernels::isa(),
             path.display()
         );
@@ -188,7 +192,10 @@ pub fn open_cache(model: &GgufFile, mode: RepackMode) -> Result<Option<GgufFile>
     }
     if eligible(model).is_empty() {
         if mode == RepackMode::Build {
-            tracing::warn!("{}: no Q4_0 decoder weights to repack; no cache written", model.path().display());
+            tracing::warn!(
+                "{}: no Q4_0, Q4_K or Q6_K decoder weights to repack; no cache written",
+                model.path().display()
+            );
         }
         return Ok(None);
     }
@@ -228,7 +235,7 @@ pub fn attach<'a>(
     cache: Option<&'a GgufFile>,
 ) -> Result<crate::tensor::Matrix<'a>, crate::tensor::WeightError> {
     match cache.and_then(|c| c.header().tensor(m.name).map(|info| c.data(info))) {
-        Some(packed) => m.with_q4_0x8(packed),
+        Some(packed) => m.with_repacked(packed),
         None => Ok(m),
     }
 }

@@ -27,9 +27,9 @@ pub struct Matrix<'a> {
     pub cols: usize,
     pub data: &'a [u8],
     row_bytes: usize,
-    /// The same rows repacked 8 at a time for decoding (Q4_0 only, from the repack cache; see
+    /// The same rows repacked 8 at a time (Q4_0, Q4_K, Q6_K, from the repack cache; layouts in
     /// [`crate::kernels::interleaved`]). Where present, the kernels read these bytes and not `data`.
-    q4_0x8: Option<&'a [u8]>,
+    x8: Option<&'a [u8]>,
 }
 
 impl<'a> Matrix<'a> {
@@ -41,7 +41,7 @@ impl<'a> Matrix<'a> {
         let cols = info.dims[0] as usize;
         let rows = info.n_rows() as usize;
         let row_bytes = info.ty.row_size(cols).expect("validated by the reader");
-        Ok(Matrix { name: &info.name, ty: info.ty, rows, cols, data: file.data(info), row_bytes, q4_0x8: None })
+        Ok(Matrix { name: &info.name, ty: info.ty, rows, cols, data: file.data(info), row_bytes, x8: None })
     }
 
     /// A matrix over bytes the caller holds (tests, benchmarks, repacked caches); the length must match.
@@ -55,7 +55,7 @@ impl<'a> Matrix<'a> {
         let row_bytes = ty.row_size(cols).filter(|_| ty.is_supported_block_format());
         match row_bytes {
             Some(rb) if rb.checked_mul(rows) == Some(data.len()) => {
-                Ok(Matrix { name, ty, rows, cols, data, row_bytes: rb, q4_0x8: None })
+                Ok(Matrix { name, ty, rows, cols, data, row_bytes: rb, x8: None })
             }
             _ => Err(WeightError::Shape {
                 tensor: name.to_string(),
@@ -71,7 +71,7 @@ impl<'a> Matrix<'a> {
         let row_bytes = self.ty.row_size(cols);
         match row_bytes {
             Some(rb) if cols > 0 && total.is_multiple_of(cols) => {
-                Ok(Matrix { rows: total / cols, cols, row_bytes: rb, q4_0x8: None, ..self })
+                Ok(Matrix { rows: total / cols, cols, row_bytes: rb, x8: None, ..self })
             }
             _ => Err(WeightError::Shape {
                 tensor: self.name.to_string(),
@@ -85,32 +85,33 @@ impl<'a> Matrix<'a> {
     pub fn slice_rows(&self, r0: usize, r1: usize) -> Matrix<'a> {
         // A group of 8 repacked rows takes the bytes of those 8 rows: whole groups slice at the same offsets.
         let g = crate::kernels::interleaved::X8_ROWS;
-        let q4_0x8 = match self.q4_0x8 {
+        let x8 = match self.x8 {
             Some(p) if r0.is_multiple_of(g) && r1.is_multiple_of(g) => {
                 Some(&p[r0 * self.row_bytes..r1 * self.row_bytes])
             }
             _ => None,
         };
-        Matrix { rows: r1 - r0, data: self.rows_bytes(r0, r1), q4_0x8, ..*self }
+        Matrix { rows: r1 - r0, data: self.rows_bytes(r0, r1), x8, ..*self }
     }
 
-    /// Attach the repacked copy of this Q4_0 matrix (bytes in the layout of
-    /// [`crate::kernels::interleaved`]: whole groups of 8 rows, as many bytes as the rows).
-    pub fn with_q4_0x8(self, packed: &'a [u8]) -> Result<Matrix<'a>, WeightError> {
+    /// Attach the repacked copy of this Q4_0, Q4_K or Q6_K matrix (bytes in the layout of
+    /// [`crate::kernels::interleaved`] for its type: whole groups of 8 rows, as many bytes as the rows).
+    pub fn with_repacked(self, packed: &'a [u8]) -> Result<Matrix<'a>, WeightError> {
         let g = crate::kernels::interleaved::X8_ROWS;
-        if self.ty != GgmlType::Q4_0 || !self.rows.is_multiple_of(g) || packed.len() != self.data.len() {
+        let layout = crate::kernels::interleaved::has_x8_layout(self.ty);
+        if !layout || !self.rows.is_multiple_of(g) || packed.len() != self.data.len() {
             return Err(WeightError::Shape {
-                tensor: format!("{} (repacked q4_0x8)", self.name),
+                tensor: format!("{} (repacked {} x8)", self.name, self.ty),
                 expected: vec![self.data.len() as u64],
                 found: vec![packed.len() as u64],
             });
         }
-        Ok(Matrix { q4_0x8: Some(packed), ..self })
+        Ok(Matrix { x8: Some(packed), ..self })
     }
 
-    /// The repacked rows, if attached (see [`Matrix::with_q4_0x8`]).
-    pub fn q4_0x8(&self) -> Option<&'a [u8]> {
-        self.q4_0x8
+    /// The repacked rows, if attached (see [`Matrix::with_repacked`]).
+    pub fn repacked(&self) -> Option<&'a [u8]> {
+        self.x8
     }
 
     pub fn row_bytes(&self) -> usize {

@@ -56,6 +56,10 @@ pub fn matmul(x: &[f32], n: usize, w: &Matrix<'_>, out: &mut [f32]) -> Result<()
                 _ => super::dot_q6_k,
             };
             tiled(n, m, out, |r0, r1, c0, c1, local| {
+                if let Some(packed) = w.repacked() {
+                    k_x8_tile(w, packed, r0, r1, &xq, kb, c0, c1, local);
+                    return Ok(());
+                }
                 let rows = r1 - r0;
                 let done = kquant_tiles(w, r0, r1, &xq, kb, c0, c1, local);
                 for r in r0 + done..r1 {
@@ -120,7 +124,11 @@ pub fn matmul_shared(x: &[f32], n: usize, ws: &[&Matrix<'_>], outs: &mut [&mut [
         items.into_par_iter().for_each(|(j, r0, o)| int8_tile(ws[j], r0, r0 + o.len(), &xs, 0, 1, o));
     } else {
         let xq = quantize_q8_k_activations(x);
+        let kb = k / 256;
         items.into_par_iter().for_each(|(j, r0, o)| {
+            if let Some(packed) = ws[j].repacked() {
+                return k_x8_tile(ws[j], packed, r0, r0 + o.len(), &xq, kb, 0, 1, o);
+            }
             let dot = match ws[j].ty {
                 GgmlType::Q4K => super::dot_q4_k,
                 GgmlType::Q5K => super::dot_q5_k,
@@ -199,7 +207,7 @@ fn kquant_tiles(
         && c1 - c0 > 1
         && matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni)
     {
-        use super::x86::tiles::{rows8_q4k, rows8_q6k};
+        use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
         let vnni = super::isa() == super::Isa::Avx2Vnni;
         let rows = r1 - r0;
         let mut out8 = vec![0f32; (c1 - c0) * 8];
@@ -207,9 +215,9 @@ fn kquant_tiles(
         for g in (0..done).step_by(8) {
             let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
             if w.ty == GgmlType::Q4K {
-                rows8_q4k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
+                rows8_q4k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
             } else {
-                rows8_q6k(wr, &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
+                rows8_q6k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
             }
             for ci in 0..c1 - c0 {
                 local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);
@@ -247,7 +255,7 @@ impl<'a> Int8Activations<'a> {
 
 /// `local[(i - c0) × rows + (r - r0)] = w[r] · x[i]` for a Q8_0/Q4_0 weight tile.
 fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0: usize, c1: usize, local: &mut [f32]) {
-    if let Some(packed) = w.q4_0x8() {
+    if let Some(packed) = w.repacked() {
         return q4_0x8_tile(w, packed, r0, r1, xs, c0, c1, local);
     }
     let rows = r1 - r0;
@@ -285,7 +293,7 @@ fn q4_0x8_tile(
     c1: usize,
     local: &mut [f32],
 ) {
-    use super::interleaved::{deinterleave_q4_0x8, X8_ROWS};
+    use super::interleaved::{deinterleave_x8, X8_ROWS};
     assert!(r0.is_multiple_of(X8_ROWS) && r1.is_multiple_of(X8_ROWS), "{}: tiles of whole groups", w.name);
     let (kb, rb) = (xs.kb, w.row_bytes());
     let groups = &packed[r0 * rb..r1 * rb];
@@ -319,10 +327,69 @@ fn q4_0x8_tile(
     }
     let mut rows = vec![0u8; groups.len()];
     for (g, r) in groups.chunks_exact(X8_ROWS * rb).zip(rows.chunks_exact_mut(X8_ROWS * rb)) {
-        deinterleave_q4_0x8(g, kb, r);
+        deinterleave_x8(GgmlType::Q4_0, g, kb, r);
     }
     let plain = Matrix::from_bytes(w.name, w.ty, r1 - r0, w.cols, &rows).expect("same shape as the tile's rows");
     int8_tile(&plain, 0, r1 - r0, xs, c0, c1, local);
+}
+
+/// The K-quant tile of a Q4_K or Q6_K weight with its repacked rows attached (like [`q4_0x8_tile`]): one
+/// input row runs the interleaved kernel, batches the 8-row tiles straight from the groups on x86 and
+/// elsewhere the row dots on groups put back into rows.
+#[allow(clippy::too_many_arguments)]
+fn k_x8_tile(
+    w: &Matrix<'_>,
+    packed: &[u8],
+    r0: usize,
+    r1: usize,
+    xq: &[Q8KBlock],
+    kb: usize,
+    c0: usize,
+    c1: usize,
+    local: &mut [f32],
+) {
+    use super::interleaved::{deinterleave_x8, X8_ROWS};
+    assert!(matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K), "{}: no interleaved K-quant layout", w.name);
+    assert!(r0.is_multiple_of(X8_ROWS) && r1.is_multiple_of(X8_ROWS), "{}: tiles of whole groups", w.name);
+    let rb = w.row_bytes();
+    let groups = &packed[r0 * rb..r1 * rb];
+    let (ncols, rows) = (c1 - c0, r1 - r0);
+    let x = &xq[c0 * kb..c1 * kb];
+    #[cfg(target_arch = "x86_64")]
+    if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
+        use super::x86::interleaved::{gemv_q4_kx8, gemv_q6_kx8};
+        use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
+        let (q4k, vnni) = (w.ty == GgmlType::Q4K, super::isa() == super::Isa::Avx2Vnni);
+        if ncols == 1 {
+            return if q4k { gemv_q4_kx8(groups, x, kb, local, vnni) } else { gemv_q6_kx8(groups, x, kb, local, vnni) };
+        }
+        let mut out = vec![0f32; ncols * X8_ROWS];
+        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
+            if q4k {
+                rows8_q4k(KSource::Packed(group), x, kb, &mut out, vnni);
+            } else {
+                rows8_q6k(KSource::Packed(group), x, kb, &mut out, vnni);
+            }
+            for ci in 0..ncols {
+                local[ci * rows + g * X8_ROWS..ci * rows + (g + 1) * X8_ROWS]
+                    .copy_from_slice(&out[ci * X8_ROWS..(ci + 1) * X8_ROWS]);
+            }
+        }
+        return;
+    }
+    if ncols == 1 {
+        return super::interleaved::gemv_k_x8(w.ty, groups, x, kb, local);
+    }
+    let mut plain = vec![0u8; groups.len()];
+    for (g, r) in groups.chunks_exact(X8_ROWS * rb).zip(plain.chunks_exact_mut(X8_ROWS * rb)) {
+        deinterleave_x8(w.ty, g, kb, r);
+    }
+    let dot = if w.ty == GgmlType::Q4K { super::dot_q4_k } else { super::dot_q6_k };
+    for r in 0..rows {
+        for ci in 0..ncols {
+            local[ci * rows + r] = dot(&plain[r * rb..(r + 1) * rb], &x[ci * kb..(ci + 1) * kb]);
+        }
+    }
 }
 
 /// The i8mm 2×2 tiles (two weight rows × two input rows per `smmla` pass) over as many rows as they
@@ -464,42 +531,55 @@ mod tests {
         }
     }
 
-    /// A Q4_0 weight with its repacked rows attached gives the scalar row dots bit for bit, one input row
-    /// (the interleaved kernel) or several (rows put back for the tiles), whole matrices and row slices.
+    /// A Q4_0, Q4_K or Q6_K weight with its repacked rows attached gives the scalar row dots bit for bit, one
+    /// input row (the interleaved kernels) or several (the 8-row tiles on the groups, or rows put back),
+    /// alone or sharing its input, whole matrices and row slices.
     #[test]
-    fn repacked_q4_0_equals_scalar_dots_bit_for_bit() {
-        use crate::kernels::interleaved::interleave_q4_0x8;
+    fn repacked_weights_equal_scalar_dots_bit_for_bit() {
+        use crate::kernels::interleaved::interleave_x8;
         let mut rng = SmallRng::seed_from_u64(16);
-        let (m, k) = (136usize, 288usize);
-        let kb = k / 32;
-        let bytes = weights(&mut rng, GgmlType::Q4_0, m, k);
-        let mut packed = vec![0u8; bytes.len()];
-        for (src, dst) in bytes.chunks(8 * kb * 18).zip(packed.chunks_mut(8 * kb * 18)) {
-            interleave_q4_0x8(src, kb, dst);
-        }
-        let full = Matrix::from_bytes("w", GgmlType::Q4_0, m, k, &bytes).unwrap().with_q4_0x8(&packed).unwrap();
-        for (r0, r1) in [(0usize, m), (16, 80)] {
-            let w = full.slice_rows(r0, r1);
-            assert!(w.q4_0x8().is_some(), "whole groups keep the repacked rows");
-            let rows = r1 - r0;
-            for n in [1usize, 2, 67] {
-                let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
-                let mut out = vec![0f32; n * rows];
-                matmul(&x, n, &w, &mut out).unwrap();
-                for i in 0..n {
-                    let xq = quantize_q8_0_activations(&x[i * k..(i + 1) * k]);
-                    for r in 0..rows {
-                        let want = scalar::dot_q4_0(full.rows_bytes(r0 + r, r0 + r + 1), &xq);
-                        let got = out[i * rows + r];
-                        assert_eq!(got.to_bits(), want.to_bits(), "rows {r0}..{r1} n={n} row {r} input {i}");
+        for ty in [GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K] {
+            let (m, k) = (136usize, if ty.block_size() == 256 { 512 } else { 288 });
+            let kb = k / ty.block_size();
+            let bytes = weights(&mut rng, ty, m, k);
+            let group = 8 * kb * ty.type_size();
+            let mut packed = vec![0u8; bytes.len()];
+            for (src, dst) in bytes.chunks(group).zip(packed.chunks_mut(group)) {
+                interleave_x8(ty, src, kb, dst);
+            }
+            let full = Matrix::from_bytes("w", ty, m, k, &bytes).unwrap().with_repacked(&packed).unwrap();
+            let scalar_dot = |r: usize, xi: &[f32]| match ty {
+                GgmlType::Q4K => kquants::dot_q4_k(full.rows_bytes(r, r + 1), &quantize_q8_k_activations(xi)),
+                GgmlType::Q6K => kquants::dot_q6_k(full.rows_bytes(r, r + 1), &quantize_q8_k_activations(xi)),
+                _ => scalar::dot_q4_0(full.rows_bytes(r, r + 1), &quantize_q8_0_activations(xi)),
+            };
+            for (r0, r1) in [(0usize, m), (16, 80)] {
+                let w = full.slice_rows(r0, r1);
+                assert!(w.repacked().is_some(), "whole groups keep the repacked rows");
+                let rows = r1 - r0;
+                for n in [1usize, 2, 67] {
+                    let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                    let mut out = vec![0f32; n * rows];
+                    matmul(&x, n, &w, &mut out).unwrap();
+                    let mut shared = vec![0f32; n * rows];
+                    matmul_shared(&x, n, &[&w], &mut [&mut shared]).unwrap();
+                    for i in 0..n {
+                        for r in 0..rows {
+                            let want = scalar_dot(r0 + r, &x[i * k..(i + 1) * k]);
+                            let (got, sh) = (out[i * rows + r], shared[i * rows + r]);
+                            assert_eq!(got.to_bits(), want.to_bits(), "{ty} rows {r0}..{r1} n={n} row {r} input {i}");
+                            assert_eq!(sh.to_bits(), want.to_bits(), "{ty} shared n={n} row {r} input {i}");
+                        }
                     }
                 }
             }
+            assert!(full.slice_rows(4, 20).repacked().is_none(), "a slice across groups falls back to the rows");
         }
-        assert!(full.slice_rows(4, 20).q4_0x8().is_none(), "a slice across groups falls back to the rows");
+        let k = 288;
         let q8 = weights(&mut rng, GgmlType::Q8_0, 8, k);
         let q8 = Matrix::from_bytes("q8", GgmlType::Q8_0, 8, k, &q8).unwrap();
-        assert!(q8.with_q4_0x8(&packed[..8 * kb * 34]).is_err(), "only Q4_0 takes the layout");
+        let same_size = vec![0u8; q8.data.len()];
+        assert!(q8.with_repacked(&same_size).is_err(), "Q8_0 has no repacked layout");
     }
 
     /// Weights sharing an input give what separate products give, bit for bit: one input row (one

@@ -198,9 +198,9 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     }
 }
 
-/// Whether this path has a SIMD kernel for Q4_0 weights repacked 8 rows at a time ([`interleaved`]); where
-/// it has not, the repack cache is not used (its scalar twin would be slower than the row kernels).
-pub fn q4_0x8_native() -> bool {
+/// Whether this path has SIMD kernels for weights repacked 8 rows at a time ([`interleaved`]); where it has
+/// not, the repack cache is not used (the scalar twins would be slower than the row kernels).
+pub fn x8_native() -> bool {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => true,

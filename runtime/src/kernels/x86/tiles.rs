@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::available;
-use crate::kernels::interleaved::X8_BLOCK_BYTES;
+use crate::kernels::interleaved::{K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_BLOCK_BYTES};
 use crate::kernels::kquants::{scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use crate::kernels::scalar::Q8Block;
 
@@ -340,30 +340,113 @@ rows8_kernel!(packed8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true, 
 ///
 /// With `vnni` each sub-block's nibble sums come from `dpbusd` (exact i32, two columns per pass sharing
 /// each interleaved weight vector) and are scaled with an i32 multiply: the same integers, so the same bits.
-pub fn rows8_q4k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
+///
+/// The 8 rows come either as rows of the model or as one group repacked by
+/// [`crate::kernels::interleaved::interleave_x8`] (then nothing is transposed: the same bits, sooner).
+pub fn rows8_q4k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
     assert!(available() && (!vnni || super::vnni_available()));
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
-    for r in &w {
-        assert!(r.len() >= kb * Q4_K_BYTES);
+    match &w {
+        KSource::Rows(rows) => {
+            for r in rows {
+                assert!(r.len() >= kb * Q4_K_BYTES);
+            }
+        }
+        KSource::Packed(group) => assert_eq!(group.len(), kb * K_X8_BLOCK_BYTES, "one group of {kb} super-blocks"),
     }
     column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
         unsafe {
             if vnni {
-                rows8_q4k_vnni(w, x, kb, c0, cn, o)
+                rows8_q4k_vnni(&w, x, kb, c0, cn, o)
             } else {
-                rows8_q4k_avx2(w, x, kb, c0, cn, o)
+                rows8_q4k_avx2(&w, x, kb, c0, cn, o)
             }
         }
     });
 }
 
+/// Where the 8 K-quant rows of [`rows8_q4k`] and [`rows8_q6k`] come from.
+pub enum KSource<'a> {
+    /// Rows of the model (at least `kb` super-blocks each).
+    Rows([&'a [u8]; 8]),
+    /// One group in the type's layout of [`crate::kernels::interleaved`].
+    Packed(&'a [u8]),
+}
+
+/// Super-block `b` of the 8 rows, unpacked.
+#[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn rows8_q4k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+fn q4k_block(w: &KSource<'_>, b: usize) -> Q4kRows8 {
+    match w {
+        KSource::Rows(rows) => q4k_rows8(rows, b),
+        KSource::Packed(group) => {
+            let blk = &group[b * K_X8_BLOCK_BYTES..(b + 1) * K_X8_BLOCK_BYTES];
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut nib = [[_mm256_setzero_si256(); 8]; 8];
+            for c in 0..4 {
+                for g in 0..8 {
+                    // SAFETY: bytes 128 + 256c + 32g .. + 32 are inside the 1152-byte super-block.
+                    let v = unsafe { _mm256_loadu_si256(blk[128 + 256 * c + 32 * g..].as_ptr() as *const __m256i) };
+                    nib[2 * c][g] = _mm256_and_si256(v, m4);
+                    nib[2 * c + 1][g] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                }
+            }
+            let s = q4k_packed_scales(blk);
+            Q4kRows8 { nib, scale: s.scale, mins: s.mins, dw: s.dw, dminw: s.dminw }
+        }
+    }
+}
+
+/// The scales of one `q4_kx8` super-block: each row's 6-bit sub-block scales as i32 lanes, its mins as i16
+/// pairs (`madd` operands against pairs of `bsums` sums), and the fp16 `d` and `dmin` as f32.
+pub(super) struct Q4kScales8 {
+    pub scale: [__m256i; 8],
+    pub mins: [__m256i; 4],
+    pub dw: __m256,
+    pub dminw: __m256,
+}
+
+/// Unpack the scales of one interleaved super-block (`blk`: its 1152 bytes), all 8 rows at once: byte `k`
+/// of the 8 rows' 12 scale bytes sits in 8 consecutive bytes, so each 6-bit field is a few vector ops.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn q4k_packed_scales(blk: &[u8]) -> Q4kScales8 {
+    assert!(blk.len() >= K_X8_BLOCK_BYTES);
+    let mut b = [_mm256_setzero_si256(); 12];
+    for (k, v) in b.iter_mut().enumerate() {
+        // SAFETY: byte k of the 8 rows is at 32 + 8k .. 40 + 8k, inside the block (asserted).
+        *v = _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(blk[32 + 8 * k..].as_ptr() as *const __m128i) });
+    }
+    let (m63, m15) = (_mm256_set1_epi32(63), _mm256_set1_epi32(15));
+    let mut scale = [_mm256_setzero_si256(); 8];
+    let mut min = [_mm256_setzero_si256(); 8];
+    for j in 0..4 {
+        // The layout of ggml's get_scale_min_k4, 8 rows per operation.
+        scale[j] = _mm256_and_si256(b[j], m63);
+        min[j] = _mm256_and_si256(b[j + 4], m63);
+        scale[j + 4] =
+            _mm256_or_si256(_mm256_and_si256(b[j + 8], m15), _mm256_slli_epi32::<4>(_mm256_srli_epi32::<6>(b[j])));
+        min[j + 4] =
+            _mm256_or_si256(_mm256_srli_epi32::<4>(b[j + 8]), _mm256_slli_epi32::<4>(_mm256_srli_epi32::<6>(b[j + 4])));
+    }
+    let mut mins = [_mm256_setzero_si256(); 4];
+    for (i, m) in mins.iter_mut().enumerate() {
+        *m = _mm256_or_si256(min[2 * i], _mm256_slli_epi32::<16>(min[2 * i + 1]));
+    }
+    // SAFETY: the first 32 bytes are the 8 d and the 8 dmin.
+    let (d, dmin) = unsafe {
+        (_mm_loadu_si128(blk.as_ptr() as *const __m128i), _mm_loadu_si128(blk[16..].as_ptr() as *const __m128i))
+    };
+    Q4kScales8 { scale, mins, dw: _mm256_cvtph_ps(d), dminw: _mm256_cvtph_ps(dmin) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn rows8_q4k_avx2(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); MAX_COLS];
     for b in 0..kb {
-        let t = q4k_rows8(&w, b);
+        let t = q4k_block(w, b);
         // madd wants each row's sub-block scale as an i16 pair [sc_r, sc_r] per lane.
         let scale16: [__m256i; 8] = std::array::from_fn(|j| i16_pairs(t.scale[j]));
         for (c, a) in acc.iter_mut().enumerate().take(cn) {
@@ -398,7 +481,7 @@ fn i16_pairs(v: __m256i) -> __m256i {
 }
 
 /// The interleaved nibbles, scales (as i32 lanes), mins and fp16 scales of one Q4_K super-block of 8 rows.
-struct Q4kRows8 {
+pub(super) struct Q4kRows8 {
     nib: [[__m256i; 8]; 8],
     scale: [__m256i; 8],
     mins: [__m256i; 4],
@@ -465,25 +548,39 @@ fn q4k_rows8(w: &[&[u8]; 8], b: usize) -> Q4kRows8 {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn q4k_finish(acc: __m256, t: &Q4kRows8, xb: &Q8KBlock, isum: __m256i) -> __m256 {
+    q4k_finish_parts(acc, &t.mins, t.dw, t.dminw, xb, isum)
+}
+
+/// [`q4k_finish`] from the mins (i16 pairs) and the fp16 scales as f32.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn q4k_finish_parts(
+    acc: __m256,
+    mins: &[__m256i; 4],
+    dw: __m256,
+    dminw: __m256,
+    xb: &Q8KBlock,
+    isum: __m256i,
+) -> __m256 {
     // msum lane r = Σ_i (m_r,2i · (bsums[4i] + bsums[4i+1]) + m_r,2i+1 · (bsums[4i+2] + bsums[4i+3])).
     let bs = &xb.bsums;
     let mut msum = _mm256_setzero_si256();
-    for (i, m) in t.mins.iter().enumerate() {
+    for (i, m) in mins.iter().enumerate() {
         let (p0, p1) = (bs[4 * i] as i32 + bs[4 * i + 1] as i32, bs[4 * i + 2] as i32 + bs[4 * i + 3] as i32);
         let pair = _mm256_set1_epi32((p0 as u16 as i32) | ((p1 as u16 as i32) << 16));
         msum = _mm256_add_epi32(msum, _mm256_madd_epi16(*m, pair));
     }
     let dx = _mm256_set1_ps(xb.d);
-    let (dd, dm) = (_mm256_mul_ps(t.dw, dx), _mm256_mul_ps(t.dminw, dx));
+    let (dd, dm) = (_mm256_mul_ps(dw, dx), _mm256_mul_ps(dminw, dx));
     let v = _mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)), _mm256_mul_ps(dm, _mm256_cvtepi32_ps(msum)));
     _mm256_add_ps(acc, v)
 }
 
 #[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
-unsafe fn rows8_q4k_vnni(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+unsafe fn rows8_q4k_vnni(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); MAX_COLS];
     for b in 0..kb {
-        let t = q4k_rows8(&w, b);
+        let t = q4k_block(w, b);
         // Two columns per pass: each interleaved weight vector is loaded once for both. An odd last column
         // is paired with itself.
         for c in (0..cn).step_by(2) {
@@ -521,30 +618,38 @@ unsafe fn rows8_q4k_vnni(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn
 ///
 /// With `vnni` each 16-value group's sums come from `dpbusd` (two columns per pass) and are scaled with an
 /// i32 multiply: the same integers, so the same bits.
-pub fn rows8_q6k(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
+///
+/// The 8 rows come as rows of the model or as one group repacked by
+/// [`crate::kernels::interleaved::interleave_x8`] (nothing to transpose then: the same bits, sooner).
+pub fn rows8_q6k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
     assert!(available() && (!vnni || super::vnni_available()));
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
-    for r in &w {
-        assert!(r.len() >= kb * Q6_K_BYTES);
+    match &w {
+        KSource::Rows(rows) => {
+            for r in rows {
+                assert!(r.len() >= kb * Q6_K_BYTES);
+            }
+        }
+        KSource::Packed(group) => assert_eq!(group.len(), kb * Q6_K_X8_BLOCK_BYTES, "one group of {kb} super-blocks"),
     }
     column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
         unsafe {
             if vnni {
-                rows8_q6k_vnni(w, x, kb, c0, cn, o)
+                rows8_q6k_vnni(&w, x, kb, c0, cn, o)
             } else {
-                rows8_q6k_avx2(w, x, kb, c0, cn, o)
+                rows8_q6k_avx2(&w, x, kb, c0, cn, o)
             }
         }
     });
 }
 
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn rows8_q6k_avx2(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+unsafe fn rows8_q6k_avx2(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); MAX_COLS];
     for b in 0..kb {
-        let t = q6k_rows8(&w, b);
+        let t = q6k_block(w, b);
         // madd wants each row's 16-value group scale as an i16 pair [sc_r, sc_r] per lane.
         let scale16: [__m256i; 16] = std::array::from_fn(|s| i16_pairs(t.scale[s]));
         for (c, a) in acc.iter_mut().enumerate().take(cn) {
@@ -619,16 +724,7 @@ fn q6k_rows8(w: &[&[u8]; 8], b: usize) -> Q6kRows8 {
         for k in 0..4 {
             let mut rows = [_mm256_setzero_si256(); 8];
             for r in 0..8 {
-                let low = ql[r][k & 1];
-                let low = if k >> 1 == 0 { low } else { _mm256_srli_epi16::<4>(low) };
-                let high = match k {
-                    0 => qh[r],
-                    1 => _mm256_srli_epi16::<2>(qh[r]),
-                    2 => _mm256_srli_epi16::<4>(qh[r]),
-                    _ => _mm256_srli_epi16::<6>(qh[r]),
-                };
-                let high = _mm256_slli_epi16::<4>(_mm256_and_si256(high, m2));
-                rows[r] = _mm256_or_si256(_mm256_and_si256(low, m4), high);
+                rows[r] = q6_assemble(ql[r][k & 1], qh[r], k, m4, m2);
             }
             q6[4 * h + k] = transpose8(rows);
         }
@@ -658,26 +754,126 @@ fn q6k_rows8(w: &[&[u8]; 8], b: usize) -> Q6kRows8 {
     Q6kRows8 { q6, scale, spair, dw }
 }
 
+/// Super-block `b` of the 8 Q6_K rows, unpacked.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn q6k_block(w: &KSource<'_>, b: usize) -> Q6kRows8 {
+    match w {
+        KSource::Rows(rows) => q6k_rows8(rows, b),
+        KSource::Packed(group) => {
+            let blk = &group[b * Q6_K_X8_BLOCK_BYTES..(b + 1) * Q6_K_X8_BLOCK_BYTES];
+            let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+            let mut q6 = [[_mm256_setzero_si256(); 8]; 8];
+            let (s0, s2) = (_mm_cvtsi32_si128(0), _mm_cvtsi32_si128(2));
+            for h in 0..2 {
+                #[allow(clippy::needless_range_loop)] // g indexes the layout and the four quarters alike
+                for g in 0..8 {
+                    let unit = 144 + 96 * (8 * h + g);
+                    // SAFETY: the unit's three 32-byte runs lie inside the 1680-byte super-block.
+                    let (l0, l1, high) = unsafe {
+                        (
+                            _mm256_loadu_si256(blk[unit..].as_ptr() as *const __m256i),
+                            _mm256_loadu_si256(blk[unit + 32..].as_ptr() as *const __m256i),
+                            _mm256_loadu_si256(blk[unit + 64..].as_ptr() as *const __m256i),
+                        )
+                    };
+                    let ((a0, b0), (a1, b1)) = (q6_pair(l0, high, s0, m4, m2), q6_pair(l1, high, s2, m4, m2));
+                    q6[4 * h][g] = a0;
+                    q6[4 * h + 2][g] = b0;
+                    q6[4 * h + 1][g] = a1;
+                    q6[4 * h + 3][g] = b1;
+                }
+            }
+            let s = q6k_packed_scales(blk);
+            Q6kRows8 { q6, scale: s.scale, spair: s.spair, dw: s.dw }
+        }
+    }
+}
+
+/// The 6-bit values (0..63) of quarter `k` of a Q6_K half from its `ql` and `qh` bytes: the low nibble
+/// (`k` < 2) or high nibble of `ql` and bits `2k, 2k + 1` of `qh` as bits 4 and 5.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn q6_assemble(low: __m256i, high: __m256i, k: usize, m4: __m256i, m2: __m256i) -> __m256i {
+    let low = if k >> 1 == 0 { low } else { _mm256_srli_epi16::<4>(low) };
+    let high = match k {
+        0 => high,
+        1 => _mm256_srli_epi16::<2>(high),
+        2 => _mm256_srli_epi16::<4>(high),
+        _ => _mm256_srli_epi16::<6>(high),
+    };
+    _mm256_or_si256(_mm256_and_si256(low, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(high, m2)))
+}
+
+/// The 6-bit values of quarters `kk` and `kk + 2` of a Q6_K half from the same `ql` and `qh` bytes (`shift`
+/// = `2·kk`): low and high nibbles of `ql`, bits `2kk, 2kk + 1` and `2kk + 4, 2kk + 5` of `qh` as bits 4, 5.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn q6_pair(low: __m256i, high: __m256i, shift: __m128i, m4: __m256i, m2: __m256i) -> (__m256i, __m256i) {
+    let h = _mm256_srl_epi16(high, shift);
+    let a = _mm256_or_si256(_mm256_and_si256(low, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(h, m2)));
+    let b = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi16::<4>(low), m4),
+        _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(h), m2)),
+    );
+    (a, b)
+}
+
+/// The scales of one `q6_kx8` super-block: each row's 16 signed group scales as i32 lanes and as i16 pairs
+/// `[sc_2i, sc_2i+1]` (`madd` operands against pairs of `bsums`), and its fp16 `d` as f32.
+pub(super) struct Q6kScales8 {
+    pub scale: [__m256i; 16],
+    pub spair: [__m256i; 8],
+    pub dw: __m256,
+}
+
+/// Unpack the scales of one interleaved Q6_K super-block (`blk`: its 1680 bytes), 8 rows per operation.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn q6k_packed_scales(blk: &[u8]) -> Q6kScales8 {
+    assert!(blk.len() >= Q6_K_X8_BLOCK_BYTES);
+    let mut scale = [_mm256_setzero_si256(); 16];
+    for (k, v) in scale.iter_mut().enumerate() {
+        // SAFETY: scale k of the 8 rows is at 16 + 8k .. 24 + 8k, inside the block (asserted).
+        *v = _mm256_cvtepi8_epi32(unsafe { _mm_loadl_epi64(blk[16 + 8 * k..].as_ptr() as *const __m128i) });
+    }
+    let mut spair = [_mm256_setzero_si256(); 8];
+    for (i, v) in spair.iter_mut().enumerate() {
+        let lo = _mm256_and_si256(scale[2 * i], _mm256_set1_epi32(0xFFFF));
+        *v = _mm256_or_si256(lo, _mm256_slli_epi32::<16>(scale[2 * i + 1]));
+    }
+    // SAFETY: the first 16 bytes are the 8 rows' d.
+    let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(blk.as_ptr() as *const __m128i) });
+    Q6kScales8 { scale, spair, dw }
+}
+
 /// Lane r += `d_r·d_x·(isum_r − 32·Σ_s sc_rs·bsums_s)` for one activation super-block: the scalar twin's steps.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn q6k_finish(acc: __m256, t: &Q6kRows8, xb: &Q8KBlock, isum: __m256i) -> __m256 {
+    q6k_finish_parts(acc, &t.spair, t.dw, xb, isum)
+}
+
+/// [`q6k_finish`] from the scale pairs and the fp16 scales as f32.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn q6k_finish_parts(acc: __m256, spair: &[__m256i; 8], dw: __m256, xb: &Q8KBlock, isum: __m256i) -> __m256 {
     let bs = &xb.bsums;
     let mut off = _mm256_setzero_si256();
-    for (i, sp) in t.spair.iter().enumerate() {
+    for (i, sp) in spair.iter().enumerate() {
         let pair = _mm256_set1_epi32((bs[2 * i] as u16 as i32) | ((bs[2 * i + 1] as u16 as i32) << 16));
         off = _mm256_add_epi32(off, _mm256_madd_epi16(*sp, pair));
     }
     let isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(off));
-    let dd = _mm256_mul_ps(t.dw, _mm256_set1_ps(xb.d));
+    let dd = _mm256_mul_ps(dw, _mm256_set1_ps(xb.d));
     _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)))
 }
 
 #[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
-unsafe fn rows8_q6k_vnni(w: [&[u8]; 8], x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+unsafe fn rows8_q6k_vnni(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
     let mut acc = [_mm256_setzero_ps(); MAX_COLS];
     for b in 0..kb {
-        let t = q6k_rows8(&w, b);
+        let t = q6k_block(w, b);
         // Two columns per pass (an odd last one paired with itself), sharing each weight vector.
         for c in (0..cn).step_by(2) {
             let cb = if c + 1 < cn { c + 1 } else { c };
@@ -928,12 +1124,12 @@ mod tests {
                         if vnni && !super::super::vnni_available() {
                             continue;
                         }
-                        rows8_q4k(wr, &x, kb, &mut out, vnni);
+                        rows8_q4k(KSource::Rows(wr), &x, kb, &mut out, vnni);
                     } else {
                         if vnni && !super::super::vnni_available() {
                             continue;
                         }
-                        rows8_q6k(wr, &x, kb, &mut out, vnni);
+                        rows8_q6k(KSource::Rows(wr), &x, kb, &mut out, vnni);
                     }
                     for c in 0..ncols {
                         for r in 0..8 {
@@ -1000,7 +1196,7 @@ mod tests {
                         if ty == IntWeights::Q4_0 {
                             // The same rows repacked: the same bits.
                             let mut group = vec![0u8; 8 * kb * 18];
-                            crate::kernels::interleaved::interleave_q4_0x8(&rows.concat(), kb, &mut group);
+                            crate::kernels::interleaved::interleave_x8(GgmlType::Q4_0, &rows.concat(), kb, &mut group);
                             let mut packed_out = vec![0f32; ncols * 8];
                             packed8(&group, &x, &xsum, kb, &mut packed_out, vnni);
                             for (i, (a, b)) in out8.iter().zip(&packed_out).enumerate() {
