@@ -1,5 +1,5 @@
-//! The repack cache (Q4_0 decoder weights interleaved 8 rows at a time, in `MODEL.gguf.repack`) on
-//! llama.cpp's own q4_0 file: decoding from it matches llama.cpp's logits, prompts give the same bits as
+//! The repack cache (decoder weights interleaved 8 rows at a time, in `MODEL.gguf.repack`) on llama.cpp's
+//! own q4_0 and q8_0 files: decoding from it matches llama.cpp's logits, prompts give the same bits as
 //! without it, and a cache that no longer fits its model is never used.
 
 mod common;
@@ -24,10 +24,11 @@ fn npy_i64(path: &Path) -> Vec<i64> {
     npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<i64>().unwrap()
 }
 
-/// A private copy of llama.cpp's q4_0 file (the cache is written beside its model).
-fn model_copy(dir: &Path) -> PathBuf {
-    let path = dir.join("qwen3-dense.q4_0.gguf");
-    std::fs::copy(fixtures().join("llamacpp/qwen3-dense.q4_0.gguf"), &path).unwrap();
+/// A private copy of one of llama.cpp's files (the cache is written beside its model).
+fn model_copy(dir: &Path, ty: &str) -> PathBuf {
+    let name = format!("qwen3-dense.{ty}.gguf");
+    let path = dir.join(&name);
+    std::fs::copy(fixtures().join("llamacpp").join(&name), &path).unwrap();
     path
 }
 
@@ -43,43 +44,74 @@ fn repack_runs_here(model: &GgufFile) -> bool {
     false
 }
 
-/// The prompt through the repacked weights gives the bits it gives without them (batches take the same
-/// 8-row tiles), and the last token decoded alone from the repacked rows matches llama.cpp's logits for
-/// that position within 1e-4 — the bound the row kernels meet on this file (same integer arithmetic; only
-/// the float summation order differs from ggml's).
+/// On llama.cpp's q4_0 and q8_0 files: the prompt through the repacked weights gives the bits it gives
+/// without them (batches take the same 8-row tiles), and the last token decoded alone from the repacked
+/// rows matches llama.cpp's logits for that position within 1e-4 — the bound the row kernels meet on these
+/// files (same integer arithmetic; only the float summation order differs from ggml's).
 #[test]
 fn decoding_from_the_cache_matches_llama_cpp() {
+    for ty in ["q4_0", "q8_0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = model_copy(dir.path(), ty);
+        let file = GgufFile::open(&path).unwrap();
+        if !repack_runs_here(&file) {
+            return;
+        }
+        let cache = repack::open_cache(&file, RepackMode::Build).unwrap().expect("a cache for a quantized model");
+        assert_eq!(cache.path(), repack::cache_path(&path));
+        // 3 layers × 7 linear weights; the embeddings (tied output) and norms are not repacked.
+        assert_eq!(cache.tensors().len(), 21, "{ty}");
+
+        let plain = Decoder::load(&file).unwrap();
+        let packed = Decoder::load_repacked(&file, Some(&cache), &LoadOptions::default()).unwrap();
+        let llama = fixtures().join("llamacpp");
+        let ids: Vec<u32> = npy_i64(&llama.join("qwen3-dense.input_ids.npy")).iter().map(|&i| i as u32).collect();
+        let n = ids.len();
+        let run = |dec: &Decoder<'_>| {
+            let mut kv = dec.new_cache_of(GgmlType::F32).unwrap();
+            let prompt = dec.forward(dec.embed(&ids[..n - 1]).unwrap(), &mut kv, Logits::All).unwrap();
+            let last = dec.forward(dec.embed(&ids[n - 1..]).unwrap(), &mut kv, Logits::Last).unwrap();
+            (prompt, last)
+        };
+        let (prompt_plain, last_plain) = run(&plain);
+        let (prompt_packed, last_packed) = run(&packed);
+        let same = prompt_plain.iter().zip(&prompt_packed).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{ty}: prompt logits");
+
+        let want = npy_f32(&llama.join(format!("qwen3-dense.{ty}.logits_last.npy")));
+        let diff = |a: &[f32]| a.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let (d_packed, d_plain) = (diff(&last_packed), diff(&last_plain));
+        eprintln!("{ty}: last-token max abs diff to llama.cpp: repacked {d_packed}, rows {d_plain}");
+        assert!(d_packed <= 1e-4, "{ty} repacked: {d_packed}");
+    }
+}
+
+/// A MoE model: its attention weights are repacked, its experts (paged per expert) are not, and decoding
+/// the last token from the cache matches llama.cpp within 1e-4, the MoE decoder's bound on this file.
+#[test]
+fn a_moe_cache_leaves_the_experts_in_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    let path = model_copy(dir.path());
+    let name = "qwen3-moe.q8_0.gguf";
+    let path = dir.path().join(name);
+    std::fs::copy(fixtures().join("llamacpp").join(name), &path).unwrap();
     let file = GgufFile::open(&path).unwrap();
     if !repack_runs_here(&file) {
         return;
     }
-    let cache = repack::open_cache(&file, RepackMode::Build).unwrap().expect("a cache for a q4_0 model");
-    assert_eq!(cache.path(), repack::cache_path(&path));
-    // 3 layers × 7 linear weights; the embeddings (q8_0 here) and norms are not repacked.
-    assert_eq!(cache.tensors().len(), 21);
-
-    let plain = Decoder::load(&file).unwrap();
-    let packed = Decoder::load_repacked(&file, Some(&cache), &LoadOptions::default()).unwrap();
+    let cache = repack::open_cache(&file, RepackMode::Build).unwrap().expect("the attention weights are q8_0");
+    let names: Vec<&str> = cache.tensors().iter().map(|t| t.name.as_str()).collect();
+    assert!(names.iter().all(|n| n.contains(".attn_") || *n == "output.weight"), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("attn_q.weight")), "{names:?}");
+    let dec = Decoder::load_repacked(&file, Some(&cache), &LoadOptions::default()).unwrap();
     let llama = fixtures().join("llamacpp");
-    let ids: Vec<u32> = npy_i64(&llama.join("qwen3-dense.input_ids.npy")).iter().map(|&i| i as u32).collect();
+    let ids: Vec<u32> = npy_i64(&llama.join("qwen3-moe.input_ids.npy")).iter().map(|&i| i as u32).collect();
     let n = ids.len();
-    let run = |dec: &Decoder<'_>| {
-        let mut kv = dec.new_cache_of(GgmlType::F32).unwrap();
-        let prompt = dec.forward(dec.embed(&ids[..n - 1]).unwrap(), &mut kv, Logits::All).unwrap();
-        let last = dec.forward(dec.embed(&ids[n - 1..]).unwrap(), &mut kv, Logits::Last).unwrap();
-        (prompt, last)
-    };
-    let (prompt_plain, last_plain) = run(&plain);
-    let (prompt_packed, last_packed) = run(&packed);
-    assert!(prompt_plain.iter().zip(&prompt_packed).all(|(a, b)| a.to_bits() == b.to_bits()), "prompt logits");
-
-    let want = npy_f32(&llama.join("qwen3-dense.q4_0.logits_last.npy"));
-    let diff = |a: &[f32]| a.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    let (d_packed, d_plain) = (diff(&last_packed), diff(&last_plain));
-    eprintln!("last-token max abs diff to llama.cpp: repacked {d_packed}, rows {d_plain}");
-    assert!(d_packed <= 1e-4, "repacked: {d_packed}");
+    let mut kv = dec.new_cache_of(GgmlType::F32).unwrap();
+    dec.forward(dec.embed(&ids[..n - 1]).unwrap(), &mut kv, Logits::Last).unwrap();
+    let last = dec.forward(dec.embed(&ids[n - 1..]).unwrap(), &mut kv, Logits::Last).unwrap();
+    let want = npy_f32(&llama.join("qwen3-moe.q8_0.logits_last.npy"));
+    let d = last.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(d <= 1e-4, "moe repacked: {d}");
 }
 
 /// Auto mode uses a matching cache and ignores a stale or damaged one (never runs on it); Build rewrites
@@ -87,7 +119,7 @@ fn decoding_from_the_cache_matches_llama_cpp() {
 #[test]
 fn a_cache_that_does_not_fit_its_model_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
-    let path = model_copy(dir.path());
+    let path = model_copy(dir.path(), "q4_0");
     let cache_path = repack::cache_path(&path);
     {
         let file = GgufFile::open(&path).unwrap();
@@ -135,7 +167,7 @@ fn a_cache_that_does_not_fit_its_model_is_not_used() {
 #[test]
 fn the_repack_flag_writes_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let path = model_copy(dir.path());
+    let path = model_copy(dir.path(), "q4_0");
     let p = path.to_str().unwrap();
     let o = sail_edge(&["bench", "-m", p, "--no-image", "-p", "4", "-n", "2", "-r", "1", "-t", "1", "--repack"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -1,16 +1,17 @@
-//! The optional repack cache: a model's Q4_0, Q4_K and Q6_K decoder weights in the 8-row interleaved layouts of
-//! [`crate::kernels::interleaved`], in a file beside the model (`MODEL.gguf.repack`).
+//! The optional repack cache: a model's Q4_0, Q8_0, Q4_K and Q6_K decoder weights in the 8-row interleaved
+//! layouts of [`crate::kernels::interleaved`], in a file beside the model (`MODEL.gguf.repack`).
 //!
-//! Decoding single tokens over such rows spends as much on per-block scale gathers (and the K-quants' scale
-//! unpacking) and reductions as on the dot products; the interleaved layouts remove both. Weights stay zero-copy: the cache is written
-//! once (`--repack`), then mapped like the model, and only its bytes are read for those weights (batches
-//! put 8-row groups back into rows tile by tile), so memory holds one copy, not two, and nothing is
-//! repacked at start-up.
+//! Decoding single tokens over such rows spends as much on per-block scale gathers (and the K-quants'
+//! scale unpacking) and horizontal reductions as on the dot products; the interleaved layouts remove
+//! both. Weights stay zero-copy: the cache is written once (`--repack`), then mapped like the model, and
+//! only its bytes are read for those weights (batches take their 8-row tiles from the same groups), so
+//! memory holds one copy, not two, and nothing is repacked at start-up.
 //!
 //! The cache is a GGUF file: one `I8` tensor per repacked weight, under the weight's name, shaped
-//! `[row bytes, rows]` (its layout follows from the weight's type in the model), and metadata naming the layout and fingerprinting the model it came from (its size,
-//! header and the first and last 4 KiB of every repacked tensor, SHA-256). A cache that does not match its
-//! model is ignored with a warning (or rebuilt with `--repack`), never used.
+//! `[row bytes, rows]` (its layout follows from the weight's type in the model), and metadata naming the
+//! layout and fingerprinting the model it came from (its size, header and the first and last 4 KiB of
+//! every repacked tensor, SHA-256). A cache that does not match its model is ignored with a warning (or
+//! rewritten with `--repack`), never used.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +44,7 @@ const KEY_LAYOUT: &str = "sail_edge.repack.layout";
 const KEY_VERSION: &str = "sail_edge.repack.version";
 const KEY_SOURCE_SIZE: &str = "sail_edge.repack.source_size";
 const KEY_FINGERPRINT: &str = "sail_edge.repack.source_fingerprint";
-/// `q4_0x8`, `q4_kx8` and `q6_kx8`, by the weight's type in the model.
+/// `q4_0x8`, `q8_0x8`, `q4_kx8` and `q6_kx8`, by the weight's type in the model.
 const LAYOUT: &str = "x8";
 const VERSION: u32 = 1;
 /// Bytes of each repacked tensor's start and end that enter the fingerprint.
@@ -61,9 +62,9 @@ pub fn supported() -> bool {
     crate::kernels::x8_native()
 }
 
-/// The weights worth repacking: 2-D Q4_0, Q4_K and Q6_K decoder matrices (attention, dense FFN, output head) with whole
-/// groups of 8 rows. Token embeddings are looked up by row, and MoE experts are paged per expert: neither
-/// is repacked.
+/// The weights worth repacking: 2-D Q4_0, Q8_0, Q4_K and Q6_K decoder matrices (attention, dense FFN, output
+/// head) with whole groups of 8 rows. Token embeddings are looked up by row, and MoE experts are paged per
+/// expert: neither is repacked.
 pub fn eligible(model: &GgufFile) -> Vec<&TensorInfo> {
     const LINEAR: [&str; 7] = [
         "attn_q.weight",
@@ -116,9 +117,15 @@ pub struct RepackSummary {
     pub bytes: u64,
 }
 
+/// Groups interleaved per write: bounds the memory a cache write needs (the output head alone is
+/// hundreds of MiB).
+const WRITE_CHUNK: usize = 8 << 20;
+
 /// Write the cache of `model` to `path` (a temporary file renamed into place: never half-written).
 pub fn write_cache(model: &GgufFile, path: &Path) -> Result<RepackSummary, RepackError> {
     let tensors = eligible(model);
+    let total: u64 = tensors.iter().map(|t| t.size).sum();
+    tracing::info!("repacking {} tensors ({} MiB) into {}", tensors.len(), total >> 20, path.display());
     let metadata = vec![
         (KEY_LAYOUT.to_string(), Value::String(LAYOUT.into())),
         (KEY_VERSION.to_string(), Value::U32(VERSION)),
@@ -131,12 +138,15 @@ pub fn write_cache(model: &GgufFile, path: &Path) -> Result<RepackSummary, Repac
         let rows = model.data(t);
         let kb = (t.dims[0] / t.ty.block_size() as u64) as usize;
         let group = X8_ROWS * kb * t.ty.type_size();
-        let mut packed = vec![0u8; rows.len()];
-        packed
-            .par_chunks_mut(group)
-            .zip(rows.par_chunks(group))
-            .for_each(|(dst, src)| interleave_x8(t.ty, src, kb, dst));
-        w.write_tensor(&t.name, &packed)?;
+        let step = (WRITE_CHUNK / group).max(1) * group;
+        let mut packed = vec![0u8; step.min(rows.len())];
+        for part in rows.chunks(step) {
+            let out = &mut packed[..part.len()];
+            out.par_chunks_mut(group)
+                .zip(part.par_chunks(group))
+                .for_each(|(dst, src)| interleave_x8(t.ty, src, kb, dst));
+            w.write(out)?;
+        }
     }
     let bytes = w.finish()?;
     Ok(RepackSummary { path: path.to_path_buf(), tensors: tensors.len(), bytes })
@@ -193,7 +203,7 @@ pub fn open_cache(model: &GgufFile, mode: RepackMode) -> Result<Option<GgufFile>
     if eligible(model).is_empty() {
         if mode == RepackMode::Build {
             tracing::warn!(
-                "{}: no Q4_0, Q4_K or Q6_K decoder weights to repack; no cache written",
+                "{}: no Q4_0, Q8_0, Q4_K or Q6_K decoder weights to repack; no cache written",
                 model.path().display()
             );
         }

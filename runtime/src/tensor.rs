@@ -27,7 +27,7 @@ pub struct Matrix<'a> {
     pub cols: usize,
     pub data: &'a [u8],
     row_bytes: usize,
-    /// The same rows repacked 8 at a time (Q4_0, Q4_K, Q6_K, from the repack cache; layouts in
+    /// The same rows repacked 8 at a time (Q4_0, Q8_0, Q4_K, Q6_K, from the repack cache; layouts in
     /// [`crate::kernels::interleaved`]). Where present, the kernels read these bytes and not `data`.
     x8: Option<&'a [u8]>,
 }
@@ -94,7 +94,7 @@ impl<'a> Matrix<'a> {
         Matrix { rows: r1 - r0, data: self.rows_bytes(r0, r1), x8, ..*self }
     }
 
-    /// Attach the repacked copy of this Q4_0, Q4_K or Q6_K matrix (bytes in the layout of
+    /// Attach the repacked copy of this Q4_0, Q8_0, Q4_K or Q6_K matrix (bytes in the layout of
     /// [`crate::kernels::interleaved`] for its type: whole groups of 8 rows, as many bytes as the rows).
     pub fn with_repacked(self, packed: &'a [u8]) -> Result<Matrix<'a>, WeightError> {
         let g = crate::kernels::interleaved::X8_ROWS;

@@ -1,5 +1,5 @@
 //! Weights repacked 8 rows at a time, the layouts of the optional repack cache (see [`crate::repack`]):
-//! `q4_0x8` for Q4_0, `q4_kx8` for Q4_K and `q6_kx8` for Q6_K.
+//! `q4_0x8` for Q4_0, `q8_0x8` for Q8_0, `q4_kx8` for Q4_K and `q6_kx8` for Q6_K.
 //!
 //! Decoding reads each weight once per token, so its speed is the rate at which a core turns weight bytes
 //! into dot products. Row by row, every block costs scale gathers (and for Q4_K the unpacking of 6-bit
@@ -9,14 +9,17 @@
 //! read front to back as one stream, and a group of 8 rows takes exactly the bytes of those rows, so row
 //! ranges of whole groups sit at the same offsets as in the model.
 //!
-//! `q4_0x8`, a group of 8 rows of `kb` Q4_0 blocks: `kb` interleaved blocks of [`X8_BLOCK_BYTES`] = 144
-//! bytes (the 8 rows' 8 × 18 bytes, reordered). Interleaved block `b`:
+//! `q4_0x8`, a group of 8 rows of `kb` Q4_0 blocks: `kb` interleaved blocks of [`Q4_0_X8_BLOCK_BYTES`] =
+//! 144 bytes (the 8 rows' 8 × 18 bytes, reordered). Interleaved block `b`:
 //! - bytes `0..16`: the 8 rows' fp16 scales `d`, row 0 first (little-endian, as in Q4_0);
 //! - bytes `16 + 32c + 4r + t` (`c` < 4, `r` < 8, `t` < 4): byte `4c + t` of row `r`'s 16 packed nibble
 //!   bytes, i.e. element `4c + t` in the low nibble and element `16 + 4c + t` in the high nibble.
 //!
+//! `q8_0x8`: the same with Q8_0's 32 bytes ([`Q8_0_X8_BLOCK_BYTES`] = 272): bytes `0..16` the scales,
+//! bytes `16 + 32c + 4r + t` (`c` < 8) element `4c + t` of row `r`.
+//!
 //! `q4_kx8`, a group of 8 rows of `kb` Q4_K super-blocks: `kb` interleaved super-blocks of
-//! [`K_X8_BLOCK_BYTES`] = 1152 bytes (8 × 144). Interleaved super-block `b`:
+//! [`Q4_K_X8_BLOCK_BYTES`] = 1152 bytes (8 × 144). Interleaved super-block `b`:
 //! - bytes `0..16`: the 8 rows' fp16 `d`; `16..32`: their fp16 `dmin`;
 //! - bytes `32 + 8k + r` (`k` < 12): byte `k` of row `r`'s 12 bytes of packed 6-bit scales and mins;
 //! - bytes `128 + 256c + 32g + 4r + t` (`c` < 4, `g` < 8, `t` < 4): byte `32c + 4g + t` of row `r`'s 128
@@ -31,8 +34,8 @@
 //!   `32h + 4g + t` — group `g` of all four quarters of half `h`, so decoding reads the block front to back.
 //!
 //! Every output is bit-identical to the scalar row dot of its row ([`super::scalar::dot_q4_0`],
-//! [`super::kquants::dot_q4_k`], [`super::kquants::dot_q6_k`]): the integer sums are exact and each row's lane takes the scalar dot's
-//! float steps block after block.
+//! [`super::scalar::dot_q8_0`], [`super::kquants::dot_q4_k`], [`super::kquants::dot_q6_k`]): the integer
+//! sums are exact and each row's lane takes the scalar dot's float steps block after block.
 
 use super::kquants::{Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use super::scalar::Q8Block;
@@ -40,24 +43,25 @@ use crate::GgmlType;
 
 /// Rows per interleaved group.
 pub const X8_ROWS: usize = 8;
-/// Bytes of one Q4_0 block.
-const Q4_0_BYTES: usize = 18;
-/// Bytes of one interleaved block (8 Q4_0 blocks).
-pub const X8_BLOCK_BYTES: usize = X8_ROWS * Q4_0_BYTES;
+/// Bytes of one interleaved Q4_0 block (8 Q4_0 blocks of 18 bytes).
+pub const Q4_0_X8_BLOCK_BYTES: usize = X8_ROWS * 18;
+/// Bytes of one interleaved Q8_0 block (8 Q8_0 blocks of 34 bytes).
+pub const Q8_0_X8_BLOCK_BYTES: usize = X8_ROWS * 34;
 /// Bytes of one interleaved Q4_K super-block (8 Q4_K super-blocks).
-pub const K_X8_BLOCK_BYTES: usize = X8_ROWS * Q4_K_BYTES;
+pub const Q4_K_X8_BLOCK_BYTES: usize = X8_ROWS * Q4_K_BYTES;
 /// Bytes of one interleaved Q6_K super-block (8 Q6_K super-blocks).
 pub const Q6_K_X8_BLOCK_BYTES: usize = X8_ROWS * Q6_K_BYTES;
 
 /// Whether `ty` has an 8-row interleaved layout.
 pub fn has_x8_layout(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4K | GgmlType::Q6K)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K)
 }
 
 /// Where byte `i` of row `r`'s block goes in the interleaved block (the layouts above).
 fn position(ty: GgmlType, r: usize, i: usize) -> usize {
     match ty {
-        GgmlType::Q4_0 => match i {
+        // Q4_0's 16 nibble bytes and Q8_0's 32 bytes alike, in runs of 4 bytes of the 8 rows.
+        GgmlType::Q4_0 | GgmlType::Q8_0 => match i {
             0..2 => 2 * r + i,
             _ => {
                 let q = i - 2;
@@ -123,25 +127,26 @@ pub fn deinterleave_x8(ty: GgmlType, group: &[u8], kb: usize, out: &mut [u8]) {
     }
 }
 
-/// `out[g · 8 + r]` = row `r` of Q4_0 group `g` · `x`, for `groups` (whole groups of `kb` blocks) against
-/// one activation row of `kb` Q8_0 blocks. The scalar twin of the SIMD kernels.
-pub fn gemv_q4_0x8(groups: &[u8], x: &[Q8Block], kb: usize, out: &mut [f32]) {
-    let group_bytes = kb * X8_BLOCK_BYTES;
+/// `out[g · 8 + r]` = row `r` of Q4_0 or Q8_0 group `g` · `x`, for `groups` (whole groups of `kb` blocks)
+/// against one activation row of `kb` Q8_0 blocks. The scalar twin of the SIMD kernels: each block's term
+/// is the scalar row dot's (a one-block dot starts from 0, so it is that term exactly), added in order.
+pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], kb: usize, out: &mut [f32]) {
+    type RowDot = fn(&[u8], &[Q8Block]) -> f32;
+    let dot: RowDot = match ty {
+        GgmlType::Q4_0 => super::scalar::dot_q4_0,
+        GgmlType::Q8_0 => super::scalar::dot_q8_0,
+        _ => panic!("gemv_int8_x8: {ty} is not Q4_0 or Q8_0"),
+    };
+    let bb = ty.type_size();
+    let group_bytes = kb * X8_ROWS * bb;
     assert!(x.len() >= kb && groups.len() == out.len() / X8_ROWS * group_bytes && out.len().is_multiple_of(X8_ROWS));
+    let mut rows = vec![0u8; X8_ROWS * bb];
     for (g, o) in groups.chunks_exact(group_bytes).zip(out.chunks_exact_mut(X8_ROWS)) {
         let mut sum = [0f32; X8_ROWS];
-        for (blk, xb) in g.chunks_exact(X8_BLOCK_BYTES).zip(x) {
+        for (blk, xb) in g.chunks_exact(X8_ROWS * bb).zip(x) {
+            deinterleave_x8(ty, blk, 1, &mut rows);
             for (r, s) in sum.iter_mut().enumerate() {
-                let mut isum = 0i32;
-                for c in 0..4 {
-                    for t in 0..4 {
-                        let byte = blk[16 + 32 * c + 4 * r + t];
-                        isum += ((byte & 0x0F) as i32 - 8) * xb.qs[4 * c + t] as i32;
-                        isum += ((byte >> 4) as i32 - 8) * xb.qs[16 + 4 * c + t] as i32;
-                    }
-                }
-                let d = crate::quant::f16_bits_to_f32(u16::from_le_bytes([blk[2 * r], blk[2 * r + 1]]));
-                *s += isum as f32 * (d * xb.d);
+                *s += dot(&rows[r * bb..(r + 1) * bb], std::slice::from_ref(xb));
             }
         }
         o.copy_from_slice(&sum);
@@ -188,7 +193,7 @@ mod tests {
     #[test]
     fn layouts_round_trip_and_the_scalar_kernels_equal_the_row_dots() {
         let mut rng = SmallRng::seed_from_u64(21);
-        for ty in [GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K] {
             let bb = ty.type_size();
             let places: std::collections::HashSet<usize> =
                 (0..X8_ROWS).flat_map(|r| (0..bb).map(move |i| position(ty, r, i))).collect();
@@ -213,10 +218,11 @@ mod tests {
                 let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
                 let mut out = vec![0f32; 16];
                 let row = |r: usize| &rows[r * kb * bb..(r + 1) * kb * bb];
-                let want: Vec<f32> = if ty == GgmlType::Q4_0 {
+                let want: Vec<f32> = if ty.block_size() == 32 {
                     let x = quantize_q8_0_activations(&xf);
-                    gemv_q4_0x8(&packed, &x, kb, &mut out);
-                    (0..16).map(|r| scalar::dot_q4_0(row(r), &x)).collect()
+                    gemv_int8_x8(ty, &packed, &x, kb, &mut out);
+                    let dot = if ty == GgmlType::Q4_0 { scalar::dot_q4_0 } else { scalar::dot_q8_0 };
+                    (0..16).map(|r| dot(row(r), &x)).collect()
                 } else {
                     let x = quantize_q8_k_activations(&xf);
                     gemv_k_x8(ty, &packed, &x, kb, &mut out);

@@ -256,7 +256,7 @@ impl<'a> Int8Activations<'a> {
 /// `local[(i - c0) × rows + (r - r0)] = w[r] · x[i]` for a Q8_0/Q4_0 weight tile.
 fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0: usize, c1: usize, local: &mut [f32]) {
     if let Some(packed) = w.repacked() {
-        return q4_0x8_tile(w, packed, r0, r1, xs, c0, c1, local);
+        return int8_x8_tile(w, packed, r0, r1, xs, c0, c1, local);
     }
     let rows = r1 - r0;
     let done = match super::isa() {
@@ -283,7 +283,7 @@ fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0:
 /// groups); batches take the 8-row tiles straight from the groups on x86, and elsewhere put the groups back
 /// into rows for the row kernels, so the original rows are never read either way.
 #[allow(clippy::too_many_arguments)]
-fn q4_0x8_tile(
+fn int8_x8_tile(
     w: &Matrix<'_>,
     packed: &[u8],
     r0: usize,
@@ -304,20 +304,22 @@ fn q4_0x8_tile(
             super::Isa::Avx2 | super::Isa::Avx2Vnni => {
                 let sums = &xs.sums[c0 * kb..(c0 + 1) * kb];
                 let vnni = super::isa() == super::Isa::Avx2Vnni;
-                super::x86::interleaved::gemv_q4_0x8(groups, x, sums, kb, local, vnni)
+                super::x86::interleaved::gemv_int8_x8(w.ty, groups, x, sums, kb, local, vnni)
             }
-            _ => super::interleaved::gemv_q4_0x8(groups, x, kb, local),
+            _ => super::interleaved::gemv_int8_x8(w.ty, groups, x, kb, local),
         }
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
+        use super::x86::tiles::IntWeights;
         let vnni = super::isa() == super::Isa::Avx2Vnni;
+        let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
         let (ncols, rows) = (c1 - c0, r1 - r0);
         let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
         let mut out = vec![0f32; ncols * X8_ROWS];
         for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            super::x86::tiles::packed8(group, x, sums, kb, &mut out, vnni);
+            super::x86::tiles::packed8(ty, group, x, sums, kb, &mut out, vnni);
             for ci in 0..ncols {
                 local[ci * rows + g * X8_ROWS..ci * rows + (g + 1) * X8_ROWS]
                     .copy_from_slice(&out[ci * X8_ROWS..(ci + 1) * X8_ROWS]);
@@ -327,13 +329,13 @@ fn q4_0x8_tile(
     }
     let mut rows = vec![0u8; groups.len()];
     for (g, r) in groups.chunks_exact(X8_ROWS * rb).zip(rows.chunks_exact_mut(X8_ROWS * rb)) {
-        deinterleave_x8(GgmlType::Q4_0, g, kb, r);
+        deinterleave_x8(w.ty, g, kb, r);
     }
     let plain = Matrix::from_bytes(w.name, w.ty, r1 - r0, w.cols, &rows).expect("same shape as the tile's rows");
     int8_tile(&plain, 0, r1 - r0, xs, c0, c1, local);
 }
 
-/// The K-quant tile of a Q4_K or Q6_K weight with its repacked rows attached (like [`q4_0x8_tile`]): one
+/// The K-quant tile of a Q4_K or Q6_K weight with its repacked rows attached (like [`int8_x8_tile`]): one
 /// input row runs the interleaved kernel, batches the 8-row tiles straight from the groups on x86 and
 /// elsewhere the row dots on groups put back into rows.
 #[allow(clippy::too_many_arguments)]
@@ -531,14 +533,14 @@ mod tests {
         }
     }
 
-    /// A Q4_0, Q4_K or Q6_K weight with its repacked rows attached gives the scalar row dots bit for bit, one
+    /// A Q4_0, Q8_0, Q4_K or Q6_K weight with its repacked rows attached gives the scalar row dots bit for bit, one
     /// input row (the interleaved kernels) or several (the 8-row tiles on the groups, or rows put back),
     /// alone or sharing its input, whole matrices and row slices.
     #[test]
     fn repacked_weights_equal_scalar_dots_bit_for_bit() {
         use crate::kernels::interleaved::interleave_x8;
         let mut rng = SmallRng::seed_from_u64(16);
-        for ty in [GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K] {
             let (m, k) = (136usize, if ty.block_size() == 256 { 512 } else { 288 });
             let kb = k / ty.block_size();
             let bytes = weights(&mut rng, ty, m, k);
@@ -551,6 +553,7 @@ mod tests {
             let scalar_dot = |r: usize, xi: &[f32]| match ty {
                 GgmlType::Q4K => kquants::dot_q4_k(full.rows_bytes(r, r + 1), &quantize_q8_k_activations(xi)),
                 GgmlType::Q6K => kquants::dot_q6_k(full.rows_bytes(r, r + 1), &quantize_q8_k_activations(xi)),
+                GgmlType::Q8_0 => scalar::dot_q8_0(full.rows_bytes(r, r + 1), &quantize_q8_0_activations(xi)),
                 _ => scalar::dot_q4_0(full.rows_bytes(r, r + 1), &quantize_q8_0_activations(xi)),
             };
             for (r0, r1) in [(0usize, m), (16, 80)] {
@@ -576,10 +579,10 @@ mod tests {
             assert!(full.slice_rows(4, 20).repacked().is_none(), "a slice across groups falls back to the rows");
         }
         let k = 288;
-        let q8 = weights(&mut rng, GgmlType::Q8_0, 8, k);
-        let q8 = Matrix::from_bytes("q8", GgmlType::Q8_0, 8, k, &q8).unwrap();
-        let same_size = vec![0u8; q8.data.len()];
-        assert!(q8.with_repacked(&same_size).is_err(), "Q8_0 has no repacked layout");
+        let q5 = weights(&mut rng, GgmlType::Q5_0, 8, k);
+        let q5 = Matrix::from_bytes("q5", GgmlType::Q5_0, 8, k, &q5).unwrap();
+        let same_size = vec![0u8; q5.data.len()];
+        assert!(q5.with_repacked(&same_size).is_err(), "Q5_0 has no repacked layout");
     }
 
     /// Weights sharing an input give what separate products give, bit for bit: one input row (one

@@ -1,74 +1,114 @@
-//! AVX2 and VNNI twins of [`crate::kernels::interleaved::gemv_q4_0x8`] and
-//! [`crate::kernels::interleaved::gemv_k_x8`]: one token against Q4_0, Q4_K or Q6_K weights repacked 8 rows
-//! at a time (layouts there). Bit-identical to the scalar twins, hence to the scalar row dots.
+//! AVX2 and VNNI twins of [`crate::kernels::interleaved::gemv_int8_x8`] and
+//! [`crate::kernels::interleaved::gemv_k_x8`]: one token against Q4_0, Q8_0, Q4_K or Q6_K weights repacked
+//! 8 rows at a time (layouts there). Bit-identical to the scalar twins, hence to the scalar row dots.
 
 use std::arch::x86_64::*;
 
 use super::tiles::{q4k_finish_parts, q4k_packed_scales, q6_pair, q6k_finish_parts, q6k_packed_scales};
 use super::{available, vnni_available};
-use crate::kernels::interleaved::{K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_BLOCK_BYTES, X8_ROWS};
+use crate::kernels::interleaved::{Q4_K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_ROWS};
 use crate::kernels::kquants::Q8KBlock;
 use crate::kernels::scalar::Q8Block;
+use crate::GgmlType;
 
-/// `out[g · 8 + r]` = row `r` of group `g` · `x` (`xsum[b]` = Σ of activation block `b`'s bytes, the
-/// nibbles' offset 8 is taken back with it). `vnni`: `dpbusd` for the integer step (the CPU must have it).
-pub fn gemv_q4_0x8(groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
+/// `out[g · 8 + r]` = row `r` of Q4_0 or Q8_0 group `g` · `x` (`xsum[b]` = Σ of activation block `b`'s
+/// bytes: the offset of unsigned weights is taken back with it). `vnni`: `dpbusd` for the integer step
+/// (the CPU must have it).
+pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
     assert!(available() && (!vnni || vnni_available()));
+    assert!(matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0), "gemv_int8_x8: {ty}");
     assert!(x.len() >= kb && xsum.len() >= kb && out.len().is_multiple_of(X8_ROWS));
-    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * X8_BLOCK_BYTES, "gemv_q4_0x8: whole groups of {kb} blocks");
+    let block = X8_ROWS * ty.type_size();
+    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * block, "gemv_int8_x8: whole groups of {kb} blocks");
     // SAFETY: the target features were checked above; groups holds out.len() / 8 groups of kb blocks, x
     // and xsum kb entries.
     unsafe {
-        if vnni {
-            gemv_vnni(groups, x, xsum, kb, out)
-        } else {
-            gemv_avx2(groups, x, xsum, kb, out)
+        match (ty == GgmlType::Q4_0, vnni) {
+            (true, false) => gemv_avx2::<true>(groups, x, xsum, kb, out),
+            (true, true) => gemv_vnni::<true>(groups, x, xsum, kb, out),
+            (false, false) => gemv_avx2::<false>(groups, x, xsum, kb, out),
+            (false, true) => gemv_vnni::<false>(groups, x, xsum, kb, out),
         }
     }
 }
 
-/// The 8 rows' exact integer sums of one interleaved block against one activation block (without the
-/// offset), with `maddubs`: nibble · byte pairs are at most 2·15·128 = 3840, so the block's eight steps
-/// add up exactly in i16 before one `madd` widens them.
+/// The 8 rows' exact integer sums of one interleaved block against one activation block, with `maddubs`
+/// (Q4_0 without the nibbles' offset). Nibble · byte pairs are at most 2·15·128 = 3840, so a Q4_0 block's
+/// eight steps add up exactly in i16 before one `madd` widens them; Q8_0 takes ggml's sign trick (|w|
+/// against x with w's signs, pairs ≤ 2·127·127) and widens every step.
 macro_rules! isum_maddubs {
-    ($blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
+    ($q4:expr, $blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
-        let mut s16 = _mm256_setzero_si256();
-        for c in 0..4 {
-            // SAFETY (caller): the interleaved block's 144 bytes and the activation block's 32 are readable.
-            let (v, xlo, xhi) = unsafe {
-                (
-                    _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i),
-                    _mm256_set1_epi32(q.add(c).read_unaligned()),
-                    _mm256_set1_epi32(q.add(4 + c).read_unaligned()),
-                )
-            };
-            let lo = _mm256_and_si256(v, $mask);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask);
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, xlo));
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, xhi));
+        if $q4 {
+            let mut s16 = _mm256_setzero_si256();
+            for c in 0..4 {
+                // SAFETY (caller): the interleaved block's 144 bytes and the activation block's 32 are readable.
+                let (v, xlo, xhi) = unsafe {
+                    (
+                        _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i),
+                        _mm256_set1_epi32(q.add(c).read_unaligned()),
+                        _mm256_set1_epi32(q.add(4 + c).read_unaligned()),
+                    )
+                };
+                let lo = _mm256_and_si256(v, $mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask);
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, xlo));
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, xhi));
+            }
+            _mm256_madd_epi16(s16, $ones)
+        } else {
+            let mut s32 = _mm256_setzero_si256();
+            for c in 0..8 {
+                // SAFETY (caller): the interleaved block's 272 bytes and the activation block's 32 are readable.
+                let (v, xv) = unsafe {
+                    (
+                        _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i),
+                        _mm256_set1_epi32(q.add(c).read_unaligned()),
+                    )
+                };
+                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(xv, v));
+                s32 = _mm256_add_epi32(s32, _mm256_madd_epi16(p, $ones));
+            }
+            s32
         }
-        _mm256_madd_epi16(s16, $ones)
     }};
 }
 
-/// The same sums with `dpbusd` (u8 × i8 by fours straight into i32), low and high nibbles in two chains.
+/// The same sums with `dpbusd` (u8 × i8 by fours straight into i32) on unsigned weights: Q4_0's nibbles
+/// (low and high in two chains), or Q8_0's bytes with the sign bit flipped (`w + 128`).
 macro_rules! isum_dpbusd {
-    ($blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
+    ($q4:expr, $blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         let _ = $ones;
         let (mut a, mut b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-        for c in 0..4 {
-            // SAFETY (caller): the interleaved block's 144 bytes and the activation block's 32 are readable.
-            let (v, xlo, xhi) = unsafe {
-                (
-                    _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i),
-                    _mm256_set1_epi32(q.add(c).read_unaligned()),
-                    _mm256_set1_epi32(q.add(4 + c).read_unaligned()),
-                )
-            };
-            a = _mm256_dpbusd_epi32(a, _mm256_and_si256(v, $mask), xlo);
-            b = _mm256_dpbusd_epi32(b, _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask), xhi);
+        if $q4 {
+            for c in 0..4 {
+                // SAFETY (caller): the interleaved block's 144 bytes and the activation block's 32 are readable.
+                let (v, xlo, xhi) = unsafe {
+                    (
+                        _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i),
+                        _mm256_set1_epi32(q.add(c).read_unaligned()),
+                        _mm256_set1_epi32(q.add(4 + c).read_unaligned()),
+                    )
+                };
+                a = _mm256_dpbusd_epi32(a, _mm256_and_si256(v, $mask), xlo);
+                b = _mm256_dpbusd_epi32(b, _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask), xhi);
+            }
+        } else {
+            let flip = _mm256_set1_epi8(-128);
+            for c in 0..4 {
+                // SAFETY (caller): the interleaved block's 272 bytes and the activation block's 32 are readable.
+                let (v0, v1, x0, x1) = unsafe {
+                    (
+                        _mm256_loadu_si256(blk.add(16 + 64 * c) as *const __m256i),
+                        _mm256_loadu_si256(blk.add(48 + 64 * c) as *const __m256i),
+                        _mm256_set1_epi32(q.add(2 * c).read_unaligned()),
+                        _mm256_set1_epi32(q.add(2 * c + 1).read_unaligned()),
+                    )
+                };
+                a = _mm256_dpbusd_epi32(a, _mm256_xor_si256(v0, flip), x0);
+                b = _mm256_dpbusd_epi32(b, _mm256_xor_si256(v1, flip), x1);
+            }
         }
         _mm256_add_epi32(a, b)
     }};
@@ -76,16 +116,21 @@ macro_rules! isum_dpbusd {
 
 /// The kernel once per integer step (same body, different target features).
 macro_rules! gemv_kernel {
-    ($name:ident, $features:literal, $isum:ident) => {
+    ($name:ident, $features:literal, $isum:ident, $q8_offset:expr) => {
         #[target_feature(enable = $features)]
-        unsafe fn $name(groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32]) {
+        unsafe fn $name<const Q4: bool>(groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32]) {
             let (mask, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
-            for (g, o) in groups.chunks_exact(kb * X8_BLOCK_BYTES).zip(out.chunks_exact_mut(X8_ROWS)) {
+            let block = if Q4 { 144 } else { 272 };
+            // What the unsigned weights add per unit of Σx: Q4_0's offset 8, or 128 for flipped Q8_0 bytes.
+            let offset: i32 = if Q4 { 8 } else { $q8_offset };
+            for (g, o) in groups.chunks_exact(kb * block).zip(out.chunks_exact_mut(X8_ROWS)) {
                 let mut acc = _mm256_setzero_ps();
                 for (b, xb) in x[..kb].iter().enumerate() {
-                    let blk = g[b * X8_BLOCK_BYTES..(b + 1) * X8_BLOCK_BYTES].as_ptr();
-                    let isum = $isum!(blk, xb.qs.as_ptr() as *const i32, mask, ones);
-                    let isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * xsum[b]));
+                    let blk = g[b * block..(b + 1) * block].as_ptr();
+                    let mut isum = $isum!(Q4, blk, xb.qs.as_ptr() as *const i32, mask, ones);
+                    if offset != 0 {
+                        isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * xsum[b]));
+                    }
                     // SAFETY: the block's first 16 bytes are the 8 rows' fp16 scales.
                     let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(blk as *const __m128i) });
                     // Separate multiply and add (no FMA): the scalar dot's two roundings, block by block.
@@ -99,15 +144,15 @@ macro_rules! gemv_kernel {
     };
 }
 
-gemv_kernel!(gemv_avx2, "avx2,f16c", isum_maddubs);
-gemv_kernel!(gemv_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd);
+gemv_kernel!(gemv_avx2, "avx2,f16c", isum_maddubs, 0);
+gemv_kernel!(gemv_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, 128);
 
 /// `out[g · 8 + r]` = row `r` of Q4_K group `g` · `x` (one row of `kb` Q8_K blocks). `vnni`: `dpbusd`
 /// for the integer step (the CPU must have it).
 pub fn gemv_q4_kx8(groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
     assert!(available() && (!vnni || vnni_available()));
     assert!(x.len() >= kb && out.len().is_multiple_of(X8_ROWS));
-    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * K_X8_BLOCK_BYTES, "gemv_q4_kx8: whole groups of {kb}");
+    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * Q4_K_X8_BLOCK_BYTES, "gemv_q4_kx8: whole groups of {kb}");
     // SAFETY: the target features were checked above; groups holds out.len() / 8 groups of kb super-blocks
     // and x kb blocks.
     unsafe {
@@ -184,10 +229,10 @@ macro_rules! gemv_k_kernel {
         #[target_feature(enable = $features)]
         unsafe fn $name(groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
             let mask = _mm256_set1_epi8(0x0F);
-            for (g, o) in groups.chunks_exact(kb * K_X8_BLOCK_BYTES).zip(out.chunks_exact_mut(X8_ROWS)) {
+            for (g, o) in groups.chunks_exact(kb * Q4_K_X8_BLOCK_BYTES).zip(out.chunks_exact_mut(X8_ROWS)) {
                 let mut acc = _mm256_setzero_ps();
                 for (b, xb) in x[..kb].iter().enumerate() {
-                    let blk = &g[b * K_X8_BLOCK_BYTES..(b + 1) * K_X8_BLOCK_BYTES];
+                    let blk = &g[b * Q4_K_X8_BLOCK_BYTES..(b + 1) * Q4_K_X8_BLOCK_BYTES];
                     let s = q4k_packed_scales(blk);
                     let isum = $isum!(blk.as_ptr(), xb.qs.as_ptr() as *const i32, s.scale, mask);
                     acc = q4k_finish_parts(acc, &s.mins, s.dw, s.dminw, xb, isum);
@@ -386,38 +431,41 @@ mod tests {
     }
 
     #[test]
-    fn simd_gemv_is_bit_identical_to_the_scalar_twin() {
+    fn simd_int8_gemv_is_bit_identical_to_the_scalar_twin() {
         if !available() {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         }
         let mut rng = SmallRng::seed_from_u64(31);
-        for kb in [1usize, 2, 9, 64] {
-            let (m, k) = (24, kb * 32);
-            // Outliers make some blocks' activations hit ±127 (the i16 bound of the maddubs step).
-            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
-            let wf: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
-            let mut rows = vec![0u8; GgmlType::Q4_0.row_size(k).unwrap() * m];
-            quant::quantize_rows(GgmlType::Q4_0, &wf, k, &mut rows).unwrap();
-            let mut packed = vec![0u8; rows.len()];
-            for (src, dst) in rows.chunks(8 * kb * 18).zip(packed.chunks_mut(8 * kb * 18)) {
-                interleaved::interleave_x8(GgmlType::Q4_0, src, kb, dst);
-            }
-            for _ in 0..5 {
-                let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
-                let x = quantize_q8_0_activations(&xf);
-                let xsum = block_sums(&x);
-                let mut want = vec![0f32; m];
-                interleaved::gemv_q4_0x8(&packed, &x, kb, &mut want);
-                for vnni in [false, true] {
-                    if vnni && !vnni_available() {
-                        eprintln!("no AVX-512 VNNI on this CPU: dpbusd kernel not compared");
-                        continue;
-                    }
-                    let mut got = vec![0f32; m];
-                    gemv_q4_0x8(&packed, &x, &xsum, kb, &mut got, vnni);
-                    for r in 0..m {
-                        assert_eq!(got[r].to_bits(), want[r].to_bits(), "kb={kb} vnni={vnni} row {r}");
+        for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+            for kb in [1usize, 2, 9, 64] {
+                let (m, k) = (24, kb * 32);
+                // Outliers make some blocks' activations hit ±127 (the i16 bound of the maddubs steps).
+                let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
+                let wf: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
+                let mut rows = vec![0u8; ty.row_size(k).unwrap() * m];
+                quant::quantize_rows(ty, &wf, k, &mut rows).unwrap();
+                let group = 8 * kb * ty.type_size();
+                let mut packed = vec![0u8; rows.len()];
+                for (src, dst) in rows.chunks(group).zip(packed.chunks_mut(group)) {
+                    interleaved::interleave_x8(ty, src, kb, dst);
+                }
+                for _ in 0..5 {
+                    let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+                    let x = quantize_q8_0_activations(&xf);
+                    let xsum = block_sums(&x);
+                    let mut want = vec![0f32; m];
+                    interleaved::gemv_int8_x8(ty, &packed, &x, kb, &mut want);
+                    for vnni in [false, true] {
+                        if vnni && !vnni_available() {
+                            eprintln!("no AVX-512 VNNI on this CPU: dpbusd kernel not compared");
+                            continue;
+                        }
+                        let mut got = vec![0f32; m];
+                        gemv_int8_x8(ty, &packed, &x, &xsum, kb, &mut got, vnni);
+                        for r in 0..m {
+                            assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} kb={kb} vnni={vnni} row {r}");
+                        }
                     }
                 }
             }

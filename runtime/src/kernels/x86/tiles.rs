@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::available;
-use crate::kernels::interleaved::{K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_BLOCK_BYTES};
+use crate::kernels::interleaved::{Q4_0_X8_BLOCK_BYTES, Q4_K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, Q8_0_X8_BLOCK_BYTES};
 use crate::kernels::kquants::{scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use crate::kernels::scalar::Q8Block;
 
@@ -64,22 +64,23 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
     });
 }
 
-/// [`rows8`] for Q4_0 rows repacked 8 at a time (`group`: one group of `kb` blocks in the layout of
-/// [`crate::kernels::interleaved`]): the same products without the unpacking and transposing, so the same
-/// bits.
-pub fn packed8(group: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
+/// [`rows8`] for Q4_0 or Q8_0 rows repacked 8 at a time (`group`: one group of `kb` blocks in the layout
+/// of [`crate::kernels::interleaved`]): the same products without the unpacking and transposing, so the
+/// same bits.
+pub fn packed8(ty: IntWeights, group: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
     assert!(available() && (!vnni || super::vnni_available()));
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
-    assert_eq!(group.len(), kb * X8_BLOCK_BYTES, "packed8: one group of {kb} blocks");
+    assert_eq!(group.len(), kb * 8 * ty.block_bytes(), "packed8: one group of {kb} blocks");
     column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; the group holds kb blocks, x and xsum
         // ncols · kb entries.
         unsafe {
-            if vnni {
-                packed8_vnni::<true>(group, x, xsum, kb, c0, cn, o)
-            } else {
-                packed8_avx2::<true>(group, x, xsum, kb, c0, cn, o)
+            match (ty, vnni) {
+                (IntWeights::Q4_0, true) => packed8_vnni::<true>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, false) => packed8_avx2::<true>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, true) => packed8_vnni::<false>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, false) => packed8_avx2::<false>(group, x, xsum, kb, c0, cn, o),
             }
         }
     });
@@ -252,19 +253,29 @@ macro_rules! fill_rows {
     }};
 }
 
-/// Block `$b` of a group of 8 Q4_0 rows repacked as in [`crate::kernels::interleaved`]: the nibbles are
-/// already interleaved (low nibbles: groups 0..4, high: 4..8) and the 8 scales side by side.
+/// Block `$b` of a group of 8 Q4_0 or Q8_0 rows repacked as in [`crate::kernels::interleaved`]: the
+/// weights are already interleaved (Q4_0: low nibbles are groups 0..4, high ones 4..8) and the 8 scales
+/// side by side. Q8_0 gives magnitudes and signs like [`fill_rows`] (or flipped bytes with `$flip_`).
 macro_rules! fill_packed {
     ($w:expr, $b:expr, $q4:expr, $flip_:expr, $mag:expr, $sgn:expr, $dw:expr) => {{
         let (g, m4): (&[u8], __m256i) = ($w, _mm256_set1_epi8(0x0F));
-        let blk = g[$b * X8_BLOCK_BYTES..($b + 1) * X8_BLOCK_BYTES].as_ptr();
-        for c in 0..4 {
-            // SAFETY: the interleaved block's 144 bytes are readable.
-            let v = unsafe { _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i) };
-            $mag[c] = _mm256_and_si256(v, m4);
-            $mag[c + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+        let block = if $q4 { Q4_0_X8_BLOCK_BYTES } else { Q8_0_X8_BLOCK_BYTES };
+        let blk = g[$b * block..($b + 1) * block].as_ptr();
+        if $q4 {
+            for c in 0..4 {
+                // SAFETY: the interleaved block's 144 bytes are readable.
+                let v = unsafe { _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i) };
+                $mag[c] = _mm256_and_si256(v, m4);
+                $mag[c + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+            }
+        } else {
+            for c in 0..8 {
+                // SAFETY: the interleaved block's 272 bytes are readable.
+                let v = unsafe { _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i) };
+                $sgn[c] = v;
+                $mag[c] = if $flip_ { _mm256_xor_si256(v, _mm256_set1_epi8(-128)) } else { _mm256_sign_epi8(v, v) };
+            }
         }
-        let _ = (&$sgn, $flip_);
         // SAFETY: the block's first 16 bytes are the 8 rows' fp16 scales.
         $dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(blk as *const __m128i) });
     }};
@@ -288,7 +299,6 @@ macro_rules! rows8_kernel {
             let mut acc = [_mm256_setzero_ps(); MAX_COLS];
             // Interleaved weights of CHUNK blocks: magnitudes (Q4: the nibbles) and, for Q8_0, the signed values.
             let mut mag = [[_mm256_setzero_si256(); 8]; CHUNK];
-            #[allow(unused_mut)] // Q4_0 has no signs: fill_packed leaves them.
             let mut sgn = [[_mm256_setzero_si256(); 8]; CHUNK];
             let mut dw = [_mm256_setzero_ps(); CHUNK];
             for b0 in (0..kb).step_by(CHUNK) {
@@ -353,7 +363,7 @@ pub fn rows8_q4k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnn
                 assert!(r.len() >= kb * Q4_K_BYTES);
             }
         }
-        KSource::Packed(group) => assert_eq!(group.len(), kb * K_X8_BLOCK_BYTES, "one group of {kb} super-blocks"),
+        KSource::Packed(group) => assert_eq!(group.len(), kb * Q4_K_X8_BLOCK_BYTES, "one group of {kb} super-blocks"),
     }
     column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
@@ -382,7 +392,7 @@ fn q4k_block(w: &KSource<'_>, b: usize) -> Q4kRows8 {
     match w {
         KSource::Rows(rows) => q4k_rows8(rows, b),
         KSource::Packed(group) => {
-            let blk = &group[b * K_X8_BLOCK_BYTES..(b + 1) * K_X8_BLOCK_BYTES];
+            let blk = &group[b * Q4_K_X8_BLOCK_BYTES..(b + 1) * Q4_K_X8_BLOCK_BYTES];
             let m4 = _mm256_set1_epi8(0x0F);
             let mut nib = [[_mm256_setzero_si256(); 8]; 8];
             for c in 0..4 {
@@ -413,7 +423,7 @@ pub(super) struct Q4kScales8 {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn q4k_packed_scales(blk: &[u8]) -> Q4kScales8 {
-    assert!(blk.len() >= K_X8_BLOCK_BYTES);
+    assert!(blk.len() >= Q4_K_X8_BLOCK_BYTES);
     let mut b = [_mm256_setzero_si256(); 12];
     for (k, v) in b.iter_mut().enumerate() {
         // SAFETY: byte k of the 8 rows is at 32 + 8k .. 40 + 8k, inside the block (asserted).
@@ -1193,12 +1203,12 @@ mod tests {
                                 );
                             }
                         }
-                        if ty == IntWeights::Q4_0 {
+                        {
                             // The same rows repacked: the same bits.
-                            let mut group = vec![0u8; 8 * kb * 18];
-                            crate::kernels::interleaved::interleave_x8(GgmlType::Q4_0, &rows.concat(), kb, &mut group);
+                            let mut group = vec![0u8; 8 * kb * ty.block_bytes()];
+                            crate::kernels::interleaved::interleave_x8(gty, &rows.concat(), kb, &mut group);
                             let mut packed_out = vec![0f32; ncols * 8];
-                            packed8(&group, &x, &xsum, kb, &mut packed_out, vnni);
+                            packed8(ty, &group, &x, &xsum, kb, &mut packed_out, vnni);
                             for (i, (a, b)) in out8.iter().zip(&packed_out).enumerate() {
                                 assert_eq!(a.to_bits(), b.to_bits(), "packed8 vnni={vnni} k={k} n={ncols} at {i}");
                             }
