@@ -278,7 +278,7 @@ fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0:
     }
 }
 
-/// [`int8_tile`] for a Q4_0 weight with its repacked rows attached: one input row runs the interleaved
+/// [`int8_tile`] for a Q4_0 or Q8_0 weight with its repacked rows attached: one input row runs the interleaved
 /// kernel on whole groups (the tiles' rows start at multiples of [`ROW_BLOCK`] and the matrix has whole
 /// groups); batches take the 8-row tiles straight from the groups on x86, and elsewhere put the groups back
 /// into rows for the row kernels, so the original rows are never read either way.
