@@ -128,41 +128,31 @@ pub fn deinterleave_x8(ty: GgmlType, group: &[u8], kb: usize, out: &mut [u8]) {
 }
 
 /// `out[g · 8 + r]` = row `r` of Q4_0 or Q8_0 group `g` · `x`, for `groups` (whole groups of `kb` blocks)
-/// against one activation row of `kb` Q8_0 blocks. The scalar twin of the SIMD kernels: each block's term
-/// is the scalar row dot's (a one-block dot starts from 0, so it is that term exactly), added in order.
+/// against one activation row of `kb` Q8_0 blocks. The scalar twin of the SIMD kernels.
 pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], kb: usize, out: &mut [f32]) {
-    type RowDot = fn(&[u8], &[Q8Block]) -> f32;
-    let dot: RowDot = match ty {
+    let dot = match ty {
         GgmlType::Q4_0 => super::scalar::dot_q4_0,
         GgmlType::Q8_0 => super::scalar::dot_q8_0,
         _ => panic!("gemv_int8_x8: {ty} is not Q4_0 or Q8_0"),
     };
-    let bb = ty.type_size();
-    let group_bytes = kb * X8_ROWS * bb;
-    assert!(x.len() >= kb && groups.len() == out.len() / X8_ROWS * group_bytes && out.len().is_multiple_of(X8_ROWS));
-    let mut rows = vec![0u8; X8_ROWS * bb];
-    for (g, o) in groups.chunks_exact(group_bytes).zip(out.chunks_exact_mut(X8_ROWS)) {
-        let mut sum = [0f32; X8_ROWS];
-        for (blk, xb) in g.chunks_exact(X8_ROWS * bb).zip(x) {
-            deinterleave_x8(ty, blk, 1, &mut rows);
-            for (r, s) in sum.iter_mut().enumerate() {
-                *s += dot(&rows[r * bb..(r + 1) * bb], std::slice::from_ref(xb));
-            }
-        }
-        o.copy_from_slice(&sum);
-    }
+    gemv_by_blocks(ty, groups, x, kb, out, dot)
 }
 
 /// `out[g · 8 + r]` = row `r` of Q4_K or Q6_K group `g` · `x` (one activation row of `kb` Q8_K blocks).
-/// The scalar twin of the SIMD kernels: each super-block's term is the scalar row dot's (a one-block dot
-/// starts from 0, so it is that term exactly), added block after block.
+/// The scalar twin of the SIMD kernels.
 pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
-    type RowDot = fn(&[u8], &[Q8KBlock]) -> f32;
-    let (dot, bb): (RowDot, usize) = match ty {
-        GgmlType::Q4K => (super::kquants::dot_q4_k, Q4_K_BYTES),
-        GgmlType::Q6K => (super::kquants::dot_q6_k, Q6_K_BYTES),
-        _ => panic!("gemv_k_x8: {ty} is not a K-quant with an interleaved layout"),
+    let dot = match ty {
+        GgmlType::Q4K => super::kquants::dot_q4_k,
+        GgmlType::Q6K => super::kquants::dot_q6_k,
+        _ => panic!("gemv_k_x8: {ty} is not Q4_K or Q6_K"),
     };
+    gemv_by_blocks(ty, groups, x, kb, out, dot)
+}
+
+/// The scalar twins' loop: each block's term is the scalar row dot's (a one-block dot starts from 0, so it
+/// is that term exactly), added block after block as the row dot adds them.
+fn gemv_by_blocks<X>(ty: GgmlType, groups: &[u8], x: &[X], kb: usize, out: &mut [f32], dot: fn(&[u8], &[X]) -> f32) {
+    let bb = ty.type_size();
     let group_bytes = kb * X8_ROWS * bb;
     assert!(x.len() >= kb && groups.len() == out.len() / X8_ROWS * group_bytes && out.len().is_multiple_of(X8_ROWS));
     let mut rows = vec![0u8; X8_ROWS * bb];

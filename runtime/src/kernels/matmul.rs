@@ -219,14 +219,21 @@ fn kquant_tiles(
             } else {
                 rows8_q6k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
             }
-            for ci in 0..c1 - c0 {
-                local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out8[ci * 8..ci * 8 + 8]);
-            }
+            put_rows8(local, rows, g, &out8);
         }
         return done;
     }
     let _ = (w, r0, r1, xq, kb, c0, c1, local);
     0
+}
+
+/// Put an 8-row tile's outputs (`out8[c · 8 + j]`, row `j` against input `c`) into `local` (`[inputs ×
+/// rows]`) at rows `g .. g + 8`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn put_rows8(local: &mut [f32], rows: usize, g: usize, out8: &[f32]) {
+    for (ci, o) in out8.chunks_exact(8).enumerate() {
+        local[ci * rows + g..ci * rows + g + 8].copy_from_slice(o);
+    }
 }
 
 /// Quantized activations, each block's Σq (the offset the x86 kernels' unsigned weights carry) and scale.
@@ -320,10 +327,7 @@ fn int8_x8_tile(
         let mut out = vec![0f32; ncols * X8_ROWS];
         for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
             super::x86::tiles::packed8(ty, group, x, sums, kb, &mut out, vnni);
-            for ci in 0..ncols {
-                local[ci * rows + g * X8_ROWS..ci * rows + (g + 1) * X8_ROWS]
-                    .copy_from_slice(&out[ci * X8_ROWS..(ci + 1) * X8_ROWS]);
-            }
+            put_rows8(local, rows, g * X8_ROWS, &out);
         }
         return;
     }
@@ -359,11 +363,10 @@ fn k_x8_tile(
     let x = &xq[c0 * kb..c1 * kb];
     #[cfg(target_arch = "x86_64")]
     if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
-        use super::x86::interleaved::{gemv_q4_kx8, gemv_q6_kx8};
         use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
         let (q4k, vnni) = (w.ty == GgmlType::Q4K, super::isa() == super::Isa::Avx2Vnni);
         if ncols == 1 {
-            return if q4k { gemv_q4_kx8(groups, x, kb, local, vnni) } else { gemv_q6_kx8(groups, x, kb, local, vnni) };
+            return super::x86::interleaved::gemv_k_x8(w.ty, groups, x, kb, local, vnni);
         }
         let mut out = vec![0f32; ncols * X8_ROWS];
         for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
@@ -372,10 +375,7 @@ fn k_x8_tile(
             } else {
                 rows8_q6k(KSource::Packed(group), x, kb, &mut out, vnni);
             }
-            for ci in 0..ncols {
-                local[ci * rows + g * X8_ROWS..ci * rows + (g + 1) * X8_ROWS]
-                    .copy_from_slice(&out[ci * X8_ROWS..(ci + 1) * X8_ROWS]);
-            }
+            put_rows8(local, rows, g * X8_ROWS, &out);
         }
         return;
     }
@@ -461,9 +461,7 @@ fn avx2_tiles(
     let mut out = vec![0f32; ncols * 8];
     for g in (0..eights).step_by(8) {
         rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out, vnni);
-        for ci in 0..ncols {
-            local[ci * rows + g..ci * rows + g + 8].copy_from_slice(&out[ci * 8..ci * 8 + 8]);
-        }
+        put_rows8(local, rows, g, &out);
     }
     eights
 }

@@ -147,19 +147,22 @@ macro_rules! gemv_kernel {
 gemv_kernel!(gemv_avx2, "avx2,f16c", isum_maddubs, 0);
 gemv_kernel!(gemv_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, 128);
 
-/// `out[g · 8 + r]` = row `r` of Q4_K group `g` · `x` (one row of `kb` Q8_K blocks). `vnni`: `dpbusd`
-/// for the integer step (the CPU must have it).
-pub fn gemv_q4_kx8(groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
+/// `out[g · 8 + r]` = row `r` of Q4_K or Q6_K group `g` · `x` (one row of `kb` Q8_K blocks). `vnni`:
+/// `dpbusd` for the integer step (the CPU must have it).
+pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
     assert!(available() && (!vnni || vnni_available()));
+    assert!(matches!(ty, GgmlType::Q4K | GgmlType::Q6K), "gemv_k_x8: {ty}");
     assert!(x.len() >= kb && out.len().is_multiple_of(X8_ROWS));
-    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * Q4_K_X8_BLOCK_BYTES, "gemv_q4_kx8: whole groups of {kb}");
+    let block = X8_ROWS * ty.type_size();
+    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * block, "gemv_k_x8: whole groups of {kb} super-blocks");
     // SAFETY: the target features were checked above; groups holds out.len() / 8 groups of kb super-blocks
     // and x kb blocks.
     unsafe {
-        if vnni {
-            gemv_k_vnni(groups, x, kb, out)
-        } else {
-            gemv_k_avx2(groups, x, kb, out)
+        match (ty == GgmlType::Q4K, vnni) {
+            (true, true) => gemv_k_vnni(groups, x, kb, out),
+            (true, false) => gemv_k_avx2(groups, x, kb, out),
+            (false, true) => gemv_q6_vnni(groups, x, kb, out),
+            (false, false) => gemv_q6_avx2(groups, x, kb, out),
         }
     }
 }
@@ -246,23 +249,6 @@ macro_rules! gemv_k_kernel {
 
 gemv_k_kernel!(gemv_k_avx2, "avx2,f16c", k_isum_maddubs);
 gemv_k_kernel!(gemv_k_vnni, "avx2,f16c,avx512vnni,avx512vl", k_isum_dpbusd);
-
-/// `out[g · 8 + r]` = row `r` of Q6_K group `g` · `x` (one row of `kb` Q8_K blocks). `vnni`: `dpbusd`
-/// for the integer step (the CPU must have it).
-pub fn gemv_q6_kx8(groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || vnni_available()));
-    assert!(x.len() >= kb && out.len().is_multiple_of(X8_ROWS));
-    assert_eq!(groups.len(), out.len() / X8_ROWS * kb * Q6_K_X8_BLOCK_BYTES, "gemv_q6_kx8: whole groups of {kb}");
-    // SAFETY: the target features were checked above; groups holds out.len() / 8 groups of kb super-blocks
-    // and x kb blocks.
-    unsafe {
-        if vnni {
-            gemv_q6_vnni(groups, x, kb, out)
-        } else {
-            gemv_q6_avx2(groups, x, kb, out)
-        }
-    }
-}
 
 /// The 6-bit values of group `g` (4 elements of each row) of the four quarters of half `h`, in quarter
 /// order, from the unit's three loads.
@@ -403,11 +389,7 @@ mod tests {
                             continue;
                         }
                         let mut got = vec![0f32; m];
-                        if ty == GgmlType::Q4K {
-                            gemv_q4_kx8(&packed, &x, kb, &mut got, vnni);
-                        } else {
-                            gemv_q6_kx8(&packed, &x, kb, &mut got, vnni);
-                        }
+                        gemv_k_x8(ty, &packed, &x, kb, &mut got, vnni);
                         for r in 0..m {
                             assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} kb={kb} vnni={vnni} row {r}");
                         }
