@@ -1,6 +1,7 @@
 //! sail-edge runtime: GGUF files mapped in place, tensor views and ggml block formats.
 
 pub mod bench;
+pub mod engine;
 pub mod ggml_type;
 pub mod gguf;
 pub mod image;

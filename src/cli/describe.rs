@@ -1,14 +1,11 @@
 //! `sail-edge describe`: images (or video frames) + a question → the answer, streamed to stdout; timings to
-//! stderr.
+//! stderr. One session on one engine.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use runtime::model::decoder::Logits;
-use runtime::model::sampler::Sampler;
-use runtime::pipeline::Vlm;
+use runtime::engine::{AskOptions, TurnTimings};
 
 use super::infer::{report_expert_stats, InputArgs, ModelArgs, SamplingArgs};
 
@@ -27,59 +24,49 @@ pub struct DescribeArgs {
 
 pub fn run(a: DescribeArgs, verbose: u8) -> Result<()> {
     let sampler_config = a.sampling.config()?;
-    let files = a.model.open()?;
-    a.model.with_threads(|| {
-        let load = Instant::now();
-        let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
-        eprintln!("load: {:.0} ms", load.elapsed().as_secs_f64() * 1e3);
-        let input = a.input.prepare(&vlm)?;
-
-        let enc = input.encode(&vlm, a.input.system.as_deref(), a.input.think)?;
-        let ids = &enc.ids;
-        let t = Instant::now();
-        let (logits, mut cache) = vlm.prefill(ids, &enc.embeddings, Logits::Last)?;
-        let prefill = t.elapsed();
-
-        let mut out = std::io::stdout().lock();
-        let mut sampler = Sampler::new(sampler_config.clone());
-        let gen = vlm.generate(ids, logits, &mut cache, &mut sampler, a.max_tokens, &mut |text| {
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-            true
-        })?;
-        let _ = writeln!(out);
-        report_timings(&enc.per_tile, ids.len(), prefill, gen.ids.len(), gen.elapsed);
-        report_expert_stats(&vlm, verbose);
-        Ok(())
-    })
+    let engine = a.model.open_engine(a.input.max_tiles)?;
+    let mut session = engine.session();
+    session.set_sampling(sampler_config);
+    let question = a.input.load_into(&mut session)?;
+    let mut out = std::io::stdout().lock();
+    let options = AskOptions { max_tokens: a.max_tokens, think: a.input.think, ..AskOptions::default() };
+    session.ask_with(&question, &options, |piece| {
+        let _ = out.write_all(piece.as_bytes());
+        let _ = out.flush();
+        true
+    })?;
+    let _ = writeln!(out);
+    report_timings(&session.last_timings());
+    report_expert_stats(engine.vlm(), verbose);
+    Ok(())
 }
 
 /// llama.cpp-style timing lines on stderr.
-pub fn report_timings(
-    per_tile: &[Duration],
-    prompt_tokens: usize,
-    prefill: Duration,
-    generated: usize,
-    generation: Duration,
-) {
-    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
-    if !per_tile.is_empty() {
-        let total: Duration = per_tile.iter().sum();
+pub fn report_timings(t: &TurnTimings) {
+    let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    if t.tiles > 0 {
+        let cached =
+            if t.tiles_cached > 0 { format!(", {} from the feature cache", t.tiles_cached) } else { String::new() };
         eprintln!(
-            "image encode: {} tiles in {:.0} ms ({:.0} ms per tile)",
-            per_tile.len(),
-            total.as_secs_f64() * 1e3,
-            total.as_secs_f64() * 1e3 / per_tile.len() as f64
+            "image encode: {} tiles in {:.0} ms ({:.0} ms per tile{cached})",
+            t.tiles,
+            ms(t.encode),
+            ms(t.encode) / t.tiles as f64
         );
     }
+    let reused = t.prompt_tokens - t.prefilled_tokens.min(t.prompt_tokens);
+    let reused = if reused > 0 { format!(", {reused} reused") } else { String::new() };
     eprintln!(
-        "prompt: {prompt_tokens} tokens in {:.0} ms ({:.1} tokens/s)",
-        prefill.as_secs_f64() * 1e3,
-        rate(prompt_tokens, prefill)
+        "prompt: {} tokens in {:.0} ms ({:.1} tokens/s{reused})",
+        t.prompt_tokens,
+        ms(t.prefill),
+        rate(t.prefilled_tokens, t.prefill)
     );
     eprintln!(
-        "generation: {generated} tokens in {:.0} ms ({:.1} tokens/s)",
-        generation.as_secs_f64() * 1e3,
-        rate(generated, generation)
+        "generation: {} tokens in {:.0} ms ({:.1} tokens/s)",
+        t.generated,
+        ms(t.decode),
+        rate(t.generated, t.decode)
     );
 }

@@ -1,11 +1,12 @@
 //! What `describe`, `chat` and `trace` share: model flags, sampling flags, image and video inputs, threads.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::builder::TypedValueParser;
 use clap::Args;
-use runtime::image::{load_rgb, preprocess, Tiles};
+use runtime::engine::{Engine, EngineOptions, Session};
 use runtime::model::sampler::SamplerConfig;
 use runtime::pipeline::{LoadOptions, ModelFiles, Vlm};
 use runtime::repack::RepackMode;
@@ -155,21 +156,58 @@ impl ModelArgs {
         }
     }
 
-    pub fn open(&self) -> Result<ModelFiles> {
+    /// The files `-m` and `--mmproj` name (a model id is downloaded and converted first).
+    pub fn paths(&self) -> Result<(PathBuf, Option<PathBuf>)> {
         match &self.model {
             ModelRef::File(path) => {
                 if !path.exists() {
                     bail!("{}: no such file (nor a model id of the form owner/name)", path.display());
                 }
-                ModelFiles::open_with(path, self.mmproj.as_deref(), self.repack_mode())
-                    .with_context(|| format!("loading {}", path.display()))
+                Ok((path.clone(), self.mmproj.clone()))
             }
-            ModelRef::Hub(id) => self.open_hub(id),
+            ModelRef::Hub(id) => self.resolve_hub(id),
         }
     }
 
+    pub fn open(&self) -> Result<ModelFiles> {
+        let (model, mmproj) = self.paths()?;
+        ModelFiles::open_with(&model, mmproj.as_deref(), self.repack_mode())
+            .with_context(|| format!("loading {}", model.display()))
+    }
+
+    /// Engine options from the flags (and `max_tiles`, the per-image tile budget).
+    pub fn engine_options(&self, max_tiles: Option<u32>) -> Result<EngineOptions> {
+        let (model, mmproj) = self.paths()?;
+        let threads = self.threads.unwrap_or(0);
+        if self.threads == Some(0) {
+            bail!("-t/--threads must be at least 1");
+        }
+        if max_tiles == Some(0) {
+            bail!("--max-tiles must be at least 1");
+        }
+        Ok(EngineOptions {
+            mmproj,
+            threads,
+            kv_type: self.kv_type,
+            repack: self.repack_mode(),
+            max_expert_memory: self.max_memory,
+            max_tiles,
+            ..EngineOptions::new(model)
+        })
+    }
+
+    /// Open the engine the flags describe, timing it on stderr (`load: N ms`).
+    pub fn open_engine(&self, max_tiles: Option<u32>) -> Result<Arc<Engine>> {
+        let options = self.engine_options(max_tiles)?;
+        let start = std::time::Instant::now();
+        let path = options.model.clone();
+        let engine = Engine::open(options).with_context(|| format!("loading {}", path.display()))?;
+        eprintln!("load: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
+        Ok(Arc::new(engine))
+    }
+
     #[cfg(feature = "hub")]
-    fn open_hub(&self, id: &str) -> Result<ModelFiles> {
+    fn resolve_hub(&self, id: &str) -> Result<(PathBuf, Option<PathBuf>)> {
         use convert::hub::{Hub, HubConfig, ModelId};
         let model_id = ModelId::parse(id)?;
         let mut config = HubConfig::from_env()?;
@@ -177,13 +215,11 @@ impl ModelArgs {
         config.show_progress = true;
         let resolved = Hub::new(config)?.resolve(&model_id)?;
         tracing::info!("{id}: {} + {}", resolved.model.display(), resolved.mmproj.display());
-        let mmproj = self.mmproj.clone().unwrap_or(resolved.mmproj);
-        ModelFiles::open_with(&resolved.model, Some(&mmproj), self.repack_mode())
-            .with_context(|| format!("loading {} ({id})", resolved.model.display()))
+        Ok((resolved.model, Some(self.mmproj.clone().unwrap_or(resolved.mmproj))))
     }
 
     #[cfg(not(feature = "hub"))]
-    fn open_hub(&self, id: &str) -> Result<ModelFiles> {
+    fn resolve_hub(&self, id: &str) -> Result<(PathBuf, Option<PathBuf>)> {
         bail!("{id}: no such file (model ids like owner/name need a build with the `hub` feature)")
     }
 
@@ -269,41 +305,6 @@ pub struct InputArgs {
 /// Frames sampled from a video.
 pub const MAX_VIDEO_FRAMES: usize = 16;
 
-/// Images ready for the model, with the prompt text that refers to them.
-pub struct PreparedInput {
-    pub tiles: Vec<Tiles>,
-    pub question: String,
-}
-
-/// A prepared input run through the vision tower and the tokenizer: what the decoder takes.
-pub struct EncodedInput {
-    /// Prompt ids with every `<image>` expanded.
-    pub ids: Vec<u32>,
-    /// Projected image embeddings, `[tiles × tokens_per_tile, hidden]`, in prompt order.
-    pub embeddings: Vec<f32>,
-    /// ViT features, `[tiles, patches, width]`.
-    pub vit: Vec<f32>,
-    /// Encode time of each tile.
-    pub per_tile: Vec<std::time::Duration>,
-}
-
-impl PreparedInput {
-    /// Encode the tiles and build the prompt ids (`univl-chat`, optional system override and think suffix).
-    pub fn encode(&self, vlm: &Vlm<'_>, system: Option<&str>, think: bool) -> Result<EncodedInput> {
-        let (mut embeddings, mut vit, mut per_tile) = (Vec::new(), Vec::new(), Vec::new());
-        for tiles in &self.tiles {
-            let f = vlm.encode_tiles(tiles)?;
-            per_tile.extend(f.per_tile);
-            embeddings.extend(f.embeddings);
-            vit.extend(f.vit);
-        }
-        let prompt = vlm.prompt_text(&self.question, self.tiles.len(), system, think);
-        let counts: Vec<usize> = self.tiles.iter().map(|t| t.num_tiles).collect();
-        let ids = vlm.prompt_ids(&prompt, &counts)?;
-        Ok(EncodedInput { ids, embeddings, vit, per_tile })
-    }
-}
-
 impl InputArgs {
     pub fn question(&self, default: &str) -> Result<String> {
         if let Some(p) = &self.prompt {
@@ -318,9 +319,8 @@ impl InputArgs {
         Ok(default.to_string())
     }
 
-    /// Load and tile the images or frames, and build the question as the reference does for several images
-    /// (`Image-i: <image>\n`) or video frames (`Frame-i: <image>\n`).
-    pub fn prepare(&self, vlm: &Vlm<'_>) -> Result<PreparedInput> {
+    /// The image files or sampled video frames given, and whether they are frames.
+    pub fn image_paths(&self) -> Result<(Vec<PathBuf>, bool)> {
         let frames = match &self.video_frames {
             Some(spec) => video_frames(spec)?,
             None => Vec::new(),
@@ -328,44 +328,27 @@ impl InputArgs {
         if !frames.is_empty() && !self.images.is_empty() {
             bail!("give either --image or --video-frames, not both");
         }
-        let default_q = if frames.is_empty() { "Describe this image." } else { "Describe this video." };
-        let mut question = self.question(if self.images.is_empty() && frames.is_empty() { "" } else { default_q })?;
+        Ok(if frames.is_empty() { (self.images.clone(), false) } else { (frames, true) })
+    }
+
+    /// Add the images or frames to `session` (the session labels them as the reference does: `Image-i:` for
+    /// several images, `Frame-i:` for video frames) and return the question.
+    pub fn load_into(&self, session: &mut Session) -> Result<String> {
+        let (paths, frames) = self.image_paths()?;
+        let default_q = if frames { "Describe this video." } else { "Describe this image." };
+        let question = self.question(if paths.is_empty() { "" } else { default_q })?;
         if question.trim().is_empty() {
             bail!("nothing to ask: give -p/--prompt, --prompt-file, or an image");
         }
-        if self.images.is_empty() && frames.is_empty() {
-            return Ok(PreparedInput { tiles: Vec::new(), question });
-        }
-        let vision = vlm.vision.as_ref().with_context(|| {
-            format!("{}: images need the vision file: no mmproj-*.gguf next to the model; pass --mmproj", "model")
-        })?;
-        let mut params = vision.preprocess.clone();
-        if let Some(m) = self.max_tiles {
-            if m == 0 {
-                bail!("--max-tiles must be at least 1");
+        session.set_system(self.system.clone())?;
+        for p in &paths {
+            if frames {
+                session.add_video_frame_path(p)?;
+            } else {
+                session.add_image_path(p)?;
             }
-            params.max_tiles = m;
         }
-        let (paths, params, label) = if frames.is_empty() {
-            (self.images.clone(), params, "Image")
-        } else {
-            (frames, params.for_frame(), "Frame")
-        };
-        let tiles = paths
-            .iter()
-            .map(|p| {
-                let img = load_rgb(p)?;
-                preprocess(&img, &params)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let placeholders = question.matches("<image>").count();
-        if placeholders == 0 && (paths.len() > 1 || label == "Frame") {
-            let prefix: String = (1..=paths.len()).map(|i| format!("{label}-{i}: <image>\n")).collect();
-            question = prefix + &question;
-        } else if placeholders != 0 && placeholders != paths.len() {
-            bail!("the question has {placeholders} <image> placeholders for {} images", paths.len());
-        }
-        Ok(PreparedInput { tiles, question })
+        Ok(question)
     }
 }
 

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use npyz::WriterBuilder;
-use runtime::model::decoder::Logits;
-use runtime::model::sampler::Sampler;
-use runtime::pipeline::Vlm;
+use runtime::engine::AskOptions;
+use runtime::image::{load_rgb, preprocess};
 
 use super::infer::{report_expert_stats, InputArgs, ModelArgs};
 
@@ -55,48 +54,60 @@ pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
         bail!("{}: exists and is not a folder", a.out.display());
     }
     fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let files = a.model.open()?;
-    a.model.with_threads(|| {
-        let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
-        let input = a.input.prepare(&vlm)?;
-        let enc = input.encode(&vlm, a.input.system.as_deref(), a.input.think)?;
-        let pixels: Vec<f32> = input.tiles.iter().flat_map(|t| t.pixel_values.iter().copied()).collect();
-        let n_tiles: usize = input.tiles.iter().map(|t| t.num_tiles).sum();
-        let counts: Vec<usize> = input.tiles.iter().map(|t| t.num_tiles).collect();
-        let (ids, vit, mlp1) = (&enc.ids, &enc.vit, &enc.embeddings);
-        let (logits, mut cache) = vlm.prefill(ids, mlp1, Logits::Last)?;
+    let engine = a.model.open_engine(a.input.max_tiles)?;
+    let vlm = engine.vlm();
+    let mut session = engine.session();
+    let question = a.input.load_into(&mut session)?;
 
-        let out = &a.out;
-        if let Some(v) = &vlm.vision {
-            let side = v.encoder.config.image_size as u64;
-            let t = n_tiles as u64;
-            if t > 0 {
-                write_npy(out, "pixel_values", &[t, 3, side, side], &pixels)?;
-                write_npy(out, "vit_out", &[t, v.encoder.config.tokens() as u64, v.encoder.config.width as u64], vit)?;
-                write_npy(out, "mlp1_out", &[t, v.tokens_per_tile as u64, vlm.decoder.config.hidden as u64], mlp1)?;
-            }
+    // The vision stages, tile by tile as the session will take them (their embeddings go into the engine's
+    // feature cache, so the session below does not encode them again).
+    let (paths, frames) = a.input.image_paths()?;
+    let (mut pixels, mut vit, mut mlp1, mut counts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if !paths.is_empty() {
+        let mut params = engine.preprocess_params()?;
+        if frames {
+            params = params.for_frame();
         }
-        let ids64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        write_npy(out, "input_ids", &[ids64.len() as u64], &ids64)?;
-        write_npy(out, "logits_last", &[logits.len() as u64], &logits)?;
-        let num_tiles: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
-        write_npy(out, "num_tiles", &[num_tiles.len() as u64], &num_tiles)?;
-        if let Some(n) = a.n {
-            // Greedy, no stop token: the goldens' `gen_ids` recipe.
-            let mut sampler = Sampler::new(Default::default());
-            let mut last = logits;
-            let mut gen = Vec::with_capacity(n);
-            for _ in 0..n {
-                let id = sampler.sample(&mut last, &[]);
-                gen.push(id as i64);
-                if gen.len() < n {
-                    last = vlm.decoder.forward(vlm.decoder.embed(&[id])?, &mut cache, Logits::Last)?;
-                }
-            }
-            write_npy(out, "gen_ids", &[n as u64], &gen)?;
+        for p in &paths {
+            let tiles = preprocess(&load_rgb(p)?, &params)?;
+            let (v, m) = engine.encode_tiles_traced(&tiles)?;
+            pixels.extend_from_slice(&tiles.pixel_values);
+            vit.extend(v);
+            mlp1.extend(m);
+            counts.push(tiles.num_tiles);
         }
-        eprintln!("wrote {} ({} tiles, {} prompt tokens)", out.display(), n_tiles, ids.len());
-        report_expert_stats(&vlm, verbose);
-        Ok(())
-    })
+    }
+    // Greedy, no stop token: the goldens' `gen_ids` recipe.
+    let options = AskOptions { max_tokens: a.n.unwrap_or(0), ignore_end_of_turn: true, ..AskOptions::default() };
+    let mut answer = session.ask(&question, &options)?;
+    let ids = answer.prompt().to_vec();
+    let logits = answer.logits().to_vec();
+    for piece in answer.by_ref() {
+        piece?;
+    }
+    let gen: Vec<i64> = answer.ids().iter().map(|&i| i as i64).collect();
+    drop(answer);
+
+    let out = &a.out;
+    let n_tiles: usize = counts.iter().sum();
+    if let Some(v) = &vlm.vision {
+        let side = v.encoder.config.image_size as u64;
+        let t = n_tiles as u64;
+        if t > 0 {
+            write_npy(out, "pixel_values", &[t, 3, side, side], &pixels)?;
+            write_npy(out, "vit_out", &[t, v.encoder.config.tokens() as u64, v.encoder.config.width as u64], &vit)?;
+            write_npy(out, "mlp1_out", &[t, v.tokens_per_tile as u64, vlm.decoder.config.hidden as u64], &mlp1)?;
+        }
+    }
+    let ids64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    write_npy(out, "input_ids", &[ids64.len() as u64], &ids64)?;
+    write_npy(out, "logits_last", &[logits.len() as u64], &logits)?;
+    let num_tiles: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
+    write_npy(out, "num_tiles", &[num_tiles.len() as u64], &num_tiles)?;
+    if let Some(n) = a.n {
+        write_npy(out, "gen_ids", &[n as u64], &gen)?;
+    }
+    eprintln!("wrote {} ({} tiles, {} prompt tokens)", out.display(), n_tiles, ids.len());
+    report_expert_stats(vlm, verbose);
+    Ok(())
 }

@@ -75,7 +75,12 @@ pub fn attention_rows(
             // scores[row][j], row = (i - i0) * group + head-in-group.
             let mut scores = vec![0f32; rows * span];
             let (mut tile, mut kt) = (Vec::new(), Vec::new());
-            let transpose = rows >= TRANSPOSE_MIN_ROWS;
+            // f32 keys always take the transposed scores, whatever the batch: a query's scores then have
+            // the same bits however the prompt was cut into batches (chunked prefill, a cached prefix, a
+            // rollback), which is what makes the f32 KV cache reference-exact under reuse. f16 and q8_0
+            // keys keep the faster per-key dots for few rows (their results differ from the tiles' in the
+            // last bits, within the rounding those caches introduce anyway).
+            let transpose = rows >= TRANSPOSE_MIN_ROWS || keys[g].ty == GgmlType::F32;
             // Few rows of f16 keys (decoding): each key is read once or twice, so it is converted in
             // registers by the f16 dot rather than into a tile first.
             let direct = !transpose && keys[g].ty == GgmlType::F16 && super::f16_dot_in_registers();

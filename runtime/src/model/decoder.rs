@@ -87,10 +87,24 @@ impl KvCache {
     }
 
     pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Keep the first `len` positions (a rollback): every layer and head is cut to `len` rows, so the cache
+    /// is exactly what it was when it held `len` positions. `len` beyond the current length changes nothing.
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.min(self.len);
+        let rb = self.ty.row_size(self.head_dim).expect("checked at creation");
         for h in self.k.iter_mut().chain(self.v.iter_mut()).flatten() {
-            h.clear();
+            h.truncate(len * rb);
         }
-        self.len = 0;
+        self.len = len;
+    }
+
+    /// Bytes one position takes over every layer and KV head (keys and values).
+    pub fn bytes_per_position(&self) -> usize {
+        let rb = self.ty.row_size(self.head_dim).expect("checked at creation");
+        2 * rb * self.k.iter().map(Vec::len).sum::<usize>()
     }
 
     /// Append `[n, kv_heads, head_dim]` keys and values to layer `l`, rounded to the cache type.
@@ -314,9 +328,43 @@ impl<'a> Decoder<'a> {
 
     /// Run `x` (`[n, hidden]` input embeddings for the next n positions) through the decoder, appending to
     /// `cache`; returns logits `[1 or n, vocab]`.
-    pub fn forward(&self, mut x: Vec<f32>, cache: &mut KvCache, logits: Logits) -> Result<Vec<f32>, ModelError> {
+    pub fn forward(&self, x: Vec<f32>, cache: &mut KvCache, logits: Logits) -> Result<Vec<f32>, ModelError> {
+        self.forward_cancellable(x, cache, logits, &|| false)
+    }
+
+    /// [`Decoder::forward`], asking `cancelled` before every layer: when it says yes, or when anything
+    /// fails, the cache is cut back to where it was (no layer keeps rows of this batch) and the error is
+    /// [`ModelError::Cancelled`] or the failure.
+    pub fn forward_cancellable(
+        &self,
+        x: Vec<f32>,
+        cache: &mut KvCache,
+        logits: Logits,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>, ModelError> {
+        let first = cache.len;
+        let out = self.forward_inner(x, cache, logits, cancelled);
+        if out.is_err() {
+            cache.truncate(first);
+        }
+        out
+    }
+
+    fn forward_inner(
+        &self,
+        mut x: Vec<f32>,
+        cache: &mut KvCache,
+        logits: Logits,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let (h, hd) = (c.hidden, c.head_dim);
+        if x.is_empty() || !x.len().is_multiple_of(h) {
+            return Err(ModelError::Input(format!(
+                "decoder input of {} values is not a whole number (≥ 1) of {h}-wide rows",
+                x.len()
+            )));
+        }
         let n = x.len() / h;
         let first = cache.len;
         if first + n > c.context_length {
@@ -346,6 +394,9 @@ impl<'a> Decoder<'a> {
         let mut o = vec![0f32; n * h];
 
         for (l, layer) in self.layers.iter().enumerate() {
+            if cancelled() {
+                return Err(ModelError::Cancelled);
+            }
             kernels::rms_norm(&x, &layer.attn_norm, c.eps, &mut normed);
             kernels::matmul_shared(&normed, n, &[&layer.q, &layer.k, &layer.v], &mut [&mut q, &mut k, &mut v])?;
             kernels::rms_norm_heads(&mut q, &layer.q_norm, c.eps);

@@ -26,6 +26,10 @@ pub enum ModelError {
     Unsupported { file: String, message: String },
     #[error("{0}")]
     Input(String),
+    /// A cancellation check (see [`crate::engine::CancelToken`]) said stop; whatever the call appended was
+    /// taken back.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Typed access to a file's metadata, with errors naming file and key.

@@ -25,6 +25,7 @@ impl Default for SamplerConfig {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct Sampler {
     config: SamplerConfig,
     rng: SmallRng,

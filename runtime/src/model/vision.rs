@@ -127,6 +127,15 @@ impl<'a> VisionEncoder<'a> {
 
     /// Encode one tile (`[3, image_size, image_size]`, normalized) into `[tokens, width]` features.
     pub fn encode_tile(&self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
+        self.encode_tile_cancellable(pixels, &|| false)
+    }
+
+    /// [`VisionEncoder::encode_tile`], asking `cancelled` before every block ([`ModelError::Cancelled`]).
+    pub fn encode_tile_cancellable(
+        &self,
+        pixels: &[f32],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Vec<f32>, ModelError> {
         let cfg = &self.config;
         let (c, p, g, n, ch) = (cfg.width, cfg.patch_size, cfg.grid(), cfg.tokens(), cfg.channels);
         let side = cfg.image_size;
@@ -155,6 +164,9 @@ impl<'a> VisionEncoder<'a> {
 
         let (depth, final_norm) = cfg.depth()?;
         for block in &self.blocks[..depth] {
+            if cancelled() {
+                return Err(ModelError::Cancelled);
+            }
             self.block(block, &mut x)?;
         }
         if final_norm {
