@@ -28,6 +28,20 @@ for isa in scalar avx2; do
     SAIL_EDGE_ISA=$isa cargo test --release --test decoder_goldens --test pipeline_goldens
 done
 
+echo "== the library example prints what sail-edge describe prints"
+cargo build --release --bin sail-edge --example describe
+example_dir=$(mktemp -d)
+trap 'rm -rf "$example_dir"' EXIT
+./target/release/sail-edge convert ../shared/fixtures/sailvl2-tiny --type q8_0 -o "$example_dir/tiny.gguf" >/dev/null
+for image in page.png astronaut.png; do
+    args=(-m "$example_dir/tiny.gguf" --mmproj "$example_dir/mmproj-sailvl2-tiny-q8_0.gguf"
+          --image "../shared/fixtures/images/$image" -p "What is in the picture?" -n 12)
+    ./target/release/examples/describe "${args[@]}" > "$example_dir/example.txt"
+    ./target/release/sail-edge describe "${args[@]}" > "$example_dir/cli.txt" 2>/dev/null
+    cmp "$example_dir/example.txt" "$example_dir/cli.txt"
+    echo "examples/describe = sail-edge describe on $image ($(wc -c < "$example_dir/cli.txt") bytes)"
+done
+
 echo "== gguf-py compatibility"
 cargo build --release --bin sail-edge
 SAIL_EDGE_BIN="$PWD/target/release/sail-edge" python3 -m pytest -q tests/python

@@ -94,6 +94,18 @@ fn json_report_has_every_field_and_all_samples() {
     let ttft = test(&r, "ttft").unwrap();
     assert_eq!((ttft["tiles"].as_u64(), ttft["question_tokens"].as_u64()), (Some(1), Some(20)), "{ttft}");
     assert!(ttft["prompt_tokens"].as_u64().unwrap() > 256, "{ttft}");
+    // The session tests: follow-up and shared-prefix times to first token (one sample per repetition, with
+    // their baselines from the same run), and the memory of 4 sessions on one engine.
+    for name in ["ttft_first", "ttft_followup", "ttft_shared_prefix", "ttft_no_shared_prefix"] {
+        let t = test(&r, name).unwrap_or_else(|| panic!("no {name}: {r}"));
+        assert_eq!((t["unit"].as_str(), t["samples"].as_array().unwrap().len()), (Some("ms"), 3), "{t}");
+    }
+    let rss = test(&r, "weights_rss").unwrap();
+    // One mapping of the model file however many sessions are open: the weights are held once.
+    assert_eq!((rss["sessions"].as_u64(), rss["mappings"].as_u64()), (Some(4), Some(1)), "{rss}");
+    assert!(rss["mean"].as_f64().unwrap() > 0.0, "{rss}");
+    let per = test(&r, "session_bytes_4096").unwrap();
+    assert!(per["kv_bytes_per_position"].as_u64().unwrap() > 0, "{per}");
 }
 
 #[test]

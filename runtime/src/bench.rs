@@ -539,3 +539,127 @@ mod tests {
         assert_eq!(a.get_pixel(447, 0).0[0], 255);
     }
 }
+
+/// The session tests' results (see [`bench_sessions`]).
+#[derive(Debug, Clone)]
+pub struct SessionBench {
+    /// Time to first token of a first question on a new image (1 tile + the question), ms.
+    pub ttft_first: TestResult,
+    /// Time to first token of a second question on the same image in the same session, ms.
+    pub ttft_followup: TestResult,
+    /// A new session's time to first token with the engine's shared system prefix (image features cached), ms.
+    pub ttft_shared_prefix: TestResult,
+    /// The same without the shared prefix (the system head prefilled by the session), ms.
+    pub ttft_no_shared_prefix: TestResult,
+    /// Resident bytes of the language model's mapping with `sessions` sessions open (from `/proc/self/smaps`).
+    pub weights_rss: TestResult,
+    /// One session's own bytes at 4,096 positions of the engine's KV type.
+    pub session_bytes_4096: TestResult,
+}
+
+/// A [`synthetic_image`] made different for each `variant` (so the feature cache cannot answer for it).
+pub fn synthetic_image_variant(side: u32, variant: u32) -> RgbImage {
+    let mut img = synthetic_image(side);
+    for (i, p) in img.pixels_mut().enumerate() {
+        p.0[2] ^= ((i as u32).wrapping_mul(2654435761).wrapping_add(variant.wrapping_mul(40503)) >> 24) as u8 & 7;
+    }
+    img
+}
+
+/// `(mappings, Rss bytes)` of `path` in `/proc/self/smaps` (`None` where there is no such file).
+pub fn mapped_rss(path: &Path) -> Option<(usize, u64)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let want = std::fs::canonicalize(path).ok()?;
+    let (mut maps, mut rss, mut inside) = (0, 0, false);
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header: address range, perms, offset, dev, inode, path.
+            let path = line.split_whitespace().nth(5).map(std::path::PathBuf::from);
+            inside = path.as_deref() == Some(want.as_path());
+            maps += inside as usize;
+        } else if inside && first == "Rss:" {
+            rss += f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024;
+        }
+    }
+    Some((maps, rss))
+}
+
+/// Reuse through sessions, on one engine: (a) a follow-up question's time to first token against the first
+/// question's, (b) a new session's with and without the engine's shared system prefix, (c) the weights'
+/// resident bytes with `sessions` sessions open and one session's own bytes at 4,096 positions.
+pub fn bench_sessions(
+    engine: &std::sync::Arc<crate::engine::Engine>,
+    config: &BenchConfig,
+    sessions: usize,
+    progress: Progress,
+) -> Result<SessionBench, BenchError> {
+    use crate::engine::{AskOptions, EngineError};
+    let err = |e: EngineError| BenchError::Config(e.to_string());
+    let vision = engine
+        .vlm()
+        .vision
+        .as_ref()
+        .ok_or_else(|| BenchError::Config("the session tests need a vision file".into()))?;
+    let side = vision.preprocess.image_size;
+    let (question, question_tokens) = question_of_tokens(engine.vlm(), QUESTION_TOKENS)?;
+    let (followup, _) = question_of_tokens(engine.vlm(), QUESTION_TOKENS / 2)?;
+    let once = AskOptions { max_tokens: 1, ..AskOptions::default() };
+    let ttft = |s: &mut crate::engine::Session, q: &str| -> Result<f64, BenchError> {
+        let t = Instant::now();
+        s.ask_with(q, &once, |_| true).map_err(err)?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    if config.warmup {
+        progress("session warm-up", 0, 1);
+        let mut s = engine.session();
+        s.add_image_rgb(&synthetic_image(side)).map_err(err)?;
+        ttft(&mut s, &question)?;
+    }
+    let reps = config.repetitions;
+    let (mut first, mut second, mut shared, mut unshared) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..reps {
+        progress("sessions", r, reps);
+        // (a) A new image each time: the first question encodes it.
+        let mut s = engine.session();
+        s.add_image_rgb(&synthetic_image_variant(side, 1000 + r as u32)).map_err(err)?;
+        first.push(ttft(&mut s, &question)?);
+        second.push(ttft(&mut s, &followup)?);
+        // (b) The warm-up's image, so its features come from the cache in both arms.
+        for (use_shared, out) in [(true, &mut shared), (false, &mut unshared)] {
+            let mut s = engine.session();
+            s.set_shared_prefix(use_shared);
+            s.add_image_rgb(&synthetic_image(side)).map_err(err)?;
+            out.push(ttft(&mut s, &question)?);
+        }
+    }
+    progress("sessions", reps, reps);
+    // (c) `sessions` sessions with an image and a question each.
+    let mut open = Vec::new();
+    for k in 0..sessions.max(1) {
+        let mut s = engine.session();
+        s.add_image_rgb(&synthetic_image_variant(side, k as u32)).map_err(err)?;
+        s.ask_with(&question, &once, |_| true).map_err(err)?;
+        open.push(s);
+    }
+    let (maps, rss) = mapped_rss(engine.files().lm.path()).unwrap_or((0, 0));
+    let s = &open[0];
+    let per_position = s.kv_bytes() as f64 / s.cached_tokens().max(1) as f64;
+    // The KV rows plus the conversation's ids (u32) and their marks' ids (u64).
+    let at_4096 = (per_position + 12.0) * 4096.0;
+    let n = |v: Vec<f64>, name: &str| {
+        TestResult::new(name, "ms", v).with("tiles", 1).with("question_tokens", question_tokens as u64)
+    };
+    Ok(SessionBench {
+        ttft_first: n(first, "ttft_first"),
+        ttft_followup: n(second, "ttft_followup"),
+        ttft_shared_prefix: n(shared, "ttft_shared_prefix"),
+        ttft_no_shared_prefix: n(unshared, "ttft_no_shared_prefix"),
+        weights_rss: TestResult::new("weights_rss", "bytes", vec![rss as f64])
+            .with("sessions", open.len() as u64)
+            .with("mappings", maps as u64),
+        session_bytes_4096: TestResult::new("session_bytes_4096", "bytes", vec![at_4096])
+            .with("kv_bytes_per_position", per_position as u64),
+    })
+}

@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime::bench::{self, BenchConfig, BenchReport, ModelSummary, TestResult};
-use runtime::pipeline::{ModelFiles, Vlm};
+use runtime::engine::{Engine, EngineOptions};
+use runtime::pipeline::ModelFiles;
 
 use super::human_bytes;
 use super::infer::{ModelArgs, ModelRef};
@@ -34,6 +35,12 @@ pub struct BenchArgs {
     /// Skip the image tests even when a vision file is present.
     #[arg(long)]
     pub no_image: bool,
+    /// Skip the session tests (follow-up and shared-prefix time to first token, memory per session).
+    #[arg(long)]
+    pub no_session: bool,
+    /// Sessions open on the engine for the memory figure.
+    #[arg(long, default_value_t = 4)]
+    pub sessions: usize,
     /// One JSON object on stdout instead of the markdown table.
     #[arg(long)]
     pub json: bool,
@@ -99,6 +106,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         _ => a.model.open()?,
     };
+    // One engine holds the files, the threads and the model for every test (the session tests need one).
+    let options = EngineOptions {
+        threads: a.model.threads.unwrap_or(0),
+        kv_type: a.model.kv_type,
+        repack: a.model.repack_mode(),
+        max_expert_memory: a.model.max_memory,
+        ..EngineOptions::new(files.lm.path())
+    };
+    if a.model.threads == Some(0) {
+        anyhow::bail!("-t/--threads must be at least 1");
+    }
+    let engine = std::sync::Arc::new(Engine::from_files(files, options).context("loading the model")?);
+    let files = engine.files();
     let config = BenchConfig {
         n_prompt: a.n_prompt,
         n_gen: a.n_gen,
@@ -106,8 +126,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         seed: a.seed,
         warmup: !a.no_warmup,
     };
-    a.model.with_threads(|| {
-        let vlm = Vlm::load_with(&files, &a.model.load_options()).context("loading the model")?;
+    engine.install(|vlm| {
         config.validate(&vlm.decoder)?;
         let threads = rayon::current_num_threads();
         let isa = format!("{:?}", runtime::kernels::isa()).to_ascii_lowercase();
@@ -157,7 +176,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
         }
         if image {
-            let r = bench::bench_image(&vlm, &config, &mut progress)?;
+            let r = bench::bench_image(vlm, &config, &mut progress)?;
             let side = r.encode.info.get("tile_size").copied().unwrap_or(0);
             let (q, p) = (
                 r.ttft.info.get("question_tokens").copied().unwrap_or(0),
@@ -171,6 +190,46 @@ pub fn run(a: BenchArgs) -> Result<()> {
             print(table.row(&format!("ttft (1 tile + {q}-token question, {p} tokens)"), &r.ttft.display(1)))?;
             tests.push(r.encode);
             tests.push(r.ttft);
+            if !a.no_session {
+                // Sessions run their work on the engine's threads themselves.
+                let s = bench::bench_sessions(&engine, &config, a.sessions, &mut progress)?;
+                let ratio = |x: &TestResult, y: &TestResult| x.mean / y.mean.max(1e-9);
+                print(table.row("ttft first question (new image)", &s.ttft_first.display(1)))?;
+                print(table.row(
+                    &format!(
+                        "ttft_followup (same image, same session; {:.3}× the first)",
+                        ratio(&s.ttft_followup, &s.ttft_first)
+                    ),
+                    &s.ttft_followup.display(1),
+                ))?;
+                print(table.row("ttft new session, no shared prefix", &s.ttft_no_shared_prefix.display(1)))?;
+                print(table.row(
+                    &format!(
+                        "ttft_shared_prefix (new session; {:.3}× without)",
+                        ratio(&s.ttft_shared_prefix, &s.ttft_no_shared_prefix)
+                    ),
+                    &s.ttft_shared_prefix.display(1),
+                ))?;
+                print(String::new())?;
+                print(table.header("bytes"))?;
+                let maps = s.weights_rss.info.get("mappings").copied().unwrap_or(0);
+                print(table.row(
+                    &format!("weights resident, {} sessions ({maps} mapping of the model)", a.sessions),
+                    &human_bytes(s.weights_rss.mean as u64),
+                ))?;
+                print(table.row(
+                    &format!("one session at 4096 positions ({} KV)", a.model.kv_type),
+                    &human_bytes(s.session_bytes_4096.mean as u64),
+                ))?;
+                tests.extend([
+                    s.ttft_first,
+                    s.ttft_followup,
+                    s.ttft_shared_prefix,
+                    s.ttft_no_shared_prefix,
+                    s.weights_rss,
+                    s.session_bytes_4096,
+                ]);
+            }
         } else if vlm.vision.is_none() {
             tracing::info!("no vision file: image tests skipped (--mmproj names one)");
         }

@@ -8,7 +8,7 @@ use clap::builder::TypedValueParser;
 use clap::Args;
 use runtime::engine::{Engine, EngineOptions, Session};
 use runtime::model::sampler::SamplerConfig;
-use runtime::pipeline::{LoadOptions, ModelFiles, Vlm};
+use runtime::pipeline::{ModelFiles, Vlm};
 use runtime::repack::RepackMode;
 use runtime::GgmlType;
 
@@ -142,11 +142,6 @@ pub fn report_expert_stats(vlm: &Vlm<'_>, verbose: u8) {
 }
 
 impl ModelArgs {
-    /// Load options from the flags.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { max_expert_memory: self.max_memory, kv_type: self.kv_type, ..LoadOptions::default() }
-    }
-
     /// What to do about the repack cache, from `--repack` / `--no-repack`.
     pub fn repack_mode(&self) -> RepackMode {
         match (self.repack, self.no_repack) {
@@ -221,16 +216,6 @@ impl ModelArgs {
     #[cfg(not(feature = "hub"))]
     fn resolve_hub(&self, id: &str) -> Result<(PathBuf, Option<PathBuf>)> {
         bail!("{id}: no such file (model ids like owner/name need a build with the `hub` feature)")
-    }
-
-    /// Run `f` on a pool of the requested size (no global pool is touched).
-    pub fn with_threads<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        let n = self.threads.unwrap_or_else(runtime::bench::physical_cores);
-        if n == 0 {
-            bail!("-t/--threads must be at least 1");
-        }
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().context("starting worker threads")?;
-        pool.install(f)
     }
 }
 

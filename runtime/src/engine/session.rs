@@ -168,6 +168,8 @@ pub struct Session {
     pending: Vec<Arc<PendingImage>>,
     system: Option<String>,
     max_tiles: Option<u32>,
+    /// Start from the engine's shared system prefix (when the engine shares one).
+    shared_prefix: bool,
     sampler: Sampler,
     cancel: CancelToken,
     turns: Vec<Turn>,
@@ -204,6 +206,7 @@ impl Session {
             pending: Vec::new(),
             system: None,
             max_tiles: None,
+            shared_prefix: true,
             sampler: Sampler::new(SamplerConfig::default()),
             cancel: CancelToken::new(),
             turns: Vec::new(),
@@ -237,6 +240,12 @@ impl Session {
         }
         self.system = system;
         Ok(())
+    }
+
+    /// Whether a new conversation starts from the engine's shared system prefix (default: yes, when the
+    /// engine shares one) or prefills its system head itself (the same bits; for measuring the difference).
+    pub fn set_shared_prefix(&mut self, on: bool) {
+        self.shared_prefix = on;
     }
 
     /// Tile budget for still images added from now on (`None`: the engine's).
@@ -532,7 +541,8 @@ impl Session {
             Phase::Empty => {
                 let system = self.system.clone().unwrap_or_else(|| self.engine.vlm().system_prompt.clone());
                 let t = Instant::now();
-                match self.engine.system_prefix(&system, &self.cancel)? {
+                let shared = if self.shared_prefix { self.engine.system_prefix(&system, &self.cancel)? } else { None };
+                match shared {
                     Some((prefix, computed)) if self.ids.is_empty() => {
                         self.kv = prefix.kv.clone();
                         self.push_ids(&prefix.ids);
