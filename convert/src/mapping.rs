@@ -5,6 +5,7 @@
 //! style of llama.cpp's `clip` files (`v.blk.N.*`, `mm.N.*`).
 
 use crate::hf::config::{LlmArch, SailVlConfig};
+use runtime::gguf::names::{self, tensor};
 
 /// One GGUF tensor to write: its name, its HF shape (row-major, outermost first) and where its rows come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,56 +42,56 @@ pub fn lm_tensors(cfg: &SailVlConfig) -> Vec<MappedTensor> {
     let l = &cfg.llm;
     let (h, hd) = (l.hidden_size as usize, l.head_dim as usize);
     let (nq, nkv) = (l.num_attention_heads as usize, l.num_key_value_heads as usize);
-    let mut out = vec![MappedTensor::one("token_embd.weight", EMBED_TOKENS, vec![l.vocab_size as usize, h])];
+    let mut out = vec![MappedTensor::one(names::tensor::TOKEN_EMBD, EMBED_TOKENS, vec![l.vocab_size as usize, h])];
     for i in 0..l.num_hidden_layers as usize {
         let hf = |s: &str| format!("language_model.model.layers.{i}.{s}");
-        let gg = |s: &str| format!("blk.{i}.{s}");
+        let gg = |s: &str| tensor::blk(i, s);
         // Within a layer, the order of the HF names sorted, as llama.cpp's converter emits them.
-        out.push(MappedTensor::one(gg("attn_norm.weight"), hf("input_layernorm.weight"), vec![h]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_NORM), hf("input_layernorm.weight"), vec![h]));
         match (&l.arch, &l.moe) {
             (LlmArch::Qwen3Moe, Some(moe)) => {
                 let (e, f) = (moe.num_experts as usize, moe.moe_intermediate_size as usize);
                 let experts =
                     |p: &str| (0..e).map(|x| hf(&format!("mlp.experts.{x}.{p}_proj.weight"))).collect::<Vec<_>>();
                 out.push(MappedTensor {
-                    gguf_name: gg("ffn_down_exps.weight"),
+                    gguf_name: gg(tensor::FFN_DOWN_EXPS),
                     hf_shape: vec![e, h, f],
                     sources: experts("down"),
                 });
                 out.push(MappedTensor {
-                    gguf_name: gg("ffn_gate_exps.weight"),
+                    gguf_name: gg(tensor::FFN_GATE_EXPS),
                     hf_shape: vec![e, f, h],
                     sources: experts("gate"),
                 });
                 out.push(MappedTensor {
-                    gguf_name: gg("ffn_up_exps.weight"),
+                    gguf_name: gg(tensor::FFN_UP_EXPS),
                     hf_shape: vec![e, f, h],
                     sources: experts("up"),
                 });
-                out.push(MappedTensor::one(gg("ffn_gate_inp.weight"), hf("mlp.gate.weight"), vec![e, h]));
+                out.push(MappedTensor::one(gg(tensor::FFN_GATE_INP), hf("mlp.gate.weight"), vec![e, h]));
             }
             _ => {
                 let f = l.intermediate_size as usize;
-                out.push(MappedTensor::one(gg("ffn_down.weight"), hf("mlp.down_proj.weight"), vec![h, f]));
-                out.push(MappedTensor::one(gg("ffn_gate.weight"), hf("mlp.gate_proj.weight"), vec![f, h]));
-                out.push(MappedTensor::one(gg("ffn_up.weight"), hf("mlp.up_proj.weight"), vec![f, h]));
+                out.push(MappedTensor::one(gg(tensor::FFN_DOWN), hf("mlp.down_proj.weight"), vec![h, f]));
+                out.push(MappedTensor::one(gg(tensor::FFN_GATE), hf("mlp.gate_proj.weight"), vec![f, h]));
+                out.push(MappedTensor::one(gg(tensor::FFN_UP), hf("mlp.up_proj.weight"), vec![f, h]));
             }
         }
-        out.push(MappedTensor::one(gg("ffn_norm.weight"), hf("post_attention_layernorm.weight"), vec![h]));
-        out.push(MappedTensor::one(gg("attn_k_norm.weight"), hf("self_attn.k_norm.weight"), vec![hd]));
-        out.push(MappedTensor::one(gg("attn_k.weight"), hf("self_attn.k_proj.weight"), vec![nkv * hd, h]));
-        out.push(MappedTensor::one(gg("attn_output.weight"), hf("self_attn.o_proj.weight"), vec![h, nq * hd]));
-        out.push(MappedTensor::one(gg("attn_q_norm.weight"), hf("self_attn.q_norm.weight"), vec![hd]));
-        out.push(MappedTensor::one(gg("attn_q.weight"), hf("self_attn.q_proj.weight"), vec![nq * hd, h]));
-        out.push(MappedTensor::one(gg("attn_v.weight"), hf("self_attn.v_proj.weight"), vec![nkv * hd, h]));
+        out.push(MappedTensor::one(gg(tensor::FFN_NORM), hf("post_attention_layernorm.weight"), vec![h]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_K_NORM), hf("self_attn.k_norm.weight"), vec![hd]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_K), hf("self_attn.k_proj.weight"), vec![nkv * hd, h]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_OUTPUT), hf("self_attn.o_proj.weight"), vec![h, nq * hd]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_Q_NORM), hf("self_attn.q_norm.weight"), vec![hd]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_Q), hf("self_attn.q_proj.weight"), vec![nq * hd, h]));
+        out.push(MappedTensor::one(gg(tensor::ATTN_V), hf("self_attn.v_proj.weight"), vec![nkv * hd, h]));
     }
-    out.push(MappedTensor::one("output_norm.weight", "language_model.model.norm.weight", vec![h]));
+    out.push(MappedTensor::one(names::tensor::OUTPUT_NORM, "language_model.model.norm.weight", vec![h]));
     out
 }
 
 /// The separate output projection, when `lm_head` is kept.
 pub fn lm_output(cfg: &SailVlConfig) -> MappedTensor {
-    MappedTensor::one("output.weight", LM_HEAD, vec![cfg.llm.vocab_size as usize, cfg.llm.hidden_size as usize])
+    MappedTensor::one(names::tensor::OUTPUT, LM_HEAD, vec![cfg.llm.vocab_size as usize, cfg.llm.hidden_size as usize])
 }
 
 /// Every vision-tower and projector tensor, in file order.
@@ -101,40 +102,40 @@ pub fn vision_tensors(cfg: &SailVlConfig) -> Vec<MappedTensor> {
     let grid = (v.image_size / v.patch_size) as usize;
     let pre = "vision_model.preprocessor";
     let mut out = vec![
-        MappedTensor::one("v.patch_embd.weight", format!("{pre}.patchifier.proj.weight"), vec![c, ch, p, p]),
-        MappedTensor::one("v.patch_embd.bias", format!("{pre}.patchifier.proj.bias"), vec![c]),
-        MappedTensor::one("v.patch_norm.weight", format!("{pre}.patchifier.norm.weight"), vec![c]),
-        MappedTensor::one("v.position_embd.weight", format!("{pre}.pos_embed"), vec![1, grid * grid, c]),
+        MappedTensor::one(names::tensor::V_PATCH_EMBD, format!("{pre}.patchifier.proj.weight"), vec![c, ch, p, p]),
+        MappedTensor::one(names::tensor::V_PATCH_EMBD_BIAS, format!("{pre}.patchifier.proj.bias"), vec![c]),
+        MappedTensor::one(names::tensor::V_PATCH_NORM, format!("{pre}.patchifier.norm.weight"), vec![c]),
+        MappedTensor::one(names::tensor::V_POSITION_EMBD, format!("{pre}.pos_embed"), vec![1, grid * grid, c]),
     ];
     for i in 0..v.num_hidden_layers as usize {
         let hf = |s: &str| format!("vision_model.trunk.blocks.{i}.{s}");
-        let gg = |s: &str| format!("v.blk.{i}.{s}");
-        out.push(MappedTensor::one(gg("ln1.weight"), hf("norm_1.weight"), vec![c]));
-        out.push(MappedTensor::one(gg("attn_qkv.weight"), hf("attn.qkv.weight"), vec![3 * c, c]));
+        let gg = |s: &str| tensor::v_blk(i, s);
+        out.push(MappedTensor::one(gg(tensor::V_LN1), hf("norm_1.weight"), vec![c]));
+        out.push(MappedTensor::one(gg(tensor::V_ATTN_QKV), hf("attn.qkv.weight"), vec![3 * c, c]));
         if v.qkv_bias {
-            out.push(MappedTensor::one(gg("attn_qkv.bias"), hf("attn.qkv.bias"), vec![3 * c]));
+            out.push(MappedTensor::one(gg(tensor::V_ATTN_QKV_BIAS), hf("attn.qkv.bias"), vec![3 * c]));
         }
-        out.push(MappedTensor::one(gg("attn_out.weight"), hf("attn.proj.weight"), vec![c, c]));
-        out.push(MappedTensor::one(gg("ln2.weight"), hf("norm_2.weight"), vec![c]));
-        out.push(MappedTensor::one(gg("ffn_gate.weight"), hf("mlp.fc1.weight"), vec![ff, c]));
-        out.push(MappedTensor::one(gg("ffn_up.weight"), hf("mlp.fc3.weight"), vec![ff, c]));
-        out.push(MappedTensor::one(gg("ffn_down.weight"), hf("mlp.fc2.weight"), vec![c, ff]));
+        out.push(MappedTensor::one(gg(tensor::V_ATTN_OUT), hf("attn.proj.weight"), vec![c, c]));
+        out.push(MappedTensor::one(gg(tensor::V_LN2), hf("norm_2.weight"), vec![c]));
+        out.push(MappedTensor::one(gg(tensor::V_FFN_GATE), hf("mlp.fc1.weight"), vec![ff, c]));
+        out.push(MappedTensor::one(gg(tensor::V_FFN_UP), hf("mlp.fc3.weight"), vec![ff, c]));
+        out.push(MappedTensor::one(gg(tensor::V_FFN_DOWN), hf("mlp.fc2.weight"), vec![c, ff]));
         if v.use_bias {
-            out.push(MappedTensor::one(gg("attn_out.bias"), hf("attn.proj.bias"), vec![c]));
-            out.push(MappedTensor::one(gg("ffn_gate.bias"), hf("mlp.fc1.bias"), vec![ff]));
-            out.push(MappedTensor::one(gg("ffn_up.bias"), hf("mlp.fc3.bias"), vec![ff]));
-            out.push(MappedTensor::one(gg("ffn_down.bias"), hf("mlp.fc2.bias"), vec![c]));
+            out.push(MappedTensor::one(gg(tensor::V_ATTN_OUT_BIAS), hf("attn.proj.bias"), vec![c]));
+            out.push(MappedTensor::one(gg(tensor::V_FFN_GATE_BIAS), hf("mlp.fc1.bias"), vec![ff]));
+            out.push(MappedTensor::one(gg(tensor::V_FFN_UP_BIAS), hf("mlp.fc3.bias"), vec![ff]));
+            out.push(MappedTensor::one(gg(tensor::V_FFN_DOWN_BIAS), hf("mlp.fc2.bias"), vec![c]));
         }
     }
-    out.push(MappedTensor::one("v.post_ln.weight", "vision_model.trunk.post_trunk_norm.weight", vec![c]));
+    out.push(MappedTensor::one(names::tensor::V_POST_LN, "vision_model.trunk.post_trunk_norm.weight", vec![c]));
     let merged = merged_width(cfg);
     let h = cfg.llm.hidden_size as usize;
-    out.push(MappedTensor::one("mm.0.weight", "mlp1.0.weight", vec![merged]));
-    out.push(MappedTensor::one("mm.0.bias", "mlp1.0.bias", vec![merged]));
-    out.push(MappedTensor::one("mm.1.weight", "mlp1.1.weight", vec![h, merged]));
-    out.push(MappedTensor::one("mm.1.bias", "mlp1.1.bias", vec![h]));
-    out.push(MappedTensor::one("mm.3.weight", "mlp1.3.weight", vec![h, h]));
-    out.push(MappedTensor::one("mm.3.bias", "mlp1.3.bias", vec![h]));
+    out.push(MappedTensor::one(names::tensor::MM_NORM, "mlp1.0.weight", vec![merged]));
+    out.push(MappedTensor::one(names::tensor::MM_NORM_BIAS, "mlp1.0.bias", vec![merged]));
+    out.push(MappedTensor::one(names::tensor::MM_FC1, "mlp1.1.weight", vec![h, merged]));
+    out.push(MappedTensor::one(names::tensor::MM_FC1_BIAS, "mlp1.1.bias", vec![h]));
+    out.push(MappedTensor::one(names::tensor::MM_FC2, "mlp1.3.weight", vec![h, h]));
+    out.push(MappedTensor::one(names::tensor::MM_FC2_BIAS, "mlp1.3.bias", vec![h]));
     out
 }
 

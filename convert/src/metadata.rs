@@ -1,5 +1,6 @@
 //! GGUF metadata of the two output files.
 
+use runtime::gguf::names::{self, llm};
 use runtime::gguf::Value;
 
 use crate::hf::config::{LlmArch, SailVlConfig};
@@ -11,8 +12,8 @@ pub use runtime::pipeline::{DEFAULT_SYSTEM_PROMPT as UNIVL_SYSTEM_PROMPT, DEFAUL
 
 pub fn arch_name(cfg: &SailVlConfig) -> &'static str {
     match cfg.llm.arch {
-        LlmArch::Qwen3 => "qwen3",
-        LlmArch::Qwen3Moe => "qwen3moe",
+        LlmArch::Qwen3 => names::arch::QWEN3,
+        LlmArch::Qwen3Moe => names::arch::QWEN3MOE,
     }
 }
 
@@ -25,32 +26,32 @@ pub fn lm_metadata(cfg: &SailVlConfig, name: &str, file_type: u32) -> Vec<(Strin
     let a = arch_name(cfg);
     let l = &cfg.llm;
     let mut m = vec![
-        kv("general.architecture", Value::String(a.into())),
-        kv("general.type", Value::String("model".into())),
-        kv("general.name", Value::String(name.into())),
-        kv(format!("{a}.block_count"), Value::U32(l.num_hidden_layers)),
-        kv(format!("{a}.context_length"), Value::U32(l.max_position_embeddings)),
-        kv(format!("{a}.embedding_length"), Value::U32(l.hidden_size)),
-        kv(format!("{a}.feed_forward_length"), Value::U32(l.intermediate_size)),
-        kv(format!("{a}.attention.head_count"), Value::U32(l.num_attention_heads)),
-        kv(format!("{a}.attention.head_count_kv"), Value::U32(l.num_key_value_heads)),
-        kv(format!("{a}.rope.freq_base"), Value::F32(l.rope_theta as f32)),
-        kv(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(l.rms_norm_eps as f32)),
+        kv(names::general::ARCHITECTURE, Value::String(a.into())),
+        kv(names::general::TYPE, Value::String("model".into())),
+        kv(names::general::NAME, Value::String(name.into())),
+        kv(llm::key(a, llm::BLOCK_COUNT), Value::U32(l.num_hidden_layers)),
+        kv(llm::key(a, llm::CONTEXT_LENGTH), Value::U32(l.max_position_embeddings)),
+        kv(llm::key(a, llm::EMBEDDING_LENGTH), Value::U32(l.hidden_size)),
+        kv(llm::key(a, llm::FEED_FORWARD_LENGTH), Value::U32(l.intermediate_size)),
+        kv(llm::key(a, llm::HEAD_COUNT), Value::U32(l.num_attention_heads)),
+        kv(llm::key(a, llm::HEAD_COUNT_KV), Value::U32(l.num_key_value_heads)),
+        kv(llm::key(a, llm::ROPE_FREQ_BASE), Value::F32(l.rope_theta as f32)),
+        kv(llm::key(a, llm::RMS_NORM_EPS), Value::F32(l.rms_norm_eps as f32)),
     ];
     if let Some(moe) = &l.moe {
-        m.push(kv(format!("{a}.expert_count"), Value::U32(moe.num_experts)));
-        m.push(kv(format!("{a}.expert_used_count"), Value::U32(moe.num_experts_per_tok)));
+        m.push(kv(llm::key(a, llm::EXPERT_COUNT), Value::U32(moe.num_experts)));
+        m.push(kv(llm::key(a, llm::EXPERT_USED_COUNT), Value::U32(moe.num_experts_per_tok)));
     }
-    m.push(kv(format!("{a}.attention.key_length"), Value::U32(l.head_dim)));
-    m.push(kv(format!("{a}.attention.value_length"), Value::U32(l.head_dim)));
-    m.push(kv("general.file_type", Value::U32(file_type)));
+    m.push(kv(llm::key(a, llm::KEY_LENGTH), Value::U32(l.head_dim)));
+    m.push(kv(llm::key(a, llm::VALUE_LENGTH), Value::U32(l.head_dim)));
+    m.push(kv(names::general::FILE_TYPE, Value::U32(file_type)));
     if let Some(moe) = &l.moe {
-        m.push(kv(format!("{a}.expert_feed_forward_length"), Value::U32(moe.moe_intermediate_size)));
+        m.push(kv(llm::key(a, llm::EXPERT_FEED_FORWARD_LENGTH), Value::U32(moe.moe_intermediate_size)));
         // llama.cpp's qwen3moe graph always renormalises; the flag is kept so a reader can honour `false`.
-        m.push(kv(format!("{a}.expert_weights_norm"), Value::Bool(moe.norm_topk_prob)));
+        m.push(kv(llm::key(a, llm::EXPERT_WEIGHTS_NORM), Value::Bool(moe.norm_topk_prob)));
     }
     // llama.cpp's converter writes the version whatever the type, f32 included.
-    m.push(kv("general.quantization_version", Value::U32(quantize::requant::QUANTIZATION_VERSION)));
+    m.push(kv(names::general::QUANTIZATION_VERSION, Value::U32(quantize::requant::QUANTIZATION_VERSION)));
     m
 }
 
@@ -76,49 +77,49 @@ impl MmprojMeta<'_> {
         let s = scale_factor(cfg);
         let tokens_per_tile = (grid / s) * (grid / s);
         let mut m = vec![
-            kv("general.architecture", Value::String("clip".into())),
-            kv("general.type", Value::String("mmproj".into())),
-            kv("general.name", Value::String(self.name.into())),
-            kv("general.file_type", Value::U32(self.file_type)),
-            kv("clip.projector_type", Value::String("sailvl2".into())),
-            kv("clip.has_vision_encoder", Value::Bool(true)),
-            kv("clip.vision.image_size", Value::U32(pre.image_size)),
-            kv("clip.vision.patch_size", Value::U32(pre.patch_size)),
-            kv("clip.vision.embedding_length", Value::U32(v.hidden_size)),
-            kv("clip.vision.feed_forward_length", Value::U32(v.intermediate_size)),
-            kv("clip.vision.block_count", Value::U32(v.num_hidden_layers)),
-            kv("clip.vision.attention.head_count", Value::U32(v.num_attention_heads)),
-            kv("clip.vision.attention.layer_norm_epsilon", Value::F32(v.rms_norm_eps as f32)),
-            kv("clip.vision.projection_dim", Value::U32(cfg.llm.hidden_size)),
-            kv("clip.vision.image_mean", Value::f32s(pre.image_mean.iter().map(|&x| x as f32))),
-            kv("clip.vision.image_std", Value::f32s(pre.image_std.iter().map(|&x| x as f32))),
-            kv("clip.vision.projector.scale_factor", Value::U32(s)),
-            kv("clip.vision.preproc_min_tiles", Value::U32(pre.min_dynamic_patch)),
-            kv("clip.vision.preproc_max_tiles", Value::U32(pre.max_dynamic_patch)),
-            kv("sailvl2.vision.num_channels", Value::U32(v.num_channels)),
-            kv("sailvl2.vision.qkv_bias", Value::Bool(v.qkv_bias)),
-            kv("sailvl2.vision.use_bias", Value::Bool(v.use_bias)),
-            kv("sailvl2.vision.select_layer", Value::I32(cfg.select_layer)),
-            kv("sailvl2.use_thumbnail", Value::Bool(pre.use_thumbnail)),
-            kv("sailvl2.use_msac", Value::Bool(pre.use_msac)),
-            kv("sailvl2.max_dynamic_patch_config", Value::U32(cfg.max_dynamic_patch)),
-            kv("sailvl2.downsample_ratio", Value::F32(cfg.downsample_ratio as f32)),
-            kv("sailvl2.ps_version", Value::String(cfg.ps_version.to_string())),
-            kv("sailvl2.projector.input_dim", Value::U32(merged_width(cfg) as u32)),
-            kv("sailvl2.projector.layer_norm_epsilon", Value::F32(1e-5)),
-            kv("sailvl2.tokens_per_tile", Value::U32(tokens_per_tile)),
-            kv("sailvl2.image_context_token_id", Value::U32(self.image_context_id)),
-            kv("sailvl2.image_start_token_id", Value::U32(self.image_start_id)),
-            kv("sailvl2.image_end_token_id", Value::U32(self.image_end_id)),
-            kv("sailvl2.template", Value::String(cfg.template.clone().unwrap_or_else(|| "univl-chat".into()))),
-            kv("sailvl2.system_prompt", Value::String(self.system_prompt.into())),
-            kv("sailvl2.think_suffix", Value::String(THINK_SUFFIX.into())),
+            kv(names::general::ARCHITECTURE, Value::String(names::arch::CLIP.into())),
+            kv(names::general::TYPE, Value::String("mmproj".into())),
+            kv(names::general::NAME, Value::String(self.name.into())),
+            kv(names::general::FILE_TYPE, Value::U32(self.file_type)),
+            kv(names::clip::PROJECTOR_TYPE, Value::String(names::arch::SAILVL2_PROJECTOR.into())),
+            kv(names::clip::HAS_VISION_ENCODER, Value::Bool(true)),
+            kv(names::clip::IMAGE_SIZE, Value::U32(pre.image_size)),
+            kv(names::clip::PATCH_SIZE, Value::U32(pre.patch_size)),
+            kv(names::clip::EMBEDDING_LENGTH, Value::U32(v.hidden_size)),
+            kv(names::clip::FEED_FORWARD_LENGTH, Value::U32(v.intermediate_size)),
+            kv(names::clip::BLOCK_COUNT, Value::U32(v.num_hidden_layers)),
+            kv(names::clip::HEAD_COUNT, Value::U32(v.num_attention_heads)),
+            kv(names::clip::LAYER_NORM_EPS, Value::F32(v.rms_norm_eps as f32)),
+            kv(names::clip::PROJECTION_DIM, Value::U32(cfg.llm.hidden_size)),
+            kv(names::clip::IMAGE_MEAN, Value::f32s(pre.image_mean.iter().map(|&x| x as f32))),
+            kv(names::clip::IMAGE_STD, Value::f32s(pre.image_std.iter().map(|&x| x as f32))),
+            kv(names::clip::SCALE_FACTOR, Value::U32(s)),
+            kv(names::clip::PREPROC_MIN_TILES, Value::U32(pre.min_dynamic_patch)),
+            kv(names::clip::PREPROC_MAX_TILES, Value::U32(pre.max_dynamic_patch)),
+            kv(names::sailvl2::NUM_CHANNELS, Value::U32(v.num_channels)),
+            kv(names::sailvl2::QKV_BIAS, Value::Bool(v.qkv_bias)),
+            kv(names::sailvl2::USE_BIAS, Value::Bool(v.use_bias)),
+            kv(names::sailvl2::SELECT_LAYER, Value::I32(cfg.select_layer)),
+            kv(names::sailvl2::USE_THUMBNAIL, Value::Bool(pre.use_thumbnail)),
+            kv(names::sailvl2::USE_MSAC, Value::Bool(pre.use_msac)),
+            kv(names::sailvl2::MAX_DYNAMIC_PATCH_CONFIG, Value::U32(cfg.max_dynamic_patch)),
+            kv(names::sailvl2::DOWNSAMPLE_RATIO, Value::F32(cfg.downsample_ratio as f32)),
+            kv(names::sailvl2::PS_VERSION, Value::String(cfg.ps_version.to_string())),
+            kv(names::sailvl2::PROJECTOR_INPUT_DIM, Value::U32(merged_width(cfg) as u32)),
+            kv(names::sailvl2::PROJECTOR_EPS, Value::F32(1e-5)),
+            kv(names::sailvl2::TOKENS_PER_TILE, Value::U32(tokens_per_tile)),
+            kv(names::sailvl2::IMAGE_CONTEXT_TOKEN_ID, Value::U32(self.image_context_id)),
+            kv(names::sailvl2::IMAGE_START_TOKEN_ID, Value::U32(self.image_start_id)),
+            kv(names::sailvl2::IMAGE_END_TOKEN_ID, Value::U32(self.image_end_id)),
+            kv(names::sailvl2::TEMPLATE, Value::String(cfg.template.clone().unwrap_or_else(|| "univl-chat".into()))),
+            kv(names::sailvl2::SYSTEM_PROMPT, Value::String(self.system_prompt.into())),
+            kv(names::sailvl2::THINK_SUFFIX, Value::String(THINK_SUFFIX.into())),
         ];
         if let Some(eos) = self.eos_id {
-            m.push(kv("sailvl2.stop_token_id", Value::U32(eos)));
+            m.push(kv(names::sailvl2::STOP_TOKEN_ID, Value::U32(eos)));
         }
         if self.quantized {
-            m.push(kv("general.quantization_version", Value::U32(quantize::requant::QUANTIZATION_VERSION)));
+            m.push(kv(names::general::QUANTIZATION_VERSION, Value::U32(quantize::requant::QUANTIZATION_VERSION)));
         }
         m
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
+use runtime::gguf::names;
 use runtime::gguf::{GgufFile, GgufWriter, TensorSpec, Value};
 use runtime::{quant, GgmlType};
 
@@ -45,7 +46,7 @@ pub struct QuantizeSummary {
 
 /// Whether a GGUF holds a vision tower + projector (mmproj) rather than a language model.
 pub fn is_mmproj(file: &GgufFile) -> bool {
-    file.header().architecture() == Some("clip")
+    file.header().architecture() == Some(names::arch::CLIP)
 }
 
 /// The model facts the LM recipe needs, read from the file's metadata.
@@ -61,7 +62,7 @@ pub fn model_shape(file: &GgufFile) -> Result<ModelShape, Error> {
     let n_experts = file.get(&format!("{arch}.expert_count")).and_then(Value::as_u64).unwrap_or(0);
     Ok(ModelShape {
         n_layers: n_layers as u32,
-        has_output: file.header().tensor("output.weight").is_some(),
+        has_output: file.header().tensor(names::tensor::OUTPUT).is_some(),
         n_experts: n_experts as u32,
     })
 }
@@ -107,15 +108,15 @@ pub fn quantize_file(
     let mut metadata: Vec<(String, Value)> = file
         .metadata()
         .iter()
-        .filter(|(k, _)| k != "general.file_type" && k != "general.quantization_version")
+        .filter(|(k, _)| k != names::general::FILE_TYPE && k != names::general::QUANTIZATION_VERSION)
         .cloned()
         .collect();
     let file_type = match mmproj {
         true => Mix::for_uniform_type(vision).unwrap_or(options.mix),
         false => options.mix,
     };
-    metadata.push(("general.file_type".into(), Value::U32(file_type.file_type_id())));
-    metadata.push(("general.quantization_version".into(), Value::U32(QUANTIZATION_VERSION)));
+    metadata.push((names::general::FILE_TYPE.into(), Value::U32(file_type.file_type_id())));
+    metadata.push((names::general::QUANTIZATION_VERSION.into(), Value::U32(QUANTIZATION_VERSION)));
 
     let elements: u64 = plan.iter().map(|p| p.spec.n_elements()).sum();
     progress.set_length(elements);

@@ -15,6 +15,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 
+use crate::gguf::names;
 use crate::gguf::{GgufFile, Value};
 use crate::image::{preprocess, RgbImage};
 use crate::model::decoder::{Decoder, KvCache, Logits};
@@ -369,7 +370,7 @@ impl ModelSummary {
             params += t.n_elements();
         }
         let type_label = file
-            .get("general.file_type")
+            .get(names::general::FILE_TYPE)
             .and_then(Value::as_u64)
             .and_then(file_type_name)
             .map(str::to_string)
@@ -381,14 +382,14 @@ impl ModelSummary {
                 most.into_iter().max_by_key(|(_, b)| *b).map(|(n, _)| n.to_string())
             })
             .unwrap_or_default();
-        let tied = h.tensor("output.weight").is_none();
+        let tied = h.tensor(names::tensor::OUTPUT).is_none();
         let used = file.get(&format!("{arch}.expert_used_count")).and_then(Value::as_u64);
         let total = file.get(&format!("{arch}.expert_count")).and_then(Value::as_u64);
         let bytes_per_token = h
             .tensors
             .iter()
             .map(|t| {
-                if t.name == "token_embd.weight" && !tied {
+                if t.name == names::tensor::TOKEN_EMBD && !tied {
                     t.size / t.n_rows().max(1)
                 } else if t.name.contains("_exps.") {
                     match (used, total) {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::gguf::names;
 use crate::gguf::{GgufError, GgufFile, Value};
 use crate::image::{ImageError, PreprocessParams, Tiles};
 use crate::model::decoder::{Decoder, KvCache, Logits};
@@ -12,7 +13,7 @@ pub use crate::model::experts::{ExpertStats, LoadOptions};
 use crate::model::projector::Projector;
 use crate::model::sampler::Sampler;
 use crate::model::vision::VisionEncoder;
-use crate::model::ModelError;
+use crate::model::{Meta, ModelError};
 use crate::repack::{RepackError, RepackMode};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
@@ -132,16 +133,6 @@ pub struct Vlm<'a> {
     pub stop_id: Option<u32>,
 }
 
-fn meta_u32(f: &GgufFile, key: &str) -> Option<u32> {
-    f.get(key).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok())
-}
-
-fn meta_f32s(f: &GgufFile, key: &str) -> Option<[f32; 3]> {
-    let a = f.get(key).and_then(Value::as_array)?;
-    let v: Vec<f32> = a.iter().filter_map(Value::as_f32).collect();
-    v.try_into().ok()
-}
-
 impl<'a> Vlm<'a> {
     pub fn load(files: &'a ModelFiles) -> Result<Vlm<'a>, PipelineError> {
         Vlm::load_with(files, &LoadOptions::default())
@@ -158,8 +149,9 @@ impl<'a> Vlm<'a> {
             None => None,
             Some(mm) => {
                 let path = mm.path().display().to_string();
-                if mm.header().architecture() != Some("clip")
-                    || mm.get("clip.projector_type").and_then(Value::as_str) != Some("sailvl2")
+                if mm.header().architecture() != Some(names::arch::CLIP)
+                    || mm.get(names::clip::PROJECTOR_TYPE).and_then(Value::as_str)
+                        != Some(names::arch::SAILVL2_PROJECTOR)
                 {
                     return Err(PipelineError::Mmproj(format!(
                         "{path} is not a SAIL-VL2 mmproj file (general.architecture must be 'clip' and \
@@ -177,12 +169,13 @@ impl<'a> Vlm<'a> {
                         decoder.config.hidden
                     )));
                 }
+                let m = Meta { file: mm };
                 let id = |key: &str, token: &str| -> Result<u32, PipelineError> {
-                    meta_u32(mm, key).or_else(|| tokenizer.token_to_id(token)).ok_or_else(|| {
+                    m.u32_opt(key)?.or_else(|| tokenizer.token_to_id(token)).ok_or_else(|| {
                         PipelineError::Mmproj(format!("{path}: no '{key}' and the vocabulary has no {token}"))
                     })
                 };
-                let image_context_id = id("sailvl2.image_context_token_id", "<IMG_CONTEXT>")?;
+                let image_context_id = id(names::sailvl2::IMAGE_CONTEXT_TOKEN_ID, "<IMG_CONTEXT>")?;
                 if tokenizer.id_to_token(image_context_id) != Some("<IMG_CONTEXT>") {
                     return Err(PipelineError::Mmproj(format!(
                         "{path}: image token id {image_context_id} is not <IMG_CONTEXT> in the language model's \
@@ -192,26 +185,26 @@ impl<'a> Vlm<'a> {
                 let defaults = PreprocessParams::default();
                 let preprocess = PreprocessParams {
                     image_size: encoder.config.image_size as u32,
-                    mean: meta_f32s(mm, "clip.vision.image_mean").unwrap_or(defaults.mean),
-                    std: meta_f32s(mm, "clip.vision.image_std").unwrap_or(defaults.std),
-                    min_tiles: meta_u32(mm, "clip.vision.preproc_min_tiles").unwrap_or(defaults.min_tiles),
-                    max_tiles: meta_u32(mm, "clip.vision.preproc_max_tiles").unwrap_or(defaults.max_tiles),
-                    use_thumbnail: mm.get("sailvl2.use_thumbnail").and_then(Value::as_bool).unwrap_or(true),
+                    mean: m.f32x3_or(names::clip::IMAGE_MEAN, defaults.mean)?,
+                    std: m.f32x3_or(names::clip::IMAGE_STD, defaults.std)?,
+                    min_tiles: m.u32_or(names::clip::PREPROC_MIN_TILES, defaults.min_tiles)?,
+                    max_tiles: m.u32_or(names::clip::PREPROC_MAX_TILES, defaults.max_tiles)?,
+                    use_thumbnail: m.bool_or(names::sailvl2::USE_THUMBNAIL, true)?,
                 };
-                if let Some(s) = mm.get("sailvl2.system_prompt").and_then(Value::as_str) {
+                if let Some(s) = m.str_opt(names::sailvl2::SYSTEM_PROMPT)? {
                     system_prompt = s.to_string();
                 }
-                if let Some(s) = mm.get("sailvl2.think_suffix").and_then(Value::as_str) {
+                if let Some(s) = m.str_opt(names::sailvl2::THINK_SUFFIX)? {
                     think_suffix = s.to_string();
                 }
-                if let Some(s) = meta_u32(mm, "sailvl2.stop_token_id") {
+                if let Some(s) = m.u32_opt(names::sailvl2::STOP_TOKEN_ID)? {
                     stop_id = Some(s);
                 }
                 let grid = encoder.config.grid() / projector.scale;
                 Some(Vision {
                     image_context_id,
-                    image_start_id: id("sailvl2.image_start_token_id", "<img>")?,
-                    image_end_id: id("sailvl2.image_end_token_id", "</img>")?,
+                    image_start_id: id(names::sailvl2::IMAGE_START_TOKEN_ID, "<img>")?,
+                    image_end_id: id(names::sailvl2::IMAGE_END_TOKEN_ID, "</img>")?,
                     tokens_per_tile: grid * grid,
                     encoder,
                     projector,

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::gguf::names;
 use crate::gguf::{GgufError, GgufFile, GgufWriter, TensorInfo, TensorSpec, Value};
 use crate::kernels::interleaved::{has_x8_layout, interleave_x8, X8_ROWS};
 use crate::GgmlType;
@@ -66,17 +67,10 @@ pub fn supported() -> bool {
 /// head) with whole groups of 8 rows. Token embeddings are looked up by row, and MoE experts are paged per
 /// expert: neither is repacked.
 pub fn eligible(model: &GgufFile) -> Vec<&TensorInfo> {
-    const LINEAR: [&str; 7] = [
-        "attn_q.weight",
-        "attn_k.weight",
-        "attn_v.weight",
-        "attn_output.weight",
-        "ffn_gate.weight",
-        "ffn_up.weight",
-        "ffn_down.weight",
-    ];
+    use names::tensor::{ATTN_K, ATTN_OUTPUT, ATTN_Q, ATTN_V, FFN_DOWN, FFN_GATE, FFN_UP};
+    const LINEAR: [&str; 7] = [ATTN_Q, ATTN_K, ATTN_V, ATTN_OUTPUT, FFN_GATE, FFN_UP, FFN_DOWN];
     let decoder_linear = |name: &str| {
-        name == "output.weight"
+        name == names::tensor::OUTPUT
             || name
                 .strip_prefix("blk.")
                 .and_then(|rest| rest.split_once('.'))

@@ -31,17 +31,18 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
+use crate::gguf::names;
 use crate::gguf::{GgufFile, Value};
 
-pub const KEY_MODEL: &str = "tokenizer.ggml.model";
-pub const KEY_PRE: &str = "tokenizer.ggml.pre";
-pub const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
-pub const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
-pub const KEY_MERGES: &str = "tokenizer.ggml.merges";
-pub const KEY_EOS: &str = "tokenizer.ggml.eos_token_id";
-pub const KEY_BOS: &str = "tokenizer.ggml.bos_token_id";
-pub const KEY_PAD: &str = "tokenizer.ggml.padding_token_id";
-pub const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
+pub const KEY_MODEL: &str = names::tokenizer::MODEL;
+pub const KEY_PRE: &str = names::tokenizer::PRE;
+pub const KEY_TOKENS: &str = names::tokenizer::TOKENS;
+pub const KEY_TOKEN_TYPE: &str = names::tokenizer::TOKEN_TYPE;
+pub const KEY_MERGES: &str = names::tokenizer::MERGES;
+pub const KEY_EOS: &str = names::tokenizer::EOS_ID;
+pub const KEY_BOS: &str = names::tokenizer::BOS_ID;
+pub const KEY_PAD: &str = names::tokenizer::PADDING_ID;
+pub const KEY_ADD_BOS: &str = names::tokenizer::ADD_BOS;
 
 /// The Qwen2 pre-tokenizer regex (HF `tokenizer.json`, `pre_tokenizer.pretokenizers[0].pattern.Regex`).
 pub const QWEN2_PRE_REGEX: &str =

@@ -30,6 +30,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use runtime::gguf::names;
 use runtime::gguf::value::{Value, ValueType};
 use serde::Deserialize;
 use serde_json::Map;
@@ -214,7 +215,7 @@ impl TokenizerMetadata {
         let entries = tok.gguf_metadata(&config.llm, source)?;
         let find = |key: &str| entries.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let chat_template = find("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
-        let eos_id = find("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()).map(|id| id as u32);
+        let eos_id = find(names::tokenizer::EOS_ID).and_then(|v| v.as_u64()).map(|id| id as u32);
         Ok(TokenizerMetadata {
             entries,
             chat_template,
@@ -289,14 +290,14 @@ fn token_content(entry: Option<&serde_json::Value>) -> Option<&str> {
 /// gguf-py special-token types, in its order, with the GGUF key each one is written to.
 /// `cls` has no key in gguf-py's writer and is dropped there.
 const SPECIAL_TYPES: [(&str, Option<&str>); 7] = [
-    ("bos", Some("tokenizer.ggml.bos_token_id")),
-    ("eos", Some("tokenizer.ggml.eos_token_id")),
-    ("unk", Some("tokenizer.ggml.unknown_token_id")),
+    ("bos", Some(names::tokenizer::BOS_ID)),
+    ("eos", Some(names::tokenizer::EOS_ID)),
+    ("unk", Some(names::tokenizer::UNKNOWN_ID)),
     // sic: the key is misspelled in GGUF itself.
-    ("sep", Some("tokenizer.ggml.seperator_token_id")),
-    ("pad", Some("tokenizer.ggml.padding_token_id")),
+    ("sep", Some(names::tokenizer::SEPARATOR_ID)),
+    ("pad", Some(names::tokenizer::PADDING_ID)),
     ("cls", None),
-    ("mask", Some("tokenizer.ggml.mask_token_id")),
+    ("mask", Some(names::tokenizer::MASK_ID)),
 ];
 
 impl HfTokenizer {
@@ -511,11 +512,11 @@ impl HfTokenizer {
         }
         let (tokens, types) = self.tokens_and_types(llm.vocab_size)?;
         let mut kv: Vec<(String, Value)> = vec![
-            ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-            ("tokenizer.ggml.pre".into(), Value::String("qwen2".into())),
-            ("tokenizer.ggml.tokens".into(), Value::strings(tokens)),
-            ("tokenizer.ggml.token_type".into(), Value::i32s(types.into_iter().map(|t| t as i32))),
-            ("tokenizer.ggml.merges".into(), Value::strings(self.merges.iter().cloned())),
+            (names::tokenizer::MODEL.into(), Value::String("gpt2".into())),
+            (names::tokenizer::PRE.into(), Value::String("qwen2".into())),
+            (names::tokenizer::TOKENS.into(), Value::strings(tokens)),
+            (names::tokenizer::TOKEN_TYPE.into(), Value::i32s(types.into_iter().map(|t| t as i32))),
+            (names::tokenizer::MERGES.into(), Value::strings(self.merges.iter().cloned())),
         ];
         for (typ, id) in self.special_token_ids(llm) {
             if id >= llm.vocab_size {
@@ -529,10 +530,10 @@ impl HfTokenizer {
         let flag = |typ: &str| {
             self.tokenizer_config.as_ref().and_then(|tc| tc.get(&format!("add_{typ}_token"))).and_then(|v| v.as_bool())
         };
-        kv.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(flag("bos").unwrap_or(false))));
+        kv.push((names::tokenizer::ADD_BOS.into(), Value::Bool(flag("bos").unwrap_or(false))));
         kv.push(("tokenizer.ggml.add_eos_token".into(), Value::Bool(flag("eos").unwrap_or(false))));
         if let Some(sep) = flag("sep") {
-            kv.push(("tokenizer.ggml.add_sep_token".into(), Value::Bool(sep)));
+            kv.push((names::tokenizer::ADD_SEP.into(), Value::Bool(sep)));
         }
         match self.chat_template(template_source) {
             None => {}

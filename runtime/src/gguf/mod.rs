@@ -3,6 +3,7 @@
 //! Layout (ggml `docs/gguf.md`): magic, version, tensor count, KV count, KV pairs, tensor infos, padding to
 //! `general.alignment`, then the tensor data, each tensor padded to the alignment.
 
+pub mod names;
 pub mod reader;
 pub mod value;
 pub mod writer;

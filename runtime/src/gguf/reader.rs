@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{align_up, FormatError, GgufError, Value, ValueType, DEFAULT_ALIGNMENT, KEY_ALIGNMENT};
 use super::{MAGIC, MAX_ARRAY_LEN, MAX_DIMS, MAX_NAME, MAX_STRING_LEN};
+use crate::gguf::names;
 use crate::mmap::MappedFile;
 use crate::GgmlType;
 
@@ -203,7 +204,7 @@ impl GgufHeader {
 
     /// `general.architecture`, if present and a string.
     pub fn architecture(&self) -> Option<&str> {
-        self.get("general.architecture").and_then(Value::as_str)
+        self.get(names::general::ARCHITECTURE).and_then(Value::as_str)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Qwen3 decoder (spec §7.1): pre-norm blocks with per-head q/k RMSNorm before half-split RoPE, GQA
 //! attention over a KV cache, SwiGLU MLP, final norm, tied or separate output projection.
 
+use crate::gguf::names::{self, arch as arch_names, llm, tensor};
 use crate::gguf::GgufFile;
 use crate::kernels::{self, HeadRows};
 use crate::model::experts::{ExpertResidency, ExpertStats, ExpertUsage, LoadOptions};
@@ -189,31 +190,31 @@ impl<'a> Decoder<'a> {
         let matrix = |name: &str, cols: usize, rows: usize| -> Result<Matrix<'a>, ModelError> {
             Ok(crate::repack::attach(matrix(file, name, cols, rows)?, repack)?)
         };
-        let arch = m.str("general.architecture")?.to_string();
-        if arch != "qwen3" && arch != "qwen3moe" {
+        let arch = m.str(names::general::ARCHITECTURE)?.to_string();
+        if arch != arch_names::QWEN3 && arch != arch_names::QWEN3MOE {
             return Err(ModelError::Unsupported {
                 file: file.path().display().to_string(),
                 message: format!("architecture '{arch}' (this decoder runs 'qwen3' and 'qwen3moe')"),
             });
         }
-        if arch == "qwen3moe" {
+        if arch == arch_names::QWEN3MOE {
             // Before anything reads the data: no fault may read ahead into experts (see model::experts).
             file.advise_random_all();
         }
-        let a = |k: &str| format!("{arch}.{k}");
-        let hidden = m.u32(&a("embedding_length"))? as usize;
-        let heads = m.u32(&a("attention.head_count"))? as usize;
+        let a = |k: &str| llm::key(&arch, k);
+        let hidden = m.u32(&a(llm::EMBEDDING_LENGTH))? as usize;
+        let heads = m.u32(&a(llm::HEAD_COUNT))? as usize;
         let config = DecoderConfig {
             hidden,
-            layers: m.u32(&a("block_count"))? as usize,
+            layers: m.u32(&a(llm::BLOCK_COUNT))? as usize,
             heads,
-            kv_heads: m.u32(&a("attention.head_count_kv"))? as usize,
-            head_dim: m.u32_or(&a("attention.key_length"), (hidden / heads) as u32)? as usize,
-            ffn: m.u32_or(&a("feed_forward_length"), 0)? as usize,
-            eps: m.f32(&a("attention.layer_norm_rms_epsilon"))?,
-            rope_theta: m.f32(&a("rope.freq_base"))?,
-            context_length: m.u32(&a("context_length"))? as usize,
-            vocab: file.tensor_info("token_embd.weight")?.dims.get(1).copied().unwrap_or(0) as usize,
+            kv_heads: m.u32(&a(llm::HEAD_COUNT_KV))? as usize,
+            head_dim: m.u32_or(&a(llm::KEY_LENGTH), (hidden / heads) as u32)? as usize,
+            ffn: m.u32_or(&a(llm::FEED_FORWARD_LENGTH), 0)? as usize,
+            eps: m.f32(&a(llm::RMS_NORM_EPS))?,
+            rope_theta: m.f32(&a(llm::ROPE_FREQ_BASE))?,
+            context_length: m.u32(&a(llm::CONTEXT_LENGTH))? as usize,
+            vocab: file.tensor_info(names::tensor::TOKEN_EMBD)?.dims.get(1).copied().unwrap_or(0) as usize,
             arch,
         };
         let c = &config;
@@ -226,31 +227,31 @@ impl<'a> Decoder<'a> {
         let (h, hd, f) = (c.hidden, c.head_dim, c.ffn);
         let mut layers = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
-            let n = |s: &str| format!("blk.{i}.{s}");
+            let n = |s: &str| tensor::blk(i, s);
             layers.push(Layer {
-                attn_norm: vector(file, &n("attn_norm.weight"), h)?,
-                q: matrix(&n("attn_q.weight"), h, c.heads * hd)?,
-                k: matrix(&n("attn_k.weight"), h, c.kv_heads * hd)?,
-                v: matrix(&n("attn_v.weight"), h, c.kv_heads * hd)?,
-                q_norm: vector(file, &n("attn_q_norm.weight"), hd)?,
-                k_norm: vector(file, &n("attn_k_norm.weight"), hd)?,
-                o: matrix(&n("attn_output.weight"), c.heads * hd, h)?,
-                ffn_norm: vector(file, &n("ffn_norm.weight"), h)?,
-                ffn: if c.arch == "qwen3moe" {
+                attn_norm: vector(file, &n(tensor::ATTN_NORM), h)?,
+                q: matrix(&n(tensor::ATTN_Q), h, c.heads * hd)?,
+                k: matrix(&n(tensor::ATTN_K), h, c.kv_heads * hd)?,
+                v: matrix(&n(tensor::ATTN_V), h, c.kv_heads * hd)?,
+                q_norm: vector(file, &n(tensor::ATTN_Q_NORM), hd)?,
+                k_norm: vector(file, &n(tensor::ATTN_K_NORM), hd)?,
+                o: matrix(&n(tensor::ATTN_OUTPUT), c.heads * hd, h)?,
+                ffn_norm: vector(file, &n(tensor::FFN_NORM), h)?,
+                ffn: if c.arch == arch_names::QWEN3MOE {
                     Ffn::Moe(MoeBlock::load(file, i, h)?)
                 } else {
                     Ffn::Dense {
-                        gate: matrix(&n("ffn_gate.weight"), h, f)?,
-                        up: matrix(&n("ffn_up.weight"), h, f)?,
-                        down: matrix(&n("ffn_down.weight"), f, h)?,
+                        gate: matrix(&n(tensor::FFN_GATE), h, f)?,
+                        up: matrix(&n(tensor::FFN_UP), h, f)?,
+                        down: matrix(&n(tensor::FFN_DOWN), f, h)?,
                     }
                 },
             });
         }
         // Looked up by row: never repacked.
-        let token_embd = crate::tensor::matrix(file, "token_embd.weight", h, c.vocab)?;
-        let output = match file.header().tensor("output.weight") {
-            Some(_) => matrix("output.weight", h, c.vocab)?,
+        let token_embd = crate::tensor::matrix(file, names::tensor::TOKEN_EMBD, h, c.vocab)?;
+        let output = match file.header().tensor(names::tensor::OUTPUT) {
+            Some(_) => matrix(names::tensor::OUTPUT, h, c.vocab)?,
             None => token_embd,
         };
         let inv_freq = (0..hd / 2).map(|i| 1.0 / c.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
@@ -272,7 +273,7 @@ impl<'a> Decoder<'a> {
         Ok(Decoder {
             residency,
             kv_type: options.kv_type,
-            output_norm: vector(file, "output_norm.weight", h)?,
+            output_norm: vector(file, names::tensor::OUTPUT_NORM, h)?,
             token_embd,
             output,
             layers,

@@ -23,6 +23,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use crate::gguf::names::{self, tensor};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::model::ModelError;
 
@@ -328,19 +329,19 @@ impl<'a> ExpertResidency<'a> {
         let mut layers = Vec::with_capacity(n_layers);
         for l in 0..n_layers {
             let slice = |kind: &str| -> Result<(&'a TensorInfo, usize), ModelError> {
-                let info = file.tensor_info(&format!("blk.{l}.ffn_{kind}_exps.weight"))?;
+                let info = file.tensor_info(&tensor::blk(l, kind))?;
                 Ok((info, (info.size / n_experts as u64) as usize))
             };
-            layers.push([slice("gate")?, slice("up")?, slice("down")?]);
+            layers.push([slice(tensor::FFN_GATE_EXPS)?, slice(tensor::FFN_UP_EXPS)?, slice(tensor::FFN_DOWN_EXPS)?]);
         }
         let expert_bytes = layers.iter().map(|t| t.iter().map(|(_, b)| *b as u64).sum()).collect();
         let tracker = ResidencyTracker::new(expert_bytes, n_experts, options.max_expert_memory);
 
         file.advise_random_all();
-        let tied = file.header().tensor("output.weight").is_none();
+        let tied = file.header().tensor(names::tensor::OUTPUT).is_none();
         for t in file.tensors() {
             let expert = t.name.ends_with("_exps.weight");
-            if !expert && (t.name != "token_embd.weight" || tied) {
+            if !expert && (t.name != names::tensor::TOKEN_EMBD || tied) {
                 file.prefetch(t, 0, t.size as usize);
             }
         }

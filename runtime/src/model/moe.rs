@@ -3,11 +3,12 @@
 //! 3-D GGUF tensors, used in place. A batch is grouped by expert, so each routed expert's weights are
 //! streamed once per batch, not once per token.
 
-use crate::gguf::{GgufFile, Value};
+use crate::gguf::names::{self, llm, tensor};
+use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::model::decoder::swiglu;
 use crate::model::experts::ExpertResidency;
-use crate::model::ModelError;
+use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, Matrix};
 
 /// What [`MoeBlock::forward_tracked`] reports to: the shared residency, this block's layer, and the experts
@@ -64,21 +65,20 @@ pub fn route(logits: &mut [f32], k: usize, normalize: bool) -> Vec<(usize, f32)>
 
 impl<'a> MoeBlock<'a> {
     pub fn load(file: &'a GgufFile, layer: usize, hidden: usize) -> Result<MoeBlock<'a>, ModelError> {
-        let arch = file.header().architecture().unwrap_or("qwen3moe");
-        let get = |k: &str| file.get(&format!("{arch}.{k}")).and_then(Value::as_u64);
+        let m = Meta { file };
+        let arch = m.str(names::general::ARCHITECTURE)?;
+        let key = |k: &str| llm::key(arch, k);
         let path = file.path().display().to_string();
         let bad = |message: String| ModelError::Unsupported { file: path.clone(), message };
-        let n_experts = get("expert_count").ok_or_else(|| bad(format!("'{arch}.expert_count' is missing")))? as usize;
-        let n_used =
-            get("expert_used_count").ok_or_else(|| bad(format!("'{arch}.expert_used_count' is missing")))? as usize;
-        let ffn = get("expert_feed_forward_length")
-            .ok_or_else(|| bad(format!("'{arch}.expert_feed_forward_length' is missing")))? as usize;
+        let n_experts = m.u32(&key(llm::EXPERT_COUNT))? as usize;
+        let n_used = m.u32(&key(llm::EXPERT_USED_COUNT))? as usize;
+        let ffn = m.u32(&key(llm::EXPERT_FEED_FORWARD_LENGTH))? as usize;
         if n_experts == 0 || n_used == 0 || n_used > n_experts {
             return Err(bad(format!("expert_used_count {n_used} with expert_count {n_experts}")));
         }
         // llama.cpp's qwen3moe graph always renormalizes; our converter records the flag.
-        let norm_topk = file.get(&format!("{arch}.expert_weights_norm")).and_then(Value::as_bool).unwrap_or(true);
-        let n = |s: &str| format!("blk.{layer}.{s}");
+        let norm_topk = m.bool_or(&key(llm::EXPERT_WEIGHTS_NORM), true)?;
+        let n = |s: &str| tensor::blk(layer, s);
         let stacked = |name: String, cols: usize, rows: usize| -> Result<Matrix<'a>, ModelError> {
             let info = file.tensor_info(&name)?;
             if info.dims.len() != 3 || info.dims[2] as usize != n_experts {
@@ -89,7 +89,7 @@ impl<'a> MoeBlock<'a> {
             }
             Ok(matrix(file, &name, cols, rows * n_experts)?)
         };
-        let router_name = n("ffn_gate_inp.weight");
+        let router_name = n(tensor::FFN_GATE_INP);
         let router_dims = &file.tensor_info(&router_name)?.dims;
         if router_dims.get(1).copied() != Some(n_experts as u64) {
             return Err(bad(format!(
@@ -99,9 +99,9 @@ impl<'a> MoeBlock<'a> {
         }
         Ok(MoeBlock {
             router: matrix(file, &router_name, hidden, n_experts)?,
-            gate: stacked(n("ffn_gate_exps.weight"), hidden, ffn)?,
-            up: stacked(n("ffn_up_exps.weight"), hidden, ffn)?,
-            down: stacked(n("ffn_down_exps.weight"), ffn, hidden)?,
+            gate: stacked(n(tensor::FFN_GATE_EXPS), hidden, ffn)?,
+            up: stacked(n(tensor::FFN_UP_EXPS), hidden, ffn)?,
+            down: stacked(n(tensor::FFN_DOWN_EXPS), ffn, hidden)?,
             n_experts,
             n_used,
             ffn,

@@ -1,6 +1,7 @@
 //! The connector (spec §3): pixel shuffle merges each 2×2 patch neighbourhood into one token, then `mlp1`
 //! (LayerNorm with bias → Linear → exact GELU → Linear) maps it to the language model's width.
 
+use crate::gguf::names;
 use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::model::{Meta, ModelError};
@@ -57,8 +58,8 @@ pub struct Projector<'a> {
 impl<'a> Projector<'a> {
     pub fn load(file: &'a GgufFile, vit_width: usize) -> Result<Projector<'a>, ModelError> {
         let m = Meta { file };
-        let scale = m.u32_or("clip.vision.projector.scale_factor", 2)? as usize;
-        let version = match m.str("sailvl2.ps_version").unwrap_or("v2") {
+        let scale = m.u32_or(names::clip::SCALE_FACTOR, 2)? as usize;
+        let version = match m.str_or(names::sailvl2::PS_VERSION, "v2")? {
             "v2" => PixelShuffle::V2,
             "v1" => PixelShuffle::V1,
             other => {
@@ -68,18 +69,18 @@ impl<'a> Projector<'a> {
                 })
             }
         };
-        let h = m.u32("clip.vision.projection_dim")? as usize;
+        let h = m.u32(names::clip::PROJECTION_DIM)? as usize;
         let merged = vit_width * scale * scale;
         Ok(Projector {
             version,
             scale,
-            norm_w: vector(file, "mm.0.weight", merged)?,
-            norm_b: vector(file, "mm.0.bias", merged)?,
-            eps: m.f32_or("sailvl2.projector.layer_norm_epsilon", 1e-5)?,
-            fc1: matrix(file, "mm.1.weight", merged, h)?,
-            fc1_b: vector(file, "mm.1.bias", h)?,
-            fc2: matrix(file, "mm.3.weight", h, h)?,
-            fc2_b: vector(file, "mm.3.bias", h)?,
+            norm_w: vector(file, names::tensor::MM_NORM, merged)?,
+            norm_b: vector(file, names::tensor::MM_NORM_BIAS, merged)?,
+            eps: m.f32_or(names::sailvl2::PROJECTOR_EPS, 1e-5)?,
+            fc1: matrix(file, names::tensor::MM_FC1, merged, h)?,
+            fc1_b: vector(file, names::tensor::MM_FC1_BIAS, h)?,
+            fc2: matrix(file, names::tensor::MM_FC2, h, h)?,
+            fc2_b: vector(file, names::tensor::MM_FC2_BIAS, h)?,
             out_dim: h,
         })
     }

@@ -1,6 +1,7 @@
 //! SAIL-ViT (spec §2): patch conv with bias → RMSNorm → + learned position embedding → pre-norm blocks
 //! (fused qkv, plain softmax attention, SwiGLU with fc1 = gate, fc3 = up, fc2 = down) → post-trunk RMSNorm.
 
+use crate::gguf::names::{self, tensor};
 use crate::gguf::GgufFile;
 use crate::kernels;
 use crate::model::{Meta, ModelError};
@@ -75,15 +76,15 @@ impl<'a> VisionEncoder<'a> {
     pub fn load(file: &'a GgufFile) -> Result<VisionEncoder<'a>, ModelError> {
         let m = Meta { file };
         let config = VisionConfig {
-            image_size: m.u32("clip.vision.image_size")? as usize,
-            patch_size: m.u32("clip.vision.patch_size")? as usize,
-            channels: m.u32_or("sailvl2.vision.num_channels", 3)? as usize,
-            width: m.u32("clip.vision.embedding_length")? as usize,
-            ffn: m.u32("clip.vision.feed_forward_length")? as usize,
-            layers: m.u32("clip.vision.block_count")? as usize,
-            heads: m.u32("clip.vision.attention.head_count")? as usize,
-            eps: m.f32("clip.vision.attention.layer_norm_epsilon")?,
-            select_layer: m.i32_or("sailvl2.vision.select_layer", -1)?,
+            image_size: m.u32(names::clip::IMAGE_SIZE)? as usize,
+            patch_size: m.u32(names::clip::PATCH_SIZE)? as usize,
+            channels: m.u32_or(names::sailvl2::NUM_CHANNELS, 3)? as usize,
+            width: m.u32(names::clip::EMBEDDING_LENGTH)? as usize,
+            ffn: m.u32(names::clip::FEED_FORWARD_LENGTH)? as usize,
+            layers: m.u32(names::clip::BLOCK_COUNT)? as usize,
+            heads: m.u32(names::clip::HEAD_COUNT)? as usize,
+            eps: m.f32(names::clip::LAYER_NORM_EPS)?,
+            select_layer: m.i32_or(names::sailvl2::SELECT_LAYER, -1)?,
         };
         let (c, ff, p, ch) = (config.width, config.ffn, config.patch_size, config.channels);
         if c % config.heads != 0 || !config.image_size.is_multiple_of(p) {
@@ -94,32 +95,32 @@ impl<'a> VisionEncoder<'a> {
         }
         let has = |n: &str| file.header().tensor(n).is_some();
         let opt_vec = |n: String, len| if has(&n) { vector(file, &n, len).map(Some) } else { Ok(None) };
-        let info = file.tensor_info("v.patch_embd.weight")?;
+        let info = file.tensor_info(names::tensor::V_PATCH_EMBD)?;
         let patch = Matrix::from_info(file, info)?.reshaped(ch * p * p)?.expect(ch * p * p, c)?;
         let mut blocks = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
-            let n = |s: &str| format!("v.blk.{i}.{s}");
+            let n = |s: &str| tensor::v_blk(i, s);
             blocks.push(Block {
-                ln1: vector(file, &n("ln1.weight"), c)?,
-                qkv: matrix(file, &n("attn_qkv.weight"), c, 3 * c)?,
-                qkv_bias: opt_vec(n("attn_qkv.bias"), 3 * c)?,
-                out: matrix(file, &n("attn_out.weight"), c, c)?,
-                out_bias: opt_vec(n("attn_out.bias"), c)?,
-                ln2: vector(file, &n("ln2.weight"), c)?,
-                gate: matrix(file, &n("ffn_gate.weight"), c, ff)?,
-                up: matrix(file, &n("ffn_up.weight"), c, ff)?,
-                down: matrix(file, &n("ffn_down.weight"), ff, c)?,
-                gate_bias: opt_vec(n("ffn_gate.bias"), ff)?,
-                up_bias: opt_vec(n("ffn_up.bias"), ff)?,
-                down_bias: opt_vec(n("ffn_down.bias"), c)?,
+                ln1: vector(file, &n(tensor::V_LN1), c)?,
+                qkv: matrix(file, &n(tensor::V_ATTN_QKV), c, 3 * c)?,
+                qkv_bias: opt_vec(n(tensor::V_ATTN_QKV_BIAS), 3 * c)?,
+                out: matrix(file, &n(tensor::V_ATTN_OUT), c, c)?,
+                out_bias: opt_vec(n(tensor::V_ATTN_OUT_BIAS), c)?,
+                ln2: vector(file, &n(tensor::V_LN2), c)?,
+                gate: matrix(file, &n(tensor::V_FFN_GATE), c, ff)?,
+                up: matrix(file, &n(tensor::V_FFN_UP), c, ff)?,
+                down: matrix(file, &n(tensor::V_FFN_DOWN), ff, c)?,
+                gate_bias: opt_vec(n(tensor::V_FFN_GATE_BIAS), ff)?,
+                up_bias: opt_vec(n(tensor::V_FFN_UP_BIAS), ff)?,
+                down_bias: opt_vec(n(tensor::V_FFN_DOWN_BIAS), c)?,
             });
         }
         Ok(VisionEncoder {
             patch,
-            patch_bias: vector(file, "v.patch_embd.bias", c)?,
-            patch_norm: vector(file, "v.patch_norm.weight", c)?,
-            position: vector(file, "v.position_embd.weight", config.tokens() * c)?,
-            post_norm: vector(file, "v.post_ln.weight", c)?,
+            patch_bias: vector(file, names::tensor::V_PATCH_EMBD_BIAS, c)?,
+            patch_norm: vector(file, names::tensor::V_PATCH_NORM, c)?,
+            position: vector(file, names::tensor::V_POSITION_EMBD, config.tokens() * c)?,
+            post_norm: vector(file, names::tensor::V_POST_LN, c)?,
             blocks,
             config,
         })
