@@ -204,6 +204,8 @@ fn trace_writes_the_stages_as_numpy_files() {
         out.path().to_str().unwrap(),
         "-n",
         "4",
+        "--layer",
+        "1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let shape = |name: &str| {
@@ -216,4 +218,41 @@ fn trace_writes_the_stages_as_numpy_files() {
     assert_eq!(shape("input_ids"), [817]);
     assert_eq!(shape("logits_last"), [151936]);
     assert_eq!(shape("gen_ids"), [4]);
+    // Layer 1's named intermediates over the 817 prompt positions (hidden 32, 4 q heads and 2 kv heads of 16).
+    for (name, width) in [
+        ("attn_norm", 32),
+        ("Qcur", 64),
+        ("Kcur", 32),
+        ("Vcur", 32),
+        ("kqv_out", 64),
+        ("attn_out", 32),
+        ("ffn_inp", 32),
+        ("ffn_norm", 32),
+        ("ffn_out", 32),
+        ("l_out", 32),
+    ] {
+        assert_eq!(shape(&format!("{name}-1")), [817, width], "{name}");
+    }
+    // They are the layer's own values: the output is the FFN input plus the FFN's output, element by
+    // element (one f32 addition, so exactly).
+    let values = |name: &str| -> Vec<f32> {
+        let bytes = fs::read(out.path().join(format!("{name}-1.npy"))).unwrap();
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec().unwrap()
+    };
+    let (inp, ffn, l_out) = (values("ffn_inp"), values("ffn_out"), values("l_out"));
+    assert!(inp.iter().zip(&ffn).zip(&l_out).all(|((a, b), c)| (a + b).to_bits() == c.to_bits()));
+    assert!(ffn.iter().any(|v| *v != 0.0));
+    // A layer the model does not have is refused before any work.
+    let o = sail_edge(&[
+        "trace",
+        "-m",
+        lm.to_str().unwrap(),
+        "-p",
+        "hi",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--layer",
+        "3",
+    ]);
+    assert_clean_failure(&o, &["--layer 3", "3 layers"]);
 }

@@ -3,12 +3,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use npyz::WriterBuilder;
 use runtime::engine::AskOptions;
 use runtime::image::{load_rgb, preprocess};
+use runtime::model::decoder::Logits;
 
 use super::infer::{report_expert_stats, InputArgs, ModelArgs};
 
@@ -24,6 +26,11 @@ pub struct TraceArgs {
     /// Also greedily generate this many tokens and write `gen_ids`.
     #[arg(short = 'n', long = "n-predict")]
     pub n: Option<usize>,
+    /// Also write decoder layer N's named intermediates over the prompt, as llama.cpp names them:
+    /// `attn_norm-N`, `Qcur-N`, `Kcur-N`, `Vcur-N`, `kqv_out-N`, `attn_out-N`, `ffn_inp-N`, `ffn_norm-N`,
+    /// `ffn_out-N`, `l_out-N` (each `[prompt tokens, width]`).
+    #[arg(long, value_name = "N")]
+    pub layer: Option<usize>,
 }
 
 /// Write one `.npy` through a temporary file renamed into place.
@@ -56,6 +63,10 @@ pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
     fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let engine = a.model.open_engine(a.input.max_tiles)?;
     let vlm = engine.vlm();
+    let layers = vlm.decoder.config.layers;
+    if let Some(l) = a.layer.filter(|&l| l >= layers) {
+        bail!("--layer {l}: the language model has {layers} layers (0 to {})", layers - 1);
+    }
     let mut session = engine.session();
     let question = a.input.load_into(&mut session)?;
 
@@ -106,6 +117,24 @@ pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
     write_npy(out, "num_tiles", &[num_tiles.len() as u64], &num_tiles)?;
     if let Some(n) = a.n {
         write_npy(out, "gen_ids", &[n as u64], &gen)?;
+    }
+    if let Some(layer) = a.layer {
+        // The prompt again, in one batch, listening to the layer's intermediates.
+        let x = vlm.input_embeddings(&ids, &mlp1)?;
+        let taps: Mutex<Vec<(String, Vec<f32>)>> = Mutex::new(Vec::new());
+        engine.install(|vlm| -> Result<()> {
+            let mut cache = vlm.decoder.new_cache();
+            vlm.decoder.forward_tapped(x, &mut cache, Logits::Last, &|name, l, values| {
+                if l == layer {
+                    taps.lock().unwrap_or_else(|p| p.into_inner()).push((format!("{name}-{l}"), values.to_vec()));
+                }
+            })?;
+            Ok(())
+        })?;
+        for (name, values) in taps.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            let rows = ids.len() as u64;
+            write_npy(out, &name, &[rows, values.len() as u64 / rows], &values)?;
+        }
     }
     eprintln!("wrote {} ({} tiles, {} prompt tokens)", out.display(), n_tiles, ids.len());
     report_expert_stats(vlm, verbose);

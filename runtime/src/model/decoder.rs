@@ -344,7 +344,27 @@ impl<'a> Decoder<'a> {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Vec<f32>, ModelError> {
         let first = cache.len;
-        let out = self.forward_inner(x, cache, logits, cancelled);
+        let out = self.forward_inner(x, cache, logits, cancelled, None);
+        if out.is_err() {
+            cache.truncate(first);
+        }
+        out
+    }
+
+    /// [`Decoder::forward`] handing every named intermediate to `tap(name, layer, values)` as it is computed
+    /// (`[n, width]` row-major, for the n positions of the batch), with llama.cpp's names so the two can be
+    /// diffed tensor by tensor: `attn_norm`, `Qcur` / `Kcur` (after q/k norm and RoPE), `Vcur`, `kqv_out`
+    /// (attention before its output projection), `attn_out`, `ffn_inp` (the residual after attention),
+    /// `ffn_norm`, `ffn_out`, `l_out` (the layer's output). `trace --layer N` writes them.
+    pub fn forward_tapped(
+        &self,
+        x: Vec<f32>,
+        cache: &mut KvCache,
+        logits: Logits,
+        tap: &dyn Fn(&str, usize, &[f32]),
+    ) -> Result<Vec<f32>, ModelError> {
+        let first = cache.len;
+        let out = self.forward_inner(x, cache, logits, &|| false, Some(tap));
         if out.is_err() {
             cache.truncate(first);
         }
@@ -357,7 +377,14 @@ impl<'a> Decoder<'a> {
         cache: &mut KvCache,
         logits: Logits,
         cancelled: &dyn Fn() -> bool,
+        tap: Option<&dyn Fn(&str, usize, &[f32])>,
     ) -> Result<Vec<f32>, ModelError> {
+        // Named intermediates (see `forward_tapped`); nothing is copied when no one listens.
+        let cb = |name: &str, l: usize, t: &[f32]| {
+            if let Some(tap) = tap {
+                tap(name, l, t)
+            }
+        };
         let c = &self.config;
         let (h, hd) = (c.hidden, c.head_dim);
         if x.is_empty() || !x.len().is_multiple_of(h) {
@@ -399,6 +426,7 @@ impl<'a> Decoder<'a> {
                 return Err(ModelError::Cancelled);
             }
             kernels::rms_norm(&x, &layer.attn_norm, c.eps, &mut normed);
+            cb("attn_norm", l, &normed);
             kernels::matmul_shared(&normed, n, &[&layer.q, &layer.k, &layer.v], &mut [&mut q, &mut k, &mut v])?;
             kernels::rms_norm_heads(&mut q, &layer.q_norm, c.eps);
             kernels::rms_norm_heads(&mut k, &layer.k_norm, c.eps);
@@ -407,13 +435,20 @@ impl<'a> Decoder<'a> {
                 kernels::rope_half_split(&mut q[i * qd..(i + 1) * qd], hd, cs, sn);
                 kernels::rope_half_split(&mut k[i * kvd..(i + 1) * kvd], hd, cs, sn);
             }
+            cb("Qcur", l, &q);
+            cb("Kcur", l, &k);
+            cb("Vcur", l, &v);
             cache.append(l, &k, &v)?;
             let (keys, values) = (KvCache::heads(&cache.k[l], cache.ty), KvCache::heads(&cache.v[l], cache.ty));
             kernels::attention_rows(&q, n, c.heads, hd, &keys, &values, first + n, Some(first), &mut attn);
+            cb("kqv_out", l, &attn);
             kernels::matmul(&attn, n, &layer.o, &mut o)?;
+            cb("attn_out", l, &o);
             kernels::add_in_place(&mut x, &o);
+            cb("ffn_inp", l, &x);
 
             kernels::rms_norm(&x, &layer.ffn_norm, c.eps, &mut normed);
+            cb("ffn_norm", l, &normed);
             match &layer.ffn {
                 Ffn::Dense { gate, up, down } => swiglu(&normed, n, gate, up, down, &mut o)?,
                 Ffn::Moe(moe) => {
@@ -428,7 +463,9 @@ impl<'a> Decoder<'a> {
                     moe.forward_tracked(&normed, n, &mut o, tracking)?
                 }
             }
+            cb("ffn_out", l, &o);
             kernels::add_in_place(&mut x, &o);
+            cb("l_out", l, &x);
         }
         cache.len += n;
         let rows = match logits {
