@@ -130,6 +130,9 @@ impl KvCache {
     }
 }
 
+/// A listener for named intermediates: `(name, layer, values)` (see [`Decoder::forward_tapped`]).
+pub type Tap<'a> = dyn Fn(&str, usize, &[f32]) + 'a;
+
 /// Which logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -361,7 +364,7 @@ impl<'a> Decoder<'a> {
         x: Vec<f32>,
         cache: &mut KvCache,
         logits: Logits,
-        tap: &dyn Fn(&str, usize, &[f32]),
+        tap: &Tap<'_>,
     ) -> Result<Vec<f32>, ModelError> {
         let first = cache.len;
         let out = self.forward_inner(x, cache, logits, &|| false, Some(tap));
@@ -377,7 +380,7 @@ impl<'a> Decoder<'a> {
         cache: &mut KvCache,
         logits: Logits,
         cancelled: &dyn Fn() -> bool,
-        tap: Option<&dyn Fn(&str, usize, &[f32])>,
+        tap: Option<&Tap<'_>>,
     ) -> Result<Vec<f32>, ModelError> {
         // Named intermediates (see `forward_tapped`); nothing is copied when no one listens.
         let cb = |name: &str, l: usize, t: &[f32]| {
