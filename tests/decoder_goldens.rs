@@ -234,3 +234,32 @@ fn moe_honours_norm_topk_prob_false() {
     assert!(max_abs_diff(&normed, &llama) <= 1e-4, "renormalized = llama.cpp");
     assert!(max_abs_diff(&raw, &llama) > 1e-3, "without renormalization the output must differ");
 }
+
+/// An empty or ragged batch is an error, not a panic, and a failed or cancelled forward pass leaves the
+/// cache as it was; a truncated cache continues exactly like one that never held the cut positions.
+#[test]
+fn forward_refuses_bad_batches_and_cuts_back_on_failure() {
+    let dir = fixtures().join("llamacpp");
+    let f = GgufFile::open(dir.join("qwen3-dense.f32.gguf")).unwrap();
+    let dec = Decoder::load(&f).unwrap();
+    let ids: Vec<u32> = npy_i64(&dir.join("qwen3-dense.input_ids.npy")).iter().map(|&i| i as u32).collect();
+    let mut cache = dec.new_cache_of(GgmlType::F32).unwrap();
+    dec.forward(dec.embed(&ids[..5]).unwrap(), &mut cache, Logits::Last).unwrap();
+    let (len, bytes) = (cache.len(), cache.bytes());
+    assert!(dec.forward(Vec::new(), &mut cache, Logits::Last).is_err());
+    assert!(dec.forward(vec![0.0; dec.config.hidden + 1], &mut cache, Logits::Last).is_err());
+    // Cancelled before the second layer: the first layer's appended rows are taken back.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let cancel = || calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 1;
+    let err = dec.forward_cancellable(dec.embed(&ids[5..8]).unwrap(), &mut cache, Logits::Last, &cancel);
+    assert!(matches!(err, Err(runtime::model::ModelError::Cancelled)));
+    assert_eq!((cache.len(), cache.bytes()), (len, bytes));
+    // Truncate and continue = never having held the cut positions (f32 KV: same bits).
+    let mut fresh = dec.new_cache_of(GgmlType::F32).unwrap();
+    dec.forward(dec.embed(&ids[..3]).unwrap(), &mut fresh, Logits::Last).unwrap();
+    let want = dec.forward(dec.embed(&ids[3..7]).unwrap(), &mut fresh, Logits::Last).unwrap();
+    cache.truncate(3);
+    assert_eq!(cache.len(), 3);
+    let got = dec.forward(dec.embed(&ids[3..7]).unwrap(), &mut cache, Logits::Last).unwrap();
+    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+}

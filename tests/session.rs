@@ -388,6 +388,54 @@ fn frames_in_memory() {
     }
 }
 
+/// The engine is shared across threads and sessions move between them.
+#[test]
+fn engine_is_send_sync_and_sessions_are_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Engine>();
+    send_sync::<runtime::engine::CancelToken>();
+    send::<Session>();
+    // Four sessions on four threads, one engine: each answer equals the one computed alone.
+    let e = engine(|_| {});
+    let ask = |e: &Arc<Engine>, q: &str| {
+        let mut s = e.session();
+        s.add_image_path(image("astronaut.png")).unwrap();
+        s.ask_with(q, &AskOptions { max_tokens: 4, ..AskOptions::default() }, |_| true).unwrap().ids
+    };
+    let questions = ["One?", "Two?", "Three?", "Four?"];
+    let alone: Vec<Vec<u32>> = questions.iter().map(|q| ask(&e, q)).collect();
+    let together: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = questions.iter().map(|q| scope.spawn(|| ask(&e, q))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
+
+/// A capped context: a prompt past it is refused (the session unchanged), and an answer that reaches it
+/// stops with `ContextFull`.
+#[test]
+fn context_full_is_an_error_or_a_stop_reason() {
+    let e = engine(|o| o.context_length = Some(330));
+    assert_eq!(e.context_length(), 330);
+    let mut s = e.session();
+    s.add_image_path(image("page.png")).unwrap();
+    let err = s.ask_with("What does the text say?", &AskOptions::default(), |_| true).unwrap_err();
+    assert!(matches!(err, EngineError::ContextFull { context: 330, .. }), "{err}");
+    assert!(err.to_string().contains("context is 330"), "{err}");
+    assert_eq!((s.tokens().len(), s.cached_tokens(), s.pending_images()), (0, 0, 1));
+    s.reset();
+    s.add_image_path(image("astronaut.png")).unwrap();
+    let opts = AskOptions { max_tokens: 100, ignore_end_of_turn: true, ..AskOptions::default() };
+    let reply = s.ask_with("Describe this image.", &opts, |_| true).unwrap();
+    assert_eq!(reply.stop, StopReason::ContextFull);
+    assert_eq!(s.cached_tokens(), 330);
+    assert_eq!(s.tokens().len(), 331, "the last token is generated, not fed");
+    // The next turn does not fit either: an error, the session unchanged.
+    assert!(matches!(s.ask_with("More?", &opts, |_| true), Err(EngineError::ContextFull { .. })));
+    assert_eq!(s.tokens().len(), 331);
+}
+
 /// Thousands of random call sequences, many invalid: no panic ever, every error typed, and after each
 /// sequence the session still answers.
 #[test]
@@ -403,7 +451,7 @@ fn random_driver_never_panics() {
     let mut rng = SmallRng::seed_from_u64(20261203);
     let mut other = e.session();
     let foreign_mark = other.checkpoint().unwrap();
-    let sequences = 2000;
+    let sequences = 3000;
     let (mut calls, mut errors) = (0usize, 0usize);
     let mut s = e.session();
     for seq in 0..sequences {

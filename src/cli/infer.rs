@@ -79,6 +79,10 @@ pub struct ModelArgs {
     /// Ignore the repack cache even when it is there.
     #[arg(long)]
     pub no_repack: bool,
+    /// Most positions a conversation may hold [default: the model's context length]; bounds the KV
+    /// cache's memory.
+    #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx_size: Option<u64>,
 }
 
 fn parse_kv_type(s: &str) -> Result<GgmlType, String> {
@@ -187,6 +191,7 @@ impl ModelArgs {
             repack: self.repack_mode(),
             max_expert_memory: self.max_memory,
             max_tiles,
+            context_length: self.ctx_size.map(|c| c as usize),
             ..EngineOptions::new(model)
         })
     }

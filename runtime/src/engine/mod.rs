@@ -80,6 +80,9 @@ pub struct EngineOptions {
     /// Most positions per prefill batch (0: the whole prompt at once). Results do not depend on it; it
     /// bounds the activations' memory.
     pub prefill_chunk: usize,
+    /// Most positions a session may hold (`None`: the model's context length; larger values are cut to
+    /// it). A board with little memory caps its KV cache here.
+    pub context_length: Option<usize>,
 }
 
 impl EngineOptions {
@@ -95,6 +98,7 @@ impl EngineOptions {
             feature_cache_bytes: 64 << 20,
             share_system_prefix: true,
             prefill_chunk: 512,
+            context_length: None,
         }
     }
 }
@@ -211,6 +215,9 @@ impl Engine {
         if options.max_tiles == Some(0) {
             return Err(EngineError::Argument("the tile budget (max tiles) must be at least 1".into()));
         }
+        if options.context_length == Some(0) {
+            return Err(EngineError::Argument("the context length must be at least 1".into()));
+        }
         let files = ModelFiles::open_with(&options.model, options.mmproj.as_deref(), options.repack)?;
         Engine::from_files(files, options)
     }
@@ -259,9 +266,10 @@ impl Engine {
         self.pool.install(|| f(vlm))
     }
 
-    /// Positions the model can hold.
+    /// Positions a session can hold: the model's context length, or the smaller cap of the options.
     pub fn context_length(&self) -> usize {
-        self.vlm().decoder.config.context_length
+        let model = self.vlm().decoder.config.context_length;
+        self.options.context_length.map_or(model, |c| c.min(model))
     }
 
     /// Whether images can be added (a vision file is loaded).
