@@ -176,6 +176,10 @@ fn a_prompt_longer_than_the_context_is_refused() {
     fs::write(&long, " a".repeat(41_000)).unwrap();
     let o = describe(&["--prompt-file", long.to_str().unwrap()]);
     assert_clean_failure(&o, &["context is 40960"]);
+    // A cap below the model's context: the 817-token page prompt no longer fits; 0 is refused.
+    let page = fixtures().join("images/page.png");
+    assert_clean_failure(&describe(&["--image", page.to_str().unwrap(), "-c", "800"]), &["context is 800"]);
+    assert_clean_failure(&describe(&["-p", "hi", "-c", "0"]), &["--ctx-size"]);
 }
 
 #[test]

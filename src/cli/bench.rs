@@ -112,6 +112,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         kv_type: a.model.kv_type,
         repack: a.model.repack_mode(),
         max_expert_memory: a.model.max_memory,
+        context_length: a.model.ctx_size.map(|c| c as usize),
         ..EngineOptions::new(files.lm.path())
     };
     if a.model.threads == Some(0) {
