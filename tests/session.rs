@@ -84,26 +84,19 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-fn golden_ids(case: &str) -> Vec<u32> {
+/// A golden tensor's little-endian elements of `width` bytes, from the reference's safetensors.
+fn golden<T>(case: &str, name: &str, width: usize, read: impl Fn(&[u8]) -> T) -> Vec<T> {
     let bytes = std::fs::read(fixtures().join(format!("sailvl2-tiny/golden/{case}.safetensors"))).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor("input_ids")
-        .unwrap()
-        .data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
-        .collect()
+    st.tensor(name).unwrap().data().chunks_exact(width).map(read).collect()
+}
+
+fn golden_ids(case: &str) -> Vec<u32> {
+    golden(case, "input_ids", 8, |c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
 }
 
 fn golden_logits(case: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixtures().join(format!("sailvl2-tiny/golden/{case}.safetensors"))).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor("logits_last")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    golden(case, "logits_last", 4, |c| f32::from_le_bytes(c.try_into().unwrap()))
 }
 
 /// Every golden case through a session: the prompt ids are the reference's, the logits within the
@@ -355,6 +348,37 @@ fn cancellation_from_another_thread() {
     let reply =
         g.ask_with("Describe this image.", &AskOptions { max_tokens: 3, ..AskOptions::default() }, |_| true).unwrap();
     assert_ne!(reply.stop, StopReason::Cancelled);
+}
+
+/// A lone still image put in by a checkpoint is unlabelled, as the reference writes one image; when a second
+/// one joins the turn both are put in again as `Image-1:` / `Image-2:`, so the prompt is the one a session
+/// given both at once builds. A turn cancelled after that relabelling still leaves the session as it was.
+#[test]
+fn a_second_image_after_a_checkpoint_relabels_the_first() {
+    let e = engine(|_| {});
+    let mut both = e.session();
+    both.add_image_path(image("astronaut.png")).unwrap();
+    both.add_image_path(image("page.png")).unwrap();
+    let (want_ids, want_logits) = prompt_and_logits(&mut both, "Compare them.");
+
+    let mut s = e.session();
+    s.add_image_path(image("astronaut.png")).unwrap();
+    let mark = s.checkpoint().unwrap();
+    let before = s.tokens().to_vec();
+    s.add_image_path(image("page.png")).unwrap();
+    // Cancel this turn during its generation: everything goes back to the checkpoint, page pending.
+    let token = s.cancel_token();
+    let opts = AskOptions { max_tokens: 8, ignore_end_of_turn: true, ..AskOptions::default() };
+    let mut answer = s.ask("Compare them.", &opts).unwrap();
+    assert_eq!(answer.prompt(), &want_ids[..]);
+    token.cancel();
+    assert!(answer.next().is_none());
+    assert_eq!(answer.stop_reason(), Some(StopReason::Cancelled));
+    drop(answer);
+    assert_eq!((s.tokens(), s.cached_tokens(), s.pending_images()), (&before[..], mark.len(), 1));
+    let (ids, logits) = prompt_and_logits(&mut s, "Compare them.");
+    assert_eq!(ids, want_ids);
+    assert!(same_bits(&logits, &want_logits));
 }
 
 /// Frames of every pixel format become the same image as their RGB source (up to YUV rounding), and bad

@@ -194,22 +194,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
             if !a.no_session {
                 // Sessions run their work on the engine's threads themselves.
                 let s = bench::bench_sessions(&engine, &config, a.sessions, &mut progress)?;
-                let ratio = |x: &TestResult, y: &TestResult| x.mean / y.mean.max(1e-9);
+                // A row whose label gives its ratio to the baseline measured in the same run.
+                let against = |label: &str, x: &TestResult, base: &TestResult, of: &str| {
+                    let ratio = x.mean / base.mean.max(1e-9);
+                    table.row(&format!("{label} ({ratio:.3}× {of})"), &x.display(1))
+                };
                 print(table.row("ttft first question (new image)", &s.ttft_first.display(1)))?;
-                print(table.row(
-                    &format!(
-                        "ttft_followup (same image, same session; {:.3}× the first)",
-                        ratio(&s.ttft_followup, &s.ttft_first)
-                    ),
-                    &s.ttft_followup.display(1),
+                print(against(
+                    "ttft_followup: same image, same session",
+                    &s.ttft_followup,
+                    &s.ttft_first,
+                    "the first",
                 ))?;
                 print(table.row("ttft new session, no shared prefix", &s.ttft_no_shared_prefix.display(1)))?;
-                print(table.row(
-                    &format!(
-                        "ttft_shared_prefix (new session; {:.3}× without)",
-                        ratio(&s.ttft_shared_prefix, &s.ttft_no_shared_prefix)
-                    ),
-                    &s.ttft_shared_prefix.display(1),
+                print(against(
+                    "ttft_shared_prefix: new session",
+                    &s.ttft_shared_prefix,
+                    &s.ttft_no_shared_prefix,
+                    "without",
                 ))?;
                 print(String::new())?;
                 print(table.header("bytes"))?;

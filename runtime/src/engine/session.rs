@@ -177,6 +177,9 @@ pub struct Session {
     timings: TurnTimings,
     /// Preprocessing time of the images added since the last turn.
     preprocess: Duration,
+    /// The cache and conversation before a relabelling cut them below where the running turn started (see
+    /// `put_images`), so that a failed or cancelled turn can still be undone; dropped when the turn ends.
+    relabel_backup: Option<(KvCache, Vec<u32>, Vec<u64>)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -213,6 +216,7 @@ impl Session {
             last_stop: None,
             timings: TurnTimings::default(),
             preprocess: Duration::ZERO,
+            relabel_backup: None,
             engine,
         }
     }
@@ -383,6 +387,7 @@ impl Session {
                 self.restore(before);
                 return Err(e);
             }
+            self.relabel_backup = None;
         }
         Ok(self.mark())
     }
@@ -408,6 +413,7 @@ impl Session {
     /// Start over: an empty conversation (the system prompt and the sampler stay: its generator goes on
     /// rather than restarting, so a seeded run does not repeat itself after a reset; `set_sampling` reseeds).
     pub fn reset(&mut self) {
+        self.relabel_backup = None;
         self.ids.clear();
         self.uids.clear();
         self.kv.clear();
@@ -502,8 +508,13 @@ impl Session {
     }
 
     fn restore(&mut self, s: Snapshot) {
-        // The marks' conversation is a prefix of the current one (turns only append), so this holds.
-        let _ = self.rollback(&s.mark);
+        if let Some((kv, ids, uids)) = self.relabel_backup.take() {
+            (self.kv, self.ids, self.uids) = (kv, ids, uids);
+        }
+        // A turn only appends to the conversation (a relabelling's cut was undone above), so the snapshot's
+        // mark is a prefix of it and the rollback holds.
+        let rolled_back = self.rollback(&s.mark);
+        debug_assert!(rolled_back.is_ok(), "a turn's snapshot is always a prefix");
         self.sampler = s.sampler;
         self.last_stop = s.last_stop;
     }
@@ -572,6 +583,9 @@ impl Session {
         let (mut images, images_at) = (images.clone(), *images_at);
         let relabel = images.len() == 1 && images[0].kind == ImageKind::Still && !new.is_empty();
         let todo: Vec<Arc<PendingImage>> = if relabel {
+            if self.relabel_backup.is_none() {
+                self.relabel_backup = Some((self.kv.clone(), self.ids.clone(), self.uids.clone()));
+            }
             self.ids.truncate(images_at);
             self.uids.truncate(images_at);
             self.kv.truncate(images_at);
@@ -765,6 +779,7 @@ impl<'s> Answer<'s> {
             self.text.push_str(&tail);
             self.tail = Some(tail);
         }
+        s.relabel_backup = None;
         s.phase = Phase::Answered;
         s.carry.clear();
         s.turns.push(Turn { question: std::mem::take(&mut self.question), answer: self.text.clone(), stop: reason });
