@@ -30,6 +30,8 @@ pub enum BenchError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 /// One test's result: every sample, their mean and sample standard deviation.
@@ -596,8 +598,7 @@ pub fn bench_sessions(
     sessions: usize,
     progress: Progress,
 ) -> Result<SessionBench, BenchError> {
-    use crate::engine::{AskOptions, EngineError};
-    let err = |e: EngineError| BenchError::Config(e.to_string());
+    use crate::engine::AskOptions;
     let vision = engine
         .vlm()
         .vision
@@ -609,13 +610,13 @@ pub fn bench_sessions(
     let once = AskOptions { max_tokens: 1, ..AskOptions::default() };
     let ttft = |s: &mut crate::engine::Session, q: &str| -> Result<f64, BenchError> {
         let t = Instant::now();
-        s.ask_with(q, &once, |_| true).map_err(err)?;
+        s.ask_with(q, &once, |_| true)?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     };
     if config.warmup {
         progress("session warm-up", 0, 1);
         let mut s = engine.session();
-        s.add_image_rgb(&synthetic_image(side)).map_err(err)?;
+        s.add_image_rgb(&synthetic_image(side))?;
         ttft(&mut s, &question)?;
     }
     let reps = config.repetitions;
@@ -624,14 +625,14 @@ pub fn bench_sessions(
         progress("sessions", r, reps);
         // (a) A new image each time: the first question encodes it.
         let mut s = engine.session();
-        s.add_image_rgb(&synthetic_image_variant(side, 1000 + r as u32)).map_err(err)?;
+        s.add_image_rgb(&synthetic_image_variant(side, 1000 + r as u32))?;
         first.push(ttft(&mut s, &question)?);
         second.push(ttft(&mut s, &followup)?);
         // (b) The warm-up's image, so its features come from the cache in both arms.
         for (use_shared, out) in [(true, &mut shared), (false, &mut unshared)] {
             let mut s = engine.session();
             s.set_shared_prefix(use_shared);
-            s.add_image_rgb(&synthetic_image(side)).map_err(err)?;
+            s.add_image_rgb(&synthetic_image(side))?;
             out.push(ttft(&mut s, &question)?);
         }
     }
@@ -640,8 +641,8 @@ pub fn bench_sessions(
     let mut open = Vec::new();
     for k in 0..sessions.max(1) {
         let mut s = engine.session();
-        s.add_image_rgb(&synthetic_image_variant(side, k as u32)).map_err(err)?;
-        s.ask_with(&question, &once, |_| true).map_err(err)?;
+        s.add_image_rgb(&synthetic_image_variant(side, k as u32))?;
+        s.ask_with(&question, &once, |_| true)?;
         open.push(s);
     }
     let (maps, rss) = mapped_rss(engine.files().lm.path()).unwrap_or((0, 0));

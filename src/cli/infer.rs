@@ -310,7 +310,7 @@ impl InputArgs {
     }
 
     /// The image files or sampled video frames given, and whether they are frames.
-    pub fn image_paths(&self) -> Result<(Vec<PathBuf>, bool)> {
+    fn image_paths(&self) -> Result<(Vec<PathBuf>, bool)> {
         let frames = match &self.video_frames {
             Some(spec) => video_frames(spec)?,
             None => Vec::new(),

@@ -9,7 +9,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use npyz::WriterBuilder;
 use runtime::engine::AskOptions;
-use runtime::image::{load_rgb, preprocess};
 use runtime::model::decoder::Logits;
 
 use super::infer::{report_expert_stats, InputArgs, ModelArgs};
@@ -70,23 +69,15 @@ pub fn run(a: TraceArgs, verbose: u8) -> Result<()> {
     let mut session = engine.session();
     let question = a.input.load_into(&mut session)?;
 
-    // The vision stages, tile by tile as the session will take them (their embeddings go into the engine's
-    // feature cache, so the session below does not encode them again).
-    let (paths, frames) = a.input.image_paths()?;
+    // The vision stages of the session's pending images, tile by tile as it will take them (their
+    // embeddings go into the engine's feature cache, so the session does not encode them again).
     let (mut pixels, mut vit, mut mlp1, mut counts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    if !paths.is_empty() {
-        let mut params = engine.preprocess_params()?;
-        if frames {
-            params = params.for_frame();
-        }
-        for p in &paths {
-            let tiles = preprocess(&load_rgb(p)?, &params)?;
-            let (v, m) = engine.encode_tiles_traced(&tiles)?;
-            pixels.extend_from_slice(&tiles.pixel_values);
-            vit.extend(v);
-            mlp1.extend(m);
-            counts.push(tiles.num_tiles);
-        }
+    for tiles in session.pending_image_tiles() {
+        let (v, m) = engine.encode_tiles_traced(tiles)?;
+        pixels.extend_from_slice(&tiles.pixel_values);
+        vit.extend(v);
+        mlp1.extend(m);
+        counts.push(tiles.num_tiles);
     }
     // Greedy, no stop token: the goldens' `gen_ids` recipe.
     let options = AskOptions { max_tokens: a.n.unwrap_or(0), ignore_end_of_turn: true, ..AskOptions::default() };

@@ -13,14 +13,10 @@ pub type TileEmbeddings = Arc<Vec<f32>>;
 /// What a tile's pixels hash to.
 pub type TileKey = [u8; 32];
 
-/// The key of a preprocessed tile (`[3, S, S]` f32 values, hashed as their little-endian bytes).
+/// The key of a preprocessed tile (`[3, S, S]` f32 values, hashed as their in-memory bytes: keys live only
+/// as long as the process, so the byte order does not matter).
 pub fn tile_key(pixels: &[f32]) -> TileKey {
-    let mut h = Sha256::new();
-    for chunk in pixels.chunks(4096) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-        h.update(&bytes);
-    }
-    h.finalize().into()
+    Sha256::digest(bytemuck::cast_slice::<f32, u8>(pixels)).into()
 }
 
 /// Counters since the engine opened.

@@ -291,9 +291,14 @@ impl Engine {
         EngineError::NoVision { model: self.files().lm.path().display().to_string() }
     }
 
+    fn features(&self) -> std::sync::MutexGuard<'_, FeatureCache> {
+        // A holder that panicked leaves a valid map behind (at worst a stale byte count), so go on with it.
+        self.features.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The feature cache's counters.
     pub fn feature_cache_stats(&self) -> FeatureCacheStats {
-        self.features.lock().unwrap_or_else(|p| p.into_inner()).stats()
+        self.features().stats()
     }
 
     /// Projected embeddings (`[tokens_per_tile, hidden]` each) of every tile, from the cache where they are
@@ -315,8 +320,7 @@ impl Engine {
             let pixels = tiles.tile(t);
             let use_cache = self.options.feature_cache_bytes > 0;
             let key = use_cache.then(|| features::tile_key(pixels));
-            if let Some(hit) = key.as_ref().and_then(|k| self.features.lock().unwrap_or_else(|p| p.into_inner()).get(k))
-            {
+            if let Some(hit) = key.as_ref().and_then(|k| self.features().get(k)) {
                 out.push(hit);
                 cached += 1;
                 continue;
@@ -327,7 +331,7 @@ impl Engine {
             })?;
             let embeddings = Arc::new(embeddings);
             if let Some(k) = key {
-                self.features.lock().unwrap_or_else(|p| p.into_inner()).insert(k, embeddings.clone());
+                self.features().insert(k, embeddings.clone());
             }
             out.push(embeddings);
         }
@@ -342,7 +346,7 @@ impl Engine {
         let features = self.pool.install(|| vlm.encode_tiles(tiles))?;
         if self.options.feature_cache_bytes > 0 && tiles.num_tiles > 0 {
             let per_tile = features.embeddings.len() / tiles.num_tiles;
-            let mut cache = self.features.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.features();
             for (t, rows) in features.embeddings.chunks(per_tile).enumerate() {
                 cache.insert(features::tile_key(tiles.tile(t)), Arc::new(rows.to_vec()));
             }
@@ -407,7 +411,8 @@ impl Engine {
         }
         let total = start + ids.len();
         if total > self.context_length() {
-            return Err(EngineError::ContextFull { tokens: total, context: self.context_length(), hint: "" });
+            let hint = " (fewer images or tiles, or a shorter question)";
+            return Err(EngineError::ContextFull { tokens: total, context: self.context_length(), hint });
         }
         let h = vlm.decoder.config.hidden;
         let chunk = if self.options.prefill_chunk == 0 { ids.len() } else { self.options.prefill_chunk };

@@ -282,7 +282,12 @@ impl Session {
 
     /// Tiles of the pending images.
     pub fn pending_tiles(&self) -> usize {
-        self.pending.iter().map(|i| i.tiles.num_tiles).sum()
+        self.pending_image_tiles().map(|t| t.num_tiles).sum()
+    }
+
+    /// The pending images, preprocessed, in the order they will be put in (for tools that trace them).
+    pub fn pending_image_tiles(&self) -> impl Iterator<Item = &Tiles> {
+        self.pending.iter().map(|i| &i.tiles)
     }
 
     /// Questions and answers so far.
@@ -378,7 +383,8 @@ impl Session {
         if !self.pending.is_empty() {
             self.cancel.reset();
             let before = self.snapshot();
-            let result = self.timed_turn_start().and_then(|mut blocks| {
+            let result = self.timed_turn_start().and_then(|()| {
+                let mut blocks = ImageBlocks::new();
                 let images = std::mem::take(&mut self.pending);
                 self.put_images(images, &mut blocks)?;
                 self.prefill_unfed(&blocks).map(|_| ())
@@ -432,7 +438,6 @@ impl Session {
     pub fn ask(&mut self, question: &str, options: &AskOptions) -> Result<Answer<'_>, EngineError> {
         self.cancel.reset();
         let before = self.snapshot();
-        let turn_start = Instant::now();
         match self.prepare(question, options) {
             Ok(logits) => {
                 let stream = StreamState::new(true);
@@ -450,7 +455,6 @@ impl Session {
                     stop: None,
                     tail: None,
                     decode: Duration::ZERO,
-                    _started: turn_start,
                 })
             }
             Err(EngineError::Cancelled) => {
@@ -536,13 +540,11 @@ impl Session {
         Ok(())
     }
 
-    /// Reset the turn's timings and open a user turn if none is open; returns the image blocks to prefill
-    /// (none yet).
-    fn timed_turn_start(&mut self) -> Result<ImageBlocks, EngineError> {
+    /// Reset the turn's timings and open a user turn if none is open.
+    fn timed_turn_start(&mut self) -> Result<(), EngineError> {
         self.timings = TurnTimings { preprocess: self.preprocess, ..TurnTimings::default() };
         self.preprocess = Duration::ZERO;
-        self.open_user_turn()?;
-        Ok(Vec::new())
+        self.open_user_turn()
     }
 
     /// Make sure the conversation is inside a user turn (after its head).
@@ -635,14 +637,6 @@ impl Session {
         let rel: ImageBlocks = blocks.iter().map(|(at, r)| (at - from, r.clone())).collect();
         let t = Instant::now();
         let ids = self.ids[from..].to_vec();
-        let context = self.engine.context_length();
-        if self.ids.len() > context {
-            return Err(EngineError::ContextFull {
-                tokens: self.ids.len(),
-                context,
-                hint: " (fewer images or tiles, or a shorter question)",
-            });
-        }
         let logits = self.engine.prefill(&ids, &rel, &mut self.kv, &self.cancel)?;
         self.timings.prefill += t.elapsed();
         self.timings.prefilled_tokens += ids.len();
@@ -655,7 +649,8 @@ impl Session {
             return Err(EngineError::Argument("the question is empty".into()));
         }
         let placeholders = question.matches(IMAGE_PLACEHOLDER).count();
-        let mut blocks = self.timed_turn_start()?;
+        self.timed_turn_start()?;
+        let mut blocks = ImageBlocks::new();
         let pending = std::mem::take(&mut self.pending);
         let think = if options.think { Some(self.engine.vlm().think_suffix.clone()) } else { None };
         if placeholders == 0 {
@@ -706,7 +701,6 @@ pub struct Answer<'s> {
     /// The held-back end of the text, handed out once the answer has stopped.
     tail: Option<String>,
     decode: Duration,
-    _started: Instant,
 }
 
 impl<'s> Answer<'s> {
@@ -726,7 +720,6 @@ impl<'s> Answer<'s> {
             stop: Some(StopReason::Cancelled),
             tail: None,
             decode: Duration::ZERO,
-            _started: Instant::now(),
         }
     }
 

@@ -346,12 +346,7 @@ impl<'a> Decoder<'a> {
         logits: Logits,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Vec<f32>, ModelError> {
-        let first = cache.len;
-        let out = self.forward_inner(x, cache, logits, cancelled, None);
-        if out.is_err() {
-            cache.truncate(first);
-        }
-        out
+        self.forward_undoing(x, cache, logits, cancelled, None)
     }
 
     /// [`Decoder::forward`] handing every named intermediate to `tap(name, layer, values)` as it is computed
@@ -366,8 +361,20 @@ impl<'a> Decoder<'a> {
         logits: Logits,
         tap: &Tap<'_>,
     ) -> Result<Vec<f32>, ModelError> {
+        self.forward_undoing(x, cache, logits, &|| false, Some(tap))
+    }
+
+    /// The forward pass, with the cache cut back to where it was if it fails or is cancelled.
+    fn forward_undoing(
+        &self,
+        x: Vec<f32>,
+        cache: &mut KvCache,
+        logits: Logits,
+        cancelled: &dyn Fn() -> bool,
+        tap: Option<&Tap<'_>>,
+    ) -> Result<Vec<f32>, ModelError> {
         let first = cache.len;
-        let out = self.forward_inner(x, cache, logits, &|| false, Some(tap));
+        let out = self.forward_inner(x, cache, logits, cancelled, tap);
         if out.is_err() {
             cache.truncate(first);
         }
