@@ -1,5 +1,5 @@
-//! In-memory frames as cameras and phone APIs hand them over (RGB8, RGBA8, BGRA8, NV12, NV21, YUYV, with a
-//! row stride), checked and converted to the RGB image the preprocessing takes. YUV is BT.601 limited range
+//! In-memory frames as cameras, phone APIs and video pipes hand them over (RGB8, RGBA8, BGRA8, NV12, NV21,
+//! YUYV, planar YUV 4:2:0 / 4:2:2 / 4:4:4 and grey, with a row stride), checked and converted to the RGB image the preprocessing takes. YUV is BT.601 limited range
 //! unless the frame says otherwise (what UVC cameras and Android's camera deliver); the `yuv` crate converts.
 
 use ::image::RgbImage;
@@ -20,17 +20,30 @@ pub enum PixelFormat {
     Nv21,
     /// Packed 4:2:2, Y0 U Y1 V per two pixels (V4L2 `YUYV`, UVC cameras).
     Yuyv,
+    /// Planar 4:2:0: a luma plane of `height` rows of `stride` bytes, then U and V planes of `ceil(height / 2)`
+    /// rows of `ceil(stride / 2)` bytes (`yuv420p`, YUV4MPEG2 `C420`, V4L2 `YU12`).
+    I420,
+    /// Planar 4:2:2: as I420 with chroma planes of `height` rows.
+    I422,
+    /// Planar 4:4:4: three planes of `height` rows of `stride` bytes.
+    I444,
+    /// Luma only, one byte a pixel (V4L2 `GREY`, YUV4MPEG2 `Cmono`); its range follows the frame's encoding.
+    Grey,
 }
 
 impl PixelFormat {
     /// Every format, in the C API's order.
-    pub const ALL: [PixelFormat; 6] = [
+    pub const ALL: [PixelFormat; 10] = [
         PixelFormat::Rgb8,
         PixelFormat::Rgba8,
         PixelFormat::Bgra8,
         PixelFormat::Nv12,
         PixelFormat::Nv21,
         PixelFormat::Yuyv,
+        PixelFormat::I420,
+        PixelFormat::I422,
+        PixelFormat::I444,
+        PixelFormat::Grey,
     ];
 
     /// Bytes of one row of `width` pixels without padding (the luma row for NV12/NV21).
@@ -41,6 +54,18 @@ impl PixelFormat {
             PixelFormat::Rgba8 | PixelFormat::Bgra8 => 4 * w,
             PixelFormat::Nv12 | PixelFormat::Nv21 => w,
             PixelFormat::Yuyv => 2 * w,
+            PixelFormat::I420 | PixelFormat::I422 | PixelFormat::I444 | PixelFormat::Grey => w,
+        }
+    }
+
+    /// Rows and bytes a row of each chroma plane of a planar format (`None` for the others).
+    fn chroma_plane(self, height: u32, stride: u64) -> Option<(u64, u64)> {
+        let (h, half_h, half_s) = (height as u64, (height as u64).div_ceil(2), stride.div_ceil(2));
+        match self {
+            PixelFormat::I420 => Some((half_h, half_s)),
+            PixelFormat::I422 => Some((h, half_s)),
+            PixelFormat::I444 => Some((h, stride)),
+            _ => None,
         }
     }
 
@@ -49,12 +74,16 @@ impl PixelFormat {
         let h = height as u64;
         match self {
             PixelFormat::Nv12 | PixelFormat::Nv21 => stride * (h + h / 2),
+            planar if planar.chroma_plane(height, stride).is_some() => {
+                let (rows, row) = planar.chroma_plane(height, stride).unwrap_or_default();
+                stride * h + 2 * rows * row
+            }
             _ => stride * h,
         }
     }
 
     fn is_yuv(self) -> bool {
-        matches!(self, PixelFormat::Nv12 | PixelFormat::Nv21 | PixelFormat::Yuyv)
+        !matches!(self, PixelFormat::Rgb8 | PixelFormat::Rgba8 | PixelFormat::Bgra8)
     }
 }
 
@@ -67,6 +96,10 @@ impl std::fmt::Display for PixelFormat {
             PixelFormat::Nv12 => "NV12",
             PixelFormat::Nv21 => "NV21",
             PixelFormat::Yuyv => "YUYV",
+            PixelFormat::I420 => "I420",
+            PixelFormat::I422 => "I422",
+            PixelFormat::I444 => "I444",
+            PixelFormat::Grey => "GREY",
         })
     }
 }
@@ -81,6 +114,8 @@ pub enum YuvEncoding {
     Bt601Full,
     /// BT.709, limited range (HD video).
     Bt709Limited,
+    /// BT.709, full range.
+    Bt709Full,
 }
 
 /// One frame in memory. `stride` is the bytes from one row to the next (0: rows are packed).
@@ -190,11 +225,15 @@ impl<'a> Frame<'a> {
     }
 
     fn yuv_to_rgb(&self, stride: usize, rgb: &mut [u8]) -> Result<(), FrameError> {
-        use yuv::{YuvBiPlanarImage, YuvConversionMode, YuvPackedImage, YuvRange, YuvStandardMatrix};
+        use yuv::{
+            YuvBiPlanarImage, YuvConversionMode, YuvGrayImage, YuvPackedImage, YuvPlanarImage, YuvRange,
+            YuvStandardMatrix,
+        };
         let (range, matrix) = match self.yuv {
             YuvEncoding::Bt601Limited => (YuvRange::Limited, YuvStandardMatrix::Bt601),
             YuvEncoding::Bt601Full => (YuvRange::Full, YuvStandardMatrix::Bt601),
             YuvEncoding::Bt709Limited => (YuvRange::Limited, YuvStandardMatrix::Bt709),
+            YuvEncoding::Bt709Full => (YuvRange::Full, YuvStandardMatrix::Bt709),
         };
         let (w, h) = (self.width, self.height);
         let rgb_stride = 3 * w;
@@ -214,6 +253,36 @@ impl<'a> Frame<'a> {
                 let convert =
                     if self.format == PixelFormat::Nv12 { yuv::yuv_nv12_to_rgb } else { yuv::yuv_nv21_to_rgb };
                 convert(&image, rgb, rgb_stride, range, matrix, YuvConversionMode::Balanced).map_err(failed)
+            }
+            PixelFormat::I420 | PixelFormat::I422 | PixelFormat::I444 => {
+                let luma = stride * h as usize;
+                let (rows, row) = self.format.chroma_plane(h, stride as u64).unwrap_or_default();
+                let chroma = (rows * row) as usize;
+                let image = YuvPlanarImage {
+                    y_plane: &self.data[..luma],
+                    y_stride: stride as u32,
+                    u_plane: &self.data[luma..luma + chroma],
+                    u_stride: row as u32,
+                    v_plane: &self.data[luma + chroma..luma + 2 * chroma],
+                    v_stride: row as u32,
+                    width: w,
+                    height: h,
+                };
+                let convert = match self.format {
+                    PixelFormat::I420 => yuv::yuv420_to_rgb,
+                    PixelFormat::I422 => yuv::yuv422_to_rgb,
+                    _ => yuv::yuv444_to_rgb,
+                };
+                convert(&image, rgb, rgb_stride, range, matrix).map_err(failed)
+            }
+            PixelFormat::Grey => {
+                let image = YuvGrayImage {
+                    y_plane: &self.data[..stride * h as usize],
+                    y_stride: stride as u32,
+                    width: w,
+                    height: h,
+                };
+                yuv::yuv400_to_rgb(&image, rgb, rgb_stride, range, matrix).map_err(failed)
             }
             _ => {
                 let image = YuvPackedImage {

@@ -287,7 +287,8 @@ impl Engine {
         Ok(p)
     }
 
-    pub(crate) fn no_vision(&self) -> EngineError {
+    /// The error for vision work on an engine opened without a vision file.
+    pub fn no_vision(&self) -> EngineError {
         EngineError::NoVision { model: self.files().lm.path().display().to_string() }
     }
 
@@ -308,6 +309,17 @@ impl Engine {
         tiles: &Tiles,
         cancel: &CancelToken,
     ) -> Result<(Vec<TileEmbeddings>, usize), EngineError> {
+        self.encode_tiles_with(tiles, cancel, true)
+    }
+
+    /// [`Engine::encode_tiles`], with the feature cache consulted and filled only when `reuse` is set (a
+    /// session measuring what reuse saves turns it off).
+    pub fn encode_tiles_with(
+        &self,
+        tiles: &Tiles,
+        cancel: &CancelToken,
+        reuse: bool,
+    ) -> Result<(Vec<TileEmbeddings>, usize), EngineError> {
         let vlm = self.vlm();
         let v = vlm.vision.as_ref().ok_or_else(|| self.no_vision())?;
         let grid = v.encoder.config.grid();
@@ -318,7 +330,7 @@ impl Engine {
                 return Err(EngineError::Cancelled);
             }
             let pixels = tiles.tile(t);
-            let use_cache = self.options.feature_cache_bytes > 0;
+            let use_cache = reuse && self.options.feature_cache_bytes > 0;
             let key = use_cache.then(|| features::tile_key(pixels));
             if let Some(hit) = key.as_ref().and_then(|k| self.features().get(k)) {
                 out.push(hit);

@@ -170,6 +170,8 @@ pub struct Session {
     max_tiles: Option<u32>,
     /// Start from the engine's shared system prefix (when the engine shares one).
     shared_prefix: bool,
+    /// Take tiles' embeddings from the engine's feature cache (and put new ones there).
+    reuse_features: bool,
     sampler: Sampler,
     cancel: CancelToken,
     turns: Vec<Turn>,
@@ -210,6 +212,7 @@ impl Session {
             system: None,
             max_tiles: None,
             shared_prefix: true,
+            reuse_features: true,
             sampler: Sampler::new(SamplerConfig::default()),
             cancel: CancelToken::new(),
             turns: Vec::new(),
@@ -250,6 +253,12 @@ impl Session {
     /// engine shares one) or prefills its system head itself (the same bits; for measuring the difference).
     pub fn set_shared_prefix(&mut self, on: bool) {
         self.shared_prefix = on;
+    }
+
+    /// Whether tiles' embeddings come from the engine's feature cache when they are there (default: yes);
+    /// off, every tile is encoded (for measuring what the cache saves).
+    pub fn set_feature_reuse(&mut self, on: bool) {
+        self.reuse_features = on;
     }
 
     /// Tile budget for still images added from now on (`None`: the engine's).
@@ -618,7 +627,7 @@ impl Session {
         let engine = self.engine.clone();
         let v = engine.vlm().vision.as_ref().ok_or_else(|| engine.no_vision())?;
         let t = Instant::now();
-        let (tiles, cached) = engine.encode_tiles(&image.tiles, &self.cancel)?;
+        let (tiles, cached) = engine.encode_tiles_with(&image.tiles, &self.cancel, self.reuse_features)?;
         self.timings.encode += t.elapsed();
         self.timings.tiles += tiles.len();
         self.timings.tiles_cached += cached;
