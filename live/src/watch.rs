@@ -400,6 +400,15 @@ impl Watcher {
     }
 }
 
+/// Size the engine's feature cache for a window of `window` frames: the tiles a sliding window puts in again
+/// (its frames and the one arriving), and no more. A camera's frames never repeat byte for byte, so a larger
+/// cache would only hold memory (64 MiB by default; 2 MiB a tile on the 2B model).
+pub fn fit_feature_cache(engine: &Engine, window: usize) {
+    if let Some(tile) = engine.tile_embedding_bytes() {
+        engine.set_feature_cache_bytes((window + 1) * tile);
+    }
+}
+
 /// A file's modification time and length, to notice edits.
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;

@@ -8,6 +8,7 @@ mod infer;
 mod info;
 mod quantize;
 mod trace;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,6 +49,11 @@ pub enum Command {
     /// Measure prompt and generation tokens/s like llama-bench (pp, tg), and with a vision file the image
     /// encode time and time to first token.
     Bench(bench::BenchArgs),
+    /// Watch a camera, pipe, folder, video or test pattern and answer the question each time the scene
+    /// changes (text, JSON lines, a serial port); the model's state is kept across frames.
+    Watch(Box<watch::WatchArgs>),
+    /// List the V4L2 cameras with their pixel formats and frame sizes.
+    Cameras(watch::CamerasArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -59,6 +65,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => quantize::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Watch(a) => watch::run(*a),
+        Command::Cameras(a) => watch::cameras(a),
     }
 }
 

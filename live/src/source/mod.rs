@@ -55,7 +55,9 @@ impl CapturedFrame {
     pub fn to_rgb(&self, source: &str) -> Result<RgbImage, SourceError> {
         let bad = |reason: String| SourceError::BadFrame { origin: source.to_string(), frame: self.index, reason };
         match &self.payload {
-            Payload::Encoded(bytes) => runtime::image::decode_rgb(bytes).map_err(|e| bad(e.to_string())),
+            Payload::Encoded(bytes) => {
+                runtime::image::decode_rgb(&mjpeg::with_standard_tables(bytes)).map_err(|e| bad(e.to_string()))
+            }
             Payload::Pixels { format, stride, yuv, data } => {
                 let frame =
                     Frame { data, width: self.width, height: self.height, stride: *stride, format: *format, yuv: *yuv };

@@ -72,6 +72,18 @@ impl FeatureCache {
         }
     }
 
+    /// Change the budget, dropping least recently used entries beyond it.
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+        while self.bytes > self.budget {
+            let Some(oldest) = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else { break };
+            if let Some((v, _)) = self.map.remove(&oldest) {
+                self.bytes -= Self::entry_bytes(&v);
+                self.evictions += 1;
+            }
+        }
+    }
+
     /// Keep `value` under `key`, dropping the least recently used entries beyond the budget. A value larger
     /// than the whole budget is not kept.
     pub fn insert(&mut self, key: TileKey, value: TileEmbeddings) {

@@ -302,6 +302,19 @@ impl Engine {
         self.features().stats()
     }
 
+    /// Bytes one tile's projected embeddings take in the feature cache (`None` without a vision file).
+    pub fn tile_embedding_bytes(&self) -> Option<usize> {
+        let vlm = self.vlm();
+        let v = vlm.vision.as_ref()?;
+        Some(v.tokens_per_tile * vlm.decoder.config.hidden * std::mem::size_of::<f32>())
+    }
+
+    /// Change the feature cache's budget (bytes), dropping least recently used tiles beyond it: a loop that
+    /// only ever reuses the last few frames keeps just those (0 turns the cache off for new tiles).
+    pub fn set_feature_cache_bytes(&self, bytes: usize) {
+        self.features().set_budget(bytes);
+    }
+
     /// Projected embeddings (`[tokens_per_tile, hidden]` each) of every tile, from the cache where they are
     /// there; returns them with how many came from the cache. Checks `cancel` between tiles and ViT blocks.
     pub fn encode_tiles(
