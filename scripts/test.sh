@@ -10,6 +10,23 @@ if [ ! -d ../shared/fixtures ]; then
     exit 1
 fi
 
+echo "== system packages"
+# libclang + kernel headers: the v4l crate generates its V4L2 bindings at build time. ffmpeg and socat: the
+# live-video tests make their streams with ffmpeg and run serial output through socat. The cross compiler
+# and qemu-user: the aarch64 runs at the end.
+missing=()
+for pkg in libclang-dev linux-libc-dev ffmpeg socat gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -q
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The tests that need these tools fail (rather than skip) when one is missing.
+export SAIL_EDGE_EXPECT_TOOLS=ffmpeg,socat
+
 echo "== python test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "gguf==0.19.0" "numpy>=1.26" "pytest>=8"
@@ -42,6 +59,19 @@ for image in page.png astronaut.png; do
     echo "examples/describe = sail-edge describe on $image ($(wc -c < "$example_dir/cli.txt") bytes)"
 done
 
+echo "== the live examples run on a test pattern and a folder of frames"
+cargo build --release --examples
+./target/release/examples/scene-describer -m "$example_dir/tiny.gguf" --source pattern --max-updates 2 -t 2 \
+    > "$example_dir/scene.txt"
+test "$(wc -l < "$example_dir/scene.txt")" -ge 1
+mkdir "$example_dir/kiosk"
+for i in 01 02 03 04 05 06; do ln -s "$PWD/../shared/fixtures/images/page.png" "$example_dir/kiosk/$i.png"; done
+./target/release/examples/kiosk-ocr -m "$example_dir/tiny.gguf" --source "frames:$example_dir/kiosk" -n 16 -t 2 \
+    > "$example_dir/kiosk.txt" 2> "$example_dir/kiosk.err"
+grep -q "read frame 4 " "$example_dir/kiosk.err"   # five steady, sharp frames: read once, at the fifth
+grep -q "1 readings" "$example_dir/kiosk.err"
+echo "scene-describer: $(wc -l < "$example_dir/scene.txt") captions; kiosk-ocr: one reading of the steady page"
+
 echo "== gguf-py compatibility"
 cargo build --release --bin sail-edge
 SAIL_EDGE_BIN="$PWD/target/release/sail-edge" python3 -m pytest -q tests/python
@@ -52,16 +82,6 @@ echo "== aarch64 kernels under qemu-user (NEON, dotprod, i8mm)"
 # the cross linker and the runner) on two emulated CPUs: `max` (dotprod + i8mm: the sdot and smmla paths)
 # and a NEON-only Cortex-A53. SAIL_EDGE_EXPECT_ISA makes the tests assert which optional features each CPU
 # reported, so a run that silently skipped a path fails.
-aarch64_missing=()
-for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || aarch64_missing+=("$pkg")
-done
-if [ ${#aarch64_missing[@]} -gt 0 ]; then
-    as_root=()
-    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
-    "${as_root[@]}" apt-get update -q
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${aarch64_missing[@]}"
-fi
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 QEMU_CPU=max SAIL_EDGE_EXPECT_ISA=dotprod,i8mm \
     cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output

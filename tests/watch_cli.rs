@@ -133,10 +133,10 @@ fn streamed_window_answers_exactly_what_describe_answers() {
     assert_same_answer(&u[2], &reference(&images[..3], 12), "window of 3");
     // Growing the window computed only the new frame and the question: one tile encoded, and fewer
     // positions prefilled than the prompt holds.
-    for k in 1..3 {
-        assert_eq!((u[k]["tiles"].as_u64(), u[k]["tiles_cached"].as_u64()), (Some(1), Some(0)), "update {k}");
-        assert!(u[k]["prefilled_tokens"].as_u64() < u[k]["prompt_tokens"].as_u64(), "update {k}");
-        assert_eq!(u[k]["reprefill"], false);
+    for (k, u) in u.iter().enumerate().take(3).skip(1) {
+        assert_eq!((u["tiles"].as_u64(), u["tiles_cached"].as_u64()), (Some(1), Some(0)), "update {k}");
+        assert!(u["prefilled_tokens"].as_u64() < u["prompt_tokens"].as_u64(), "update {k}");
+        assert_eq!(u["reprefill"], false);
     }
     // The fourth slid the window: frames 1, 2, 3, the two older ones from the feature cache, prefilled again.
     assert_eq!(u[3]["frames"], serde_json::json!([1, 2, 3]));
@@ -382,6 +382,7 @@ fn serial_lines_through_socat_survive_the_far_end_closing_and_reopening() {
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     link.kill().unwrap();
+    link.wait().unwrap();
     assert!(status.success(), "{err}");
     assert!(err.contains("ended by interrupted"), "{err}");
     let reconnects: u64 =

@@ -175,6 +175,30 @@ impl SourceSpec {
     }
 }
 
+impl std::str::FromStr for SourceSpec {
+    type Err = String;
+
+    /// A source in one word, for tools and examples: `camera:/dev/video0` (or `camera:0`), `stdin:mjpeg`,
+    /// `stdin:y4m`, `frames:DIR`, `follow:DIR` (a folder, following it), `video:FILE`, `pattern`.
+    fn from_str(s: &str) -> Result<SourceSpec, String> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        let need = |what: &str| if arg.is_empty() { Err(format!("'{s}': {kind}: needs {what}")) } else { Ok(arg) };
+        Ok(match kind {
+            "camera" => SourceSpec::Camera { device: camera::device_path(need("a device")?), size: None, fps: None },
+            "stdin" => SourceSpec::Stdin(need("a format")?.parse()?),
+            "frames" => SourceSpec::Folder { dir: need("a folder")?.into(), follow: false, fps: None },
+            "follow" => SourceSpec::Folder { dir: need("a folder")?.into(), follow: true, fps: None },
+            "video" => SourceSpec::Video { path: need("a file")?.into(), fps: None },
+            "pattern" => SourceSpec::TestPattern { size: (640, 480), fps: 10 },
+            _ => {
+                return Err(format!(
+                    "'{s}': expected camera:DEV, stdin:mjpeg|y4m, frames:DIR, follow:DIR, video:FILE or pattern"
+                ))
+            }
+        })
+    }
+}
+
 /// Width and height of a PNG (IHDR) or JPEG (SOFn) file, read from its header.
 pub fn encoded_size(bytes: &[u8]) -> Option<(u32, u32)> {
     if bytes.starts_with(&[0x89, b'P', b'N', b'G']) && bytes.len() >= 24 {
@@ -208,5 +232,12 @@ mod tests {
         assert_eq!("MJPEG".parse::<StdinFormat>(), Ok(StdinFormat::Mjpeg));
         assert_eq!("y4m".parse::<StdinFormat>(), Ok(StdinFormat::Y4m));
         assert!("h264".parse::<StdinFormat>().is_err());
+        assert_eq!("camera:2".parse::<SourceSpec>().unwrap().name(), "/dev/video2");
+        assert_eq!("stdin:y4m".parse::<SourceSpec>(), Ok(SourceSpec::Stdin(StdinFormat::Y4m)));
+        assert!(matches!("follow:/tmp".parse::<SourceSpec>(), Ok(SourceSpec::Folder { follow: true, .. })));
+        assert!("pattern".parse::<SourceSpec>().unwrap().is_live());
+        for bad in ["camera", "frames:", "usb:1", "stdin:h264"] {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
+        }
     }
 }

@@ -51,8 +51,8 @@ impl TestPattern {
         let sun = (w * (0.1 + 0.8 * phase), h * 0.25);
         let radius = h * 0.08;
         let slide = (phase * std::f64::consts::TAU).sin() * 0.5 + 0.5;
-        let bw = w * if scene % 2 == 0 { 0.2 } else { 0.12 };
-        let bh = h * if scene % 2 == 0 { 0.15 } else { 0.3 };
+        let bw = w * if scene.is_multiple_of(2) { 0.2 } else { 0.12 };
+        let bh = h * if scene.is_multiple_of(2) { 0.15 } else { 0.3 };
         let bx = (w - bw) * slide;
         let by = horizon as f64 - bh * 0.5;
         RgbImage::from_fn(width, height, |x, y| {

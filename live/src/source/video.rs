@@ -67,7 +67,7 @@ fn finish(child: &mut Child) -> Option<String> {
     if status.success() {
         return None;
     }
-    let last = err.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("").trim().to_string();
+    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
     Some(if last.is_empty() { format!("ffmpeg exited with {status}") } else { last })
 }
 
