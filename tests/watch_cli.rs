@@ -269,6 +269,34 @@ fn a_followed_folder_gaining_files_mid_run() {
 }
 
 #[test]
+fn an_edited_prompt_file_is_asked_on_the_next_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    fs::create_dir(&frames).unwrap();
+    let page = fs::read(fixtures().join("images").join("page.png")).unwrap();
+    fs::write(frames.join("001.png"), &page).unwrap();
+    let prompt = dir.path().join("task.txt");
+    fs::write(&prompt, "Read the title.").unwrap();
+    let mut child = bin()
+        .args(["watch", "-m", model().to_str().unwrap(), "-t", "2", "--frames", frames.to_str().unwrap(), "--follow"])
+        .args(["--prompt-file", prompt.to_str().unwrap(), "--gate", "5", "--json", "-n", "2", "--max-updates", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["reason"], "first");
+    // The same page again: the gate alone would pass over it; the new task makes it an update.
+    fs::write(&prompt, "Read every word on the page, please.").unwrap();
+    fs::write(frames.join("002.png"), &page).unwrap();
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!((second["reason"].clone(), second["frames"].clone()), ("prompt".into(), serde_json::json!([1])));
+    assert!(second["prompt_tokens"].as_u64() > first["prompt_tokens"].as_u64(), "the longer question is in the prompt");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn the_gate_skips_identical_frames_answers_a_change_and_keeps_a_heartbeat() {
     // Four identical frames, then a different one: the first and the change are answered.
     let dir = frame_dir(&["page.png", "page.png", "page.png", "page.png", "chelsea.png"]);
@@ -302,6 +330,21 @@ fn a_camera_that_is_not_there_is_retried_then_reported() {
     let err = stderr(&o);
     assert!(err.contains("/dev/video97") && err.contains("gave up after 2 retries"), "{err}");
     assert_eq!(err.matches("retrying in").count(), 2, "{err}");
+}
+
+/// `cameras` lists what /dev holds; on a machine without V4L2 devices (this VM) it says so and succeeds.
+#[test]
+fn cameras_lists_devices_or_says_there_are_none() {
+    let o = bin().arg("cameras").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let has_devices =
+        fs::read_dir("/dev").unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("video"));
+    if has_devices {
+        assert!(out.contains("/dev/video"), "{out}");
+    } else {
+        assert_eq!(out.trim(), "no V4L2 devices (/dev/video*) on this machine");
+    }
 }
 
 #[test]

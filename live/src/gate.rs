@@ -77,6 +77,10 @@ impl SceneGate {
         } else {
             self.candidate = None;
         }
+        if self.last_update.is_some_and(|last| t < last) {
+            // The stream's clock went back (a source restarted its timestamps): count from here.
+            self.last_update = Some(t);
+        }
         match (self.config.every, self.last_update) {
             (Some(every), Some(last)) if t.saturating_sub(last) >= every => Some(GateReason::Heartbeat),
             _ => None,

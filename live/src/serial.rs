@@ -36,6 +36,8 @@ struct State {
     closing: bool,
     /// Whether the writer holds an open port (for tests and status).
     connected: bool,
+    /// The writer thread has ended.
+    done: bool,
 }
 
 struct Shared {
@@ -116,12 +118,23 @@ impl SerialOut {
                 .0;
         }
         st.closing = true;
-        let stats = st.stats;
-        drop(st);
         self.shared.wake.notify_all();
+        // The writer notices `closing` within one write timeout; one that is stuck in the OS longer is left
+        // behind (it holds only the port) rather than holding up the exit.
+        let join_by = std::time::Instant::now() + WRITE_TIMEOUT + Duration::from_millis(500);
+        while !st.done && self.thread.is_some() {
+            let now = std::time::Instant::now();
+            if now >= join_by {
+                break;
+            }
+            st = self.shared.wake.wait_timeout(st, join_by - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        let (stats, done) = (st.stats, st.done);
+        drop(st);
         if let Some(t) = self.thread.take() {
-            // The writer notices `closing` within one write timeout.
-            let _ = t.join();
+            if done {
+                let _ = t.join();
+            }
         }
         stats
     }
@@ -146,6 +159,8 @@ fn writer(path: PathBuf, baud: u32, shared: Arc<Shared>) {
             }
             if st.closing {
                 st.connected = false;
+                st.done = true;
+                shared.wake.notify_all();
                 return;
             }
             st.queue.front().cloned().unwrap_or_default()
@@ -177,7 +192,9 @@ fn writer(path: PathBuf, baud: u32, shared: Arc<Shared>) {
                 }
             }
         }
-        let result = port.as_mut().map(|p| p.write_all(line.as_bytes()).and_then(|()| p.flush()));
+        // No flush: it waits for the line to drain with no timeout (a stalled flow control would hold the
+        // thread for good); the write itself is bounded by the port's timeout.
+        let result = port.as_mut().map(|p| p.write_all(line.as_bytes()));
         match result {
             Some(Ok(())) => {
                 let mut st = shared.lock();

@@ -47,7 +47,7 @@ pub struct Update {
     pub reason: GateReason,
     /// The update's number, from 1.
     pub update: u64,
-    /// Frames the source reported unusable since the previous update.
+    /// Frames since the previous update that were unusable (reported by the source, or not decodable).
     pub bad: u64,
     /// Frames considered by the gate since the previous update and not answered.
     pub skipped: u64,
@@ -84,11 +84,12 @@ impl Update {
     }
 }
 
-/// Resident memory of this process (Linux `/proc/self/statm`).
+/// Resident memory of this process (Linux `/proc/self/status` `VmRSS`, in kB whatever the page size).
 pub fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Open file descriptors of this process (Linux `/proc/self/fd`).

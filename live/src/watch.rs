@@ -215,10 +215,21 @@ impl Watcher {
         }
     }
 
-    /// Consider one frame: the gate decides, and an accepted frame is answered. `Ok(None)`: passed over (or
-    /// it did not decode: counted, the loop goes on); `Ok(Some)` with a cancelled answer is not returned:
-    /// a cancelled update is `Err(Engine(Cancelled))`.
+    /// Consider one frame: the gate decides, and an accepted frame is answered (`Ok(Some)`, with `dropped`
+    /// left at 0: the capture knows it). `Ok(None)`: the gate passed over it, or it did not decode (counted;
+    /// the loop goes on). A cancelled answer is `Err(WatchError::Engine(EngineError::Cancelled))`.
     pub fn offer(&mut self, frame: &CapturedFrame, source: &str) -> Result<Option<Update>, WatchError> {
+        self.step(frame, source, None)
+    }
+
+    /// [`Watcher::offer`], giving up before each expensive stage once `stop` is set (a cancel that lands
+    /// between turns would be cleared by the next turn's start).
+    fn step(
+        &mut self,
+        frame: &CapturedFrame,
+        source: &str,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Option<Update>, WatchError> {
         let start = Instant::now();
         let rgb = match frame.to_rgb(source) {
             Ok(rgb) => rgb,
@@ -241,7 +252,7 @@ impl Watcher {
                 return Ok(None);
             }
         };
-        let (reply, timings, reprefill) = self.answer(frame.index, rgb)?;
+        let (reply, timings, reprefill) = self.answer(frame.index, rgb, stop)?;
         if reply.stop == StopReason::Cancelled {
             return Err(EngineError::Cancelled.into());
         }
@@ -291,7 +302,19 @@ impl Watcher {
 
     /// Put the new frame into the window and the session, ask, roll the question back. Returns the reply,
     /// the update's timings (frames and question together) and whether older frames were prefilled again.
-    fn answer(&mut self, index: u64, rgb: RgbImage) -> Result<(runtime::engine::Reply, TurnTimings, bool), WatchError> {
+    fn answer(
+        &mut self,
+        index: u64,
+        rgb: RgbImage,
+        stop: Option<&AtomicBool>,
+    ) -> Result<(runtime::engine::Reply, TurnTimings, bool), WatchError> {
+        let stopped = || -> Result<(), WatchError> {
+            match stop {
+                Some(s) if s.load(Ordering::SeqCst) => Err(EngineError::Cancelled.into()),
+                _ => Ok(()),
+            }
+        };
+        stopped()?;
         self.window.push_back(WindowFrame { index, rgb });
         let slid = self.window.len() > self.options.window;
         if slid {
@@ -304,19 +327,22 @@ impl Watcher {
             for f in &self.window {
                 self.session.add_video_frame_rgb(&f.rgb)?;
             }
+            stopped()?;
             let reply = self.session.ask_with(&question, &ask, |_| true)?;
             let timings = reply.timings;
             return Ok((reply, timings, self.window.len() > 1));
         }
-        let reprefill = slid && self.window.len() > 1;
-        if slid || self.in_session + 1 != self.window.len() {
+        let mut reprefill = false;
+        if slid || self.in_session != self.window.len() - 1 {
             // The window slid (or an earlier update failed half-way): start again from the system prefix.
             self.session.reset();
             self.in_session = 0;
+            reprefill = self.window.len() > 1;
         }
         for f in self.window.iter().skip(self.in_session) {
             self.session.add_video_frame_rgb(&f.rgb)?;
         }
+        stopped()?;
         let mark = match self.session.checkpoint() {
             Ok(m) => m,
             Err(e) => {
@@ -326,6 +352,7 @@ impl Watcher {
         };
         self.in_session = self.window.len();
         let frames = self.session.last_timings();
+        stopped()?;
         let reply = self.session.ask_with(&question, &ask, |_| true)?;
         self.session.rollback(&mark)?;
         let t = reply.timings;
@@ -353,7 +380,7 @@ impl Watcher {
     ) -> Result<Summary, WatchError> {
         let started = Instant::now();
         let source = capture.name();
-        let mut dropped_before = 0;
+        let (mut dropped_before, mut bad_before) = (0, 0);
         let ended_by = loop {
             if stop.load(Ordering::SeqCst) {
                 break "interrupted";
@@ -374,11 +401,12 @@ impl Watcher {
                 }
             };
             self.summary.frames += 1;
-            match self.offer(&frame, &source) {
+            match self.step(&frame, &source, Some(stop)) {
                 Ok(Some(mut update)) => {
-                    let dropped = capture.stats().dropped;
-                    update.dropped = dropped - dropped_before;
-                    dropped_before = dropped;
+                    let stats = capture.stats();
+                    update.dropped = stats.dropped - dropped_before;
+                    update.bad += stats.bad - bad_before;
+                    (dropped_before, bad_before) = (stats.dropped, stats.bad);
                     on_update(&update);
                 }
                 Ok(None) => {}
@@ -405,7 +433,7 @@ impl Watcher {
 /// cache would only hold memory (64 MiB by default; 2 MiB a tile on the 2B model).
 pub fn fit_feature_cache(engine: &Engine, window: usize) {
     if let Some(tile) = engine.tile_embedding_bytes() {
-        engine.set_feature_cache_bytes((window + 1) * tile);
+        engine.set_feature_cache_bytes(window.min(MAX_WINDOW).saturating_add(1).saturating_mul(tile));
     }
 }
 

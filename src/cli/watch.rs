@@ -67,7 +67,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Scene gate")]
     pub every: Option<Duration>,
     /// Frames in the prompt (Frame-1: … Frame-N:), 1 to 16; the KV cache keeps them between updates.
-    #[arg(long, default_value_t = 1, help_heading = "Scene gate")]
+    #[arg(long, default_value_t = 1, value_parser = parse_window, help_heading = "Scene gate")]
     pub window: usize,
 
     /// The question asked after each accepted frame.
@@ -110,6 +110,13 @@ pub struct WatchArgs {
     /// the baseline that measures what the reuse saves.
     #[arg(long)]
     pub no_reuse: bool,
+}
+
+fn parse_window(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=live::watch::MAX_WINDOW).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}': the window holds 1 to {} frames", live::watch::MAX_WINDOW)),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

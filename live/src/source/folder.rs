@@ -12,6 +12,8 @@ use super::{CapturedFrame, FrameSource, Payload, SourceError};
 
 /// How often a followed folder is listed.
 const POLL: Duration = Duration::from_millis(50);
+/// Listing attempts (250 ms apart) before a folder that cannot be listed ends the run.
+const LIST_RETRIES: u32 = 20;
 /// How long a file that looks incomplete is waited for before it is reported as a bad frame.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -43,12 +45,28 @@ impl FolderSource {
         Ok(FolderSource { dir: dir.to_path_buf(), follow, period, last: None, index: 0, start: Instant::now() })
     }
 
-    /// The first image file named after the last one read.
+    /// The first image file named after the last one read. A listing that fails is tried again for a few
+    /// seconds (a network share's hiccup) before it is fatal: reopening the source would start over.
     fn next_name(&self) -> Result<Option<OsString>, SourceError> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| SourceError::Disconnected {
-            origin: self.dir.display().to_string(),
-            reason: format!("cannot list the folder: {e}"),
-        })?;
+        let mut attempt = 0;
+        let entries = loop {
+            match std::fs::read_dir(&self.dir) {
+                Ok(entries) => break entries,
+                Err(e) if attempt < LIST_RETRIES => {
+                    if attempt == 0 {
+                        tracing::warn!("{}: cannot list the folder: {e}; trying again", self.dir.display());
+                    }
+                    attempt += 1;
+                    std::thread::sleep(POLL * 5);
+                }
+                Err(e) => {
+                    return Err(SourceError::Fatal {
+                        origin: self.dir.display().to_string(),
+                        reason: format!("cannot list the folder: {e}"),
+                    })
+                }
+            }
+        };
         let mut best: Option<OsString> = None;
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -100,8 +118,12 @@ impl FrameSource for FolderSource {
             let path = self.dir.join(&name);
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
-                // Removed between the listing and the read: list again.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Removed between the listing and the read: list again (after a pause, so that an entry that
+                // keeps being listed and cannot be read does not spin). A dangling link is a bad frame.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&path).is_err() => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
                 Err(e) => {
                     self.last = Some(name);
                     let index = self.index;
@@ -180,5 +202,12 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(f.to_rgb("t").unwrap().get_pixel(0, 0).0, [3, 3, 3]);
         assert!(FolderSource::new(&dir.path().join("c.png"), false, None).is_err());
+        // A dangling link is a bad frame, and the files after it are read.
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone.png"), dir.path().join("a.png")).unwrap();
+        std::fs::write(dir.path().join("b.png"), png(5)).unwrap();
+        let mut s = FolderSource::new(dir.path(), false, None).unwrap();
+        assert!(matches!(s.next_frame(), Err(SourceError::BadFrame { frame: 0, .. })));
+        assert_eq!(s.next_frame().unwrap().unwrap().index, 1);
     }
 }

@@ -2,7 +2,7 @@
 //! unless `fps` is given) and read as [`super::y4m`]. Frames are read as the loop asks for them: the pipe's
 //! buffer is all that is ever held, never the decoded video.
 
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
@@ -13,6 +13,8 @@ pub struct VideoSource {
     path: PathBuf,
     child: Child,
     stream: Y4mStream<BufReader<ChildStdout>>,
+    /// The last lines ffmpeg wrote on stderr, read as they come (a full stderr pipe would stall ffmpeg).
+    complaints: Option<std::thread::JoinHandle<String>>,
 }
 
 /// The program on PATH named `name`, if any.
@@ -46,28 +48,36 @@ impl VideoSource {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| fatal(format!("cannot start ffmpeg: {e}")))?;
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = child.stdout.take().ok_or_else(|| fatal("ffmpeg has no stdout".into()))?;
+        let mut complaints = child.stderr.take().map(|stderr| std::thread::spawn(move || last_line(stderr)));
         match Y4mStream::new(BufReader::new(stdout), source.clone()) {
-            Ok(stream) => Ok(VideoSource { path: path.to_path_buf(), child, stream }),
+            Ok(stream) => Ok(VideoSource { path: path.to_path_buf(), child, stream, complaints }),
             Err(e) => {
-                let why = finish(&mut child);
+                let why = finish(&mut child, &mut complaints);
                 Err(fatal(format!("ffmpeg could not decode it: {}", why.unwrap_or_else(|| e.to_string()))))
             }
         }
     }
 }
 
-/// Wait for ffmpeg and return its complaint when it failed.
-fn finish(child: &mut Child) -> Option<String> {
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.by_ref().take(64 << 10).read_to_string(&mut err);
+/// Read a pipe to its end, keeping only its last non-empty line.
+fn last_line(pipe: impl Read) -> String {
+    let mut last = String::new();
+    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+        if !line.trim().is_empty() {
+            last = line.trim().chars().take(1000).collect();
+        }
     }
+    last
+}
+
+/// Wait for ffmpeg and return its complaint when it failed.
+fn finish(child: &mut Child, complaints: &mut Option<std::thread::JoinHandle<String>>) -> Option<String> {
     let status = child.wait().ok()?;
+    let last = complaints.take().and_then(|t| t.join().ok()).unwrap_or_default();
     if status.success() {
         return None;
     }
-    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
     Some(if last.is_empty() { format!("ffmpeg exited with {status}") } else { last })
 }
 
@@ -78,7 +88,7 @@ impl FrameSource for VideoSource {
 
     fn next_frame(&mut self) -> Result<Option<CapturedFrame>, SourceError> {
         match self.stream.next_frame() {
-            Ok(None) => match finish(&mut self.child) {
+            Ok(None) => match finish(&mut self.child, &mut self.complaints) {
                 None => Ok(None),
                 Some(why) => Err(SourceError::Fatal { origin: self.path.display().to_string(), reason: why }),
             },

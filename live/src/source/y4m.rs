@@ -39,7 +39,8 @@ impl Y4mHeader {
         let mut colour = "420jpeg".to_string();
         let mut full_range = false;
         for token in tokens {
-            let (tag, value) = token.split_at(1);
+            let Some(first) = token.chars().next() else { continue };
+            let (tag, value) = token.split_at(first.len_utf8());
             let number = |v: &str| v.parse::<u32>().map_err(|_| fatal(format!("bad header field '{token}'")));
             match tag {
                 "W" => width = number(value)?,
@@ -62,6 +63,12 @@ impl Y4mHeader {
         }
         if width == 0 || height == 0 {
             return Err(fatal(format!("the YUV4MPEG2 header gives no frame size (W and H): '{text}'")));
+        }
+        let (max_side, max_pixels) = (runtime::image::MAX_SIDE as u64, runtime::image::MAX_PIXELS);
+        if width as u64 > max_side || height as u64 > max_side || width as u64 * height as u64 > max_pixels {
+            return Err(fatal(format!(
+                "a {width}x{height} frame is larger than the {max_pixels} pixels ({max_side} a side) read here"
+            )));
         }
         let format = match colour.as_str() {
             "420jpeg" | "420paldv" | "420mpeg2" | "420" => PixelFormat::I420,
@@ -226,6 +233,10 @@ mod tests {
         assert!(Y4mHeader::parse(b"YUV4MPEG2 W64 C420", "s").is_err());
         assert!(Y4mHeader::parse(b"RIFF", "s").is_err());
         assert!(Y4mHeader::parse(b"YUV4MPEG2 Wx H2", "s").is_err());
+        // Sizes that would overflow or exhaust memory, and non-ASCII tags: errors, not panics.
+        assert!(Y4mHeader::parse(b"YUV4MPEG2 W4294967295 H4294967295 C444", "s").is_err());
+        assert!(Y4mHeader::parse(b"YUV4MPEG2 W100000 H100000", "s").is_err());
+        assert!(Y4mHeader::parse("YUV4MPEG2 W64 H48 \u{e9}x".as_bytes(), "s").is_ok());
     }
 
     #[test]
