@@ -332,6 +332,37 @@ fn a_camera_that_is_not_there_is_retried_then_reported() {
     assert_eq!(err.matches("retrying in").count(), 2, "{err}");
 }
 
+#[test]
+fn max_frames_ends_the_run_after_that_many_frames() {
+    // A gate no change passes: the first frame is answered, the next four are only considered.
+    let o = watch(
+        &[
+            "--test-pattern",
+            "--fps",
+            "100",
+            "--pace",
+            "all",
+            "--gate",
+            "1000",
+            "--max-frames",
+            "5",
+            "--json",
+            "-n",
+            "2",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(updates(&o).len(), 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("1 updates from 5 frames")
+            && err.contains("skipped by the gate 4")
+            && err.contains("ended by --max-frames"),
+        "{err}"
+    );
+}
+
 /// `cameras` lists what /dev holds; on a machine without V4L2 devices (this VM) it says so and succeeds.
 #[test]
 fn cameras_lists_devices_or_says_there_are_none() {
