@@ -16,8 +16,7 @@ use serde_json::Value;
 
 /// `tool` on PATH, or a skip said aloud; a failure when `SAIL_EDGE_EXPECT_TOOLS` names it (CI).
 fn tool(name: &str) -> bool {
-    let found =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file())).unwrap_or(false);
+    let found = live::source::video::find_on_path(name).is_some();
     if !found {
         let expected = std::env::var("SAIL_EDGE_EXPECT_TOOLS").unwrap_or_default();
         assert!(
@@ -234,32 +233,39 @@ fn video_files_through_ffmpeg_and_a_clear_error_without_it() {
     assert!(!o.status.success() && stderr(&o).contains("missing.mp4: no such file"), "{}", stderr(&o));
 }
 
+/// `watch` on the tiny model running in the background with `args`: the child and its updates as they come.
+fn spawn_watch(args: &[&str]) -> (std::process::Child, impl Iterator<Item = Value>) {
+    let mut child = bin()
+        .args(["watch", "-m", model().to_str().unwrap(), "-t", "2", "--json", "-n", "2"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()))
+}
+
 #[test]
 fn a_followed_folder_gaining_files_mid_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let img = |name: &str| fs::read(fixtures().join("images").join(name)).unwrap();
     fs::write(d.join("001.png"), img("astronaut.png")).unwrap();
-    let mut child = bin()
-        .args(["watch", "-m", model().to_str().unwrap(), "-t", "2", "--frames", d.to_str().unwrap(), "--follow"])
-        .args(["--gate", "0", "--json", "-n", "2", "--max-updates", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (mut child, mut updates) =
+        spawn_watch(&["--frames", d.to_str().unwrap(), "--follow", "--gate", "0", "--max-updates", "3"]);
+    let first = updates.next().unwrap();
     assert_eq!(first["frames"], serde_json::json!([0]));
     // A file written then renamed into place, and one written in two halves in place.
     fs::write(d.join("tmp.part"), img("chelsea.png")).unwrap();
     fs::rename(d.join("tmp.part"), d.join("002.png")).unwrap();
-    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second = updates.next().unwrap();
     assert_eq!(second["frames"], serde_json::json!([1]));
     let coffee = img("coffee.png");
     fs::write(d.join("003.png"), &coffee[..coffee.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     fs::write(d.join("003.png"), &coffee).unwrap();
-    let third: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let third = updates.next().unwrap();
     assert_eq!((third["frames"].clone(), third["bad"].clone()), (serde_json::json!([2]), serde_json::json!(0)));
     let status = child.wait().unwrap();
     let mut err = String::new();
@@ -277,20 +283,23 @@ fn an_edited_prompt_file_is_asked_on_the_next_frame() {
     fs::write(frames.join("001.png"), &page).unwrap();
     let prompt = dir.path().join("task.txt");
     fs::write(&prompt, "Read the title.").unwrap();
-    let mut child = bin()
-        .args(["watch", "-m", model().to_str().unwrap(), "-t", "2", "--frames", frames.to_str().unwrap(), "--follow"])
-        .args(["--prompt-file", prompt.to_str().unwrap(), "--gate", "5", "--json", "-n", "2", "--max-updates", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let (mut child, mut updates) = spawn_watch(&[
+        "--frames",
+        frames.to_str().unwrap(),
+        "--follow",
+        "--prompt-file",
+        prompt.to_str().unwrap(),
+        "--gate",
+        "5",
+        "--max-updates",
+        "2",
+    ]);
+    let first = updates.next().unwrap();
     assert_eq!(first["reason"], "first");
     // The same page again: the gate alone would pass over it; the new task makes it an update.
     fs::write(&prompt, "Read every word on the page, please.").unwrap();
     fs::write(frames.join("002.png"), &page).unwrap();
-    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second = updates.next().unwrap();
     assert_eq!((second["reason"].clone(), second["frames"].clone()), ("prompt".into(), serde_json::json!([1])));
     assert!(second["prompt_tokens"].as_u64() > first["prompt_tokens"].as_u64(), "the longer question is in the prompt");
     assert!(child.wait().unwrap().success());

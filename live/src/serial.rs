@@ -34,8 +34,6 @@ struct State {
     queue: VecDeque<String>,
     stats: SerialStats,
     closing: bool,
-    /// Whether the writer holds an open port (for tests and status).
-    connected: bool,
     /// The writer thread has ended.
     done: bool,
 }
@@ -86,10 +84,6 @@ impl SerialOut {
 
     pub fn stats(&self) -> SerialStats {
         self.shared.lock().stats
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.shared.lock().connected
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -158,7 +152,6 @@ fn writer(path: PathBuf, baud: u32, shared: Arc<Shared>) {
                 st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
             }
             if st.closing {
-                st.connected = false;
                 st.done = true;
                 shared.wake.notify_all();
                 return;
@@ -173,16 +166,11 @@ fn writer(path: PathBuf, baud: u32, shared: Arc<Shared>) {
                         st.stats.reconnects += 1;
                         tracing::info!("serial {name}: open again");
                     }
-                    st.connected = true;
                     failures = 0;
                     port = Some(p);
                 }
                 Err(e) => {
-                    {
-                        let mut st = shared.lock();
-                        st.stats.errors += 1;
-                        st.connected = false;
-                    }
+                    shared.lock().stats.errors += 1;
                     if failures == 0 {
                         tracing::warn!("serial {name}: {e}; retrying with backoff");
                     }
@@ -209,11 +197,7 @@ fn writer(path: PathBuf, baud: u32, shared: Arc<Shared>) {
             Some(Err(e)) => {
                 tracing::warn!("serial {name}: write failed: {e}; reopening");
                 port = None;
-                {
-                    let mut st = shared.lock();
-                    st.stats.errors += 1;
-                    st.connected = false;
-                }
+                shared.lock().stats.errors += 1;
                 pause(&shared, backoff(failures));
                 failures = failures.saturating_add(1);
             }

@@ -136,7 +136,6 @@ pub struct Watcher {
     question: String,
     prompt_stamp: Option<(SystemTime, u64)>,
     last_text: Option<String>,
-    updates: u64,
     skipped_since: u64,
     undecodable_since: u64,
     summary: Summary,
@@ -171,7 +170,6 @@ impl Watcher {
             question: options.question.clone(),
             prompt_stamp,
             last_text: None,
-            updates: 0,
             skipped_since: 0,
             undecodable_since: 0,
             summary: Summary::default(),
@@ -257,7 +255,6 @@ impl Watcher {
             return Err(EngineError::Cancelled.into());
         }
         self.gate.answered(thumb, frame.timestamp);
-        self.updates += 1;
         self.summary.updates += 1;
         let total = start.elapsed();
         self.summary.busy += total;
@@ -279,7 +276,7 @@ impl Watcher {
             dropped: 0,
             reprefill,
             reason,
-            update: self.updates,
+            update: self.summary.updates,
             bad: std::mem::take(&mut self.undecodable_since),
             skipped: std::mem::take(&mut self.skipped_since),
             tiles: timings.tiles,

@@ -342,12 +342,6 @@ impl InputArgs {
     }
 }
 
-fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-}
-
 /// The frames named by `--video-frames`: a folder (its PNG/JPEG files by name) or a comma-separated list,
 /// sampled uniformly down to [`MAX_VIDEO_FRAMES`] (frame i of k at the middle of its 1/k of the clip).
 pub fn video_frames(spec: &str) -> Result<Vec<PathBuf>> {
@@ -356,7 +350,7 @@ pub fn video_frames(spec: &str) -> Result<Vec<PathBuf>> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("reading {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_image(p))
+            .filter(|p| live::source::folder::is_image_name(p))
             .collect();
         v.sort();
         if v.is_empty() {

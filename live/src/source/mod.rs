@@ -41,16 +41,6 @@ pub struct CapturedFrame {
 }
 
 impl CapturedFrame {
-    /// The payload's format, for messages.
-    pub fn format_name(&self) -> String {
-        match &self.payload {
-            Payload::Encoded(b) if b.starts_with(&[0xFF, 0xD8]) => "JPEG".into(),
-            Payload::Encoded(_) => "PNG".into(),
-            Payload::Pixels { format, .. } => format.to_string(),
-            Payload::Rgb(_) => "RGB8".into(),
-        }
-    }
-
     /// The frame as RGB; a frame that does not decode is [`SourceError::BadFrame`].
     pub fn to_rgb(&self, source: &str) -> Result<RgbImage, SourceError> {
         let bad = |reason: String| SourceError::BadFrame { origin: source.to_string(), frame: self.index, reason };

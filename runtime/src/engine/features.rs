@@ -75,7 +75,12 @@ impl FeatureCache {
     /// Change the budget, dropping least recently used entries beyond it.
     pub fn set_budget(&mut self, budget: usize) {
         self.budget = budget;
-        while self.bytes > self.budget {
+        self.evict_to(budget);
+    }
+
+    /// Drop least recently used entries until at most `bytes` are held.
+    fn evict_to(&mut self, bytes: usize) {
+        while self.bytes > bytes {
             let Some(oldest) = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else { break };
             if let Some((v, _)) = self.map.remove(&oldest) {
                 self.bytes -= Self::entry_bytes(&v);
@@ -91,13 +96,7 @@ impl FeatureCache {
         if size > self.budget || self.map.contains_key(&key) {
             return;
         }
-        while self.bytes + size > self.budget {
-            let Some(oldest) = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) else { break };
-            if let Some((v, _)) = self.map.remove(&oldest) {
-                self.bytes -= Self::entry_bytes(&v);
-                self.evictions += 1;
-            }
-        }
+        self.evict_to(self.budget - size);
         self.clock += 1;
         self.bytes += size;
         self.map.insert(key, (value, self.clock));
