@@ -12,7 +12,7 @@ use std::path::Path;
 pub struct MappedFile {
     map: Option<memmap2::Mmap>,
     /// Kept open for `posix_fadvise` (dropping page-cache pages of released ranges).
-    #[cfg_attr(not(unix), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     file: File,
 }
 
@@ -35,7 +35,8 @@ pub fn page_size() -> usize {
 pub fn evict_from_page_cache(path: &Path) -> io::Result<()> {
     let file = File::open(path)?;
     file.sync_all()?;
-    #[cfg(unix)]
+    // posix_fadvise is Linux's (and Android's); macOS and iOS have none.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use std::os::fd::AsRawFd;
         // SAFETY: posix_fadvise only takes an open descriptor (owned by `file`, alive for the call) and plain
@@ -92,7 +93,7 @@ impl MappedFile {
     pub fn evict(&self, start: usize, len: usize) {
         let Some((_, start, len)) = self.clip(start, len) else { return };
         self.release(start, len);
-        #[cfg(unix)]
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             use std::os::fd::AsRawFd;
             // SAFETY: posix_fadvise takes the descriptor we own and integers; it never touches our memory.

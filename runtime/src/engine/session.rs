@@ -10,6 +10,7 @@
 //! Every turn is all or nothing: an error or a cancellation puts the session back where it was before the
 //! turn (cache, conversation, pending images, sampler), so it stays usable.
 
+use std::ops::DerefMut;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -444,38 +445,8 @@ impl Session {
     /// Ask `question` about the images added so far (and the conversation before): the prompt is computed
     /// here, the answer comes from the returned iterator, one piece of text at a time. `<image>` in the
     /// question places the pending images itself (one placeholder each).
-    pub fn ask(&mut self, question: &str, options: &AskOptions) -> Result<Answer<'_>, EngineError> {
-        self.cancel.reset();
-        let before = self.snapshot();
-        match self.prepare(question, options) {
-            Ok(logits) => {
-                let stream = StreamState::new(true);
-                Ok(Answer {
-                    prompt_len: self.ids.len(),
-                    session: self,
-                    before: Some(before),
-                    question: question.to_string(),
-                    logits,
-                    stream,
-                    max_tokens: options.max_tokens,
-                    ignore_stop: options.ignore_end_of_turn,
-                    generated: Vec::new(),
-                    text: String::new(),
-                    stop: None,
-                    tail: None,
-                    decode: Duration::ZERO,
-                })
-            }
-            Err(EngineError::Cancelled) => {
-                self.restore(before);
-                self.last_stop = Some(StopReason::Cancelled);
-                Ok(Answer::cancelled(self, question))
-            }
-            Err(e) => {
-                self.restore(before);
-                Err(e)
-            }
-        }
+    pub fn ask(&mut self, question: &str, options: &AskOptions) -> Result<Answer<&mut Session>, EngineError> {
+        Answer::begin(self, question, options).map_err(|(e, _)| e)
     }
 
     /// [`Session::ask`] with the pieces handed to `on_piece` (return `false` to stop reading); returns the
@@ -692,10 +663,18 @@ impl Session {
     }
 }
 
+/// [`Answer`] holds its session until [`Answer::into_session`], which consumes it.
+const HELD: &str = "an answer holds its session until into_session consumes it";
+
 /// An answer being generated: an iterator over pieces of text (each a complete UTF-8 string). Dropping it
 /// early ends the answer there ([`StopReason::Caller`]).
-pub struct Answer<'s> {
-    session: &'s mut Session,
+///
+/// `S` is how the answer holds its session: `&mut Session` from [`Session::ask`], or an owning handle
+/// (`Box<Session>`) from [`Answer::begin`] for callers that keep the answer across calls (the C API);
+/// [`Answer::into_session`] gives it back.
+pub struct Answer<S: DerefMut<Target = Session>> {
+    /// Always `Some` until [`Answer::into_session`] takes it.
+    session: Option<S>,
     /// The session before the turn, for a cancellation or a failure.
     before: Option<Snapshot>,
     question: String,
@@ -712,11 +691,45 @@ pub struct Answer<'s> {
     decode: Duration,
 }
 
-impl<'s> Answer<'s> {
-    fn cancelled(session: &'s mut Session, question: &str) -> Answer<'s> {
+impl<S: DerefMut<Target = Session>> Answer<S> {
+    /// Start answering `question` on `session` (see [`Session::ask`]); a failure hands the session back,
+    /// as it was before.
+    pub fn begin(mut session: S, question: &str, options: &AskOptions) -> Result<Answer<S>, (EngineError, S)> {
+        let s = &mut *session;
+        s.cancel.reset();
+        let before = s.snapshot();
+        match s.prepare(question, options) {
+            Ok(logits) => Ok(Answer {
+                prompt_len: s.ids.len(),
+                session: Some(session),
+                before: Some(before),
+                question: question.to_string(),
+                logits,
+                stream: StreamState::new(true),
+                max_tokens: options.max_tokens,
+                ignore_stop: options.ignore_end_of_turn,
+                generated: Vec::new(),
+                text: String::new(),
+                stop: None,
+                tail: None,
+                decode: Duration::ZERO,
+            }),
+            Err(EngineError::Cancelled) => {
+                s.restore(before);
+                s.last_stop = Some(StopReason::Cancelled);
+                Ok(Answer::cancelled(session, question))
+            }
+            Err(e) => {
+                s.restore(before);
+                Err((e, session))
+            }
+        }
+    }
+
+    fn cancelled(session: S, question: &str) -> Answer<S> {
         let prompt_len = session.ids.len();
         Answer {
-            session,
+            session: Some(session),
             before: None,
             question: question.to_string(),
             prompt_len,
@@ -732,9 +745,27 @@ impl<'s> Answer<'s> {
         }
     }
 
+    /// The session (read-only while the answer runs).
+    pub fn session(&self) -> &Session {
+        self.session.as_deref().expect(HELD)
+    }
+
+    fn session_mut(&mut self) -> &mut Session {
+        self.session.as_deref_mut().expect(HELD)
+    }
+
+    /// End the answer where it is (as dropping it would) and give the session back.
+    pub fn into_session(mut self) -> S {
+        if self.stop.is_none() {
+            self.finish(StopReason::Caller);
+        }
+        self.session.take().expect(HELD)
+    }
+
     /// The conversation's ids up to the answer (the prompt the answer attends to).
     pub fn prompt(&self) -> &[u32] {
-        &self.session.ids[..self.prompt_len.min(self.session.ids.len())]
+        let ids = &self.session().ids;
+        &ids[..self.prompt_len.min(ids.len())]
     }
 
     /// The logits the next token will be drawn from (before the sampler touches them).
@@ -767,7 +798,7 @@ impl<'s> Answer<'s> {
     fn finish(&mut self, reason: StopReason) {
         self.stop = Some(reason);
         let tail = std::mem::take(&mut self.stream).finish();
-        let s = &mut *self.session;
+        let s = self.session.as_deref_mut().expect(HELD);
         s.timings.decode = self.decode;
         s.timings.generated = self.generated.len();
         if reason == StopReason::Cancelled {
@@ -795,24 +826,24 @@ impl<'s> Answer<'s> {
             self.finish(StopReason::MaxTokens);
             return Ok(None);
         }
-        if self.session.cancel.is_cancelled() {
+        if self.session().cancel.is_cancelled() {
             self.finish(StopReason::Cancelled);
             return Ok(None);
         }
         let t = Instant::now();
-        let engine = self.session.engine.clone();
+        let engine = self.session().engine.clone();
         let vlm = engine.vlm();
-        let id = self.session.sampler.sample(&mut self.logits, &self.session.ids);
+        let s = self.session.as_deref_mut().expect(HELD);
+        let id = s.sampler.sample(&mut self.logits, &s.ids);
         if Some(id) == vlm.stop_id && !self.ignore_stop {
             self.decode += t.elapsed();
             self.finish(StopReason::EndOfTurn);
             return Ok(None);
         }
         let piece = self.stream.push(&vlm.tokenizer, id).map_err(PipelineError::from)?;
-        self.session.push_ids(&[id]);
+        s.push_ids(&[id]);
         self.generated.push(id);
         self.text.push_str(&piece);
-        let s = &mut *self.session;
         if self.generated.len() < self.max_tokens {
             if s.kv.len() + 1 > engine.context_length() {
                 self.decode += t.elapsed();
@@ -834,7 +865,7 @@ impl<'s> Answer<'s> {
     }
 }
 
-impl Iterator for Answer<'_> {
+impl<S: DerefMut<Target = Session>> Iterator for Answer<S> {
     type Item = Result<String, EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -848,7 +879,7 @@ impl Iterator for Answer<'_> {
                 Err(e) => {
                     // A failed step: the session goes back to before the turn; the answer is over.
                     if let Some(before) = self.before.take() {
-                        self.session.restore(before);
+                        self.session_mut().restore(before);
                     }
                     self.stop = Some(StopReason::Caller);
                     self.tail = None;
@@ -859,9 +890,9 @@ impl Iterator for Answer<'_> {
     }
 }
 
-impl Drop for Answer<'_> {
+impl<S: DerefMut<Target = Session>> Drop for Answer<S> {
     fn drop(&mut self) {
-        if self.stop.is_none() {
+        if self.stop.is_none() && self.session.is_some() {
             self.finish(StopReason::Caller);
         }
     }
