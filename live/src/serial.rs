@@ -206,6 +206,35 @@ fn writer(path: PathBuf, baud: u32, shared: Arc<Shared>) {
     }
 }
 
+/// A serial port this machine has, for `sail-edge doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PortInfo {
+    /// The device path (`/dev/ttyUSB0`, `COM3`).
+    pub name: String,
+    /// `usb VID:PID product`, `pci`, `bluetooth` or `unknown`.
+    pub kind: String,
+}
+
+/// The serial ports the OS lists (without libudev: sysfs on Linux).
+pub fn list_ports() -> Result<Vec<PortInfo>, String> {
+    let ports = serialport::available_ports().map_err(|e| e.to_string())?;
+    Ok(ports
+        .into_iter()
+        .map(|p| PortInfo {
+            name: p.port_name,
+            kind: match p.port_type {
+                serialport::SerialPortType::UsbPort(u) => {
+                    let product = u.product.map(|s| format!(" {s}")).unwrap_or_default();
+                    format!("usb {:04x}:{:04x}{product}", u.vid, u.pid)
+                }
+                serialport::SerialPortType::PciPort => "pci".into(),
+                serialport::SerialPortType::BluetoothPort => "bluetooth".into(),
+                serialport::SerialPortType::Unknown => "unknown".into(),
+            },
+        })
+        .collect())
+}
+
 /// Sleep, waking early when closing.
 fn pause(shared: &Shared, d: Duration) {
     let st = shared.lock();

@@ -1,9 +1,11 @@
 //! sail-edge runtime: GGUF files mapped in place, tensor views and ggml block formats.
 
 pub mod bench;
+pub mod boards;
 pub mod engine;
 pub mod ggml_type;
 pub mod gguf;
+pub mod host;
 pub mod image;
 pub mod kernels;
 pub mod mmap;

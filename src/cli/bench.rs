@@ -99,6 +99,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.repetitions == 0 {
         anyhow::bail!("-r/--repetitions must be at least 1");
     }
+    let profile = a.model.profile()?;
     let files = match &a.model.model {
         // Without the image tests the vision file is neither looked for nor opened.
         ModelRef::File(path) if a.no_image && a.model.mmproj.is_none() && path.exists() => {
@@ -107,17 +108,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         _ => a.model.open()?,
     };
     // One engine holds the files, the threads and the model for every test (the session tests need one).
-    let options = EngineOptions {
-        threads: a.model.threads.unwrap_or(0),
-        kv_type: a.model.kv_type,
-        repack: a.model.repack_mode(),
-        max_expert_memory: a.model.max_memory,
-        context_length: a.model.ctx_size.map(|c| c as usize),
-        ..EngineOptions::new(files.lm.path())
-    };
-    if a.model.threads == Some(0) {
-        anyhow::bail!("-t/--threads must be at least 1");
-    }
+    let mut options = EngineOptions { repack: a.model.repack_mode(), ..EngineOptions::new(files.lm.path()) };
+    // The flags, then what `--board` sets that they do not (and pinning, before the threads start).
+    a.model.fill_options(&mut options, None, profile.as_ref())?;
+    let kv_type = options.kv_type;
     let engine = std::sync::Arc::new(Engine::from_files(files, options).context("loading the model")?);
     let files = engine.files();
     let config = BenchConfig {
@@ -221,7 +215,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     &human_bytes(s.weights_rss.mean as u64),
                 ))?;
                 print(table.row(
-                    &format!("one session at 4096 positions ({} KV)", a.model.kv_type),
+                    &format!("one session at 4096 positions ({kv_type} KV)"),
                     &human_bytes(s.session_bytes_4096.mean as u64),
                 ))?;
                 tests.extend([

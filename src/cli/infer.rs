@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::builder::TypedValueParser;
 use clap::Args;
+use runtime::boards::{Explicit, Profile};
 use runtime::engine::{Engine, EngineOptions, Session};
+use runtime::host::HostInfo;
 use runtime::model::sampler::SamplerConfig;
 use runtime::pipeline::{ModelFiles, Vlm};
 use runtime::repack::RepackMode;
@@ -69,8 +71,8 @@ pub struct ModelArgs {
     pub max_memory: Option<u64>,
     /// KV cache row type: f16 (default, like llama.cpp), q8_0 (half the memory again; head size must be a
     /// multiple of 32) or f32 (reference-exact).
-    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16", value_parser = parse_kv_type)]
-    pub kv_type: GgmlType,
+    #[arg(long = "kv-type", value_name = "TYPE", value_parser = parse_kv_type)]
+    pub kv_type: Option<GgmlType>,
     /// Write MODEL.gguf.repack beside the model (its Q4_0 weights interleaved 8 rows at a time for faster
     /// decoding; rewritten when the model changed), then use it. Without this flag a matching cache that is
     /// already there is used; nothing is written.
@@ -83,6 +85,18 @@ pub struct ModelArgs {
     /// cache's memory.
     #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub ctx_size: Option<u64>,
+    /// Board profile: a name (rpi4, rpi5, jetson-orin-nano, jetson-agx-orin, snapdragon-8-gen2,
+    /// snapdragon-8-gen3, apple-a-m, x86-64), a profile .toml file, or auto (what `sail-edge doctor` matches).
+    /// It sets threads, the cores to pin to, KV type, context, tiles and expert memory; flags given win.
+    #[arg(long, value_name = "NAME|auto")]
+    pub board: Option<String>,
+}
+
+/// Whether a language-model GGUF has experts (an unreadable one counts as MoE: opening it will say why).
+fn is_moe(path: &Path) -> bool {
+    runtime::gguf::GgufFile::open(path)
+        .map(|f| f.metadata().iter().any(|(k, _)| k.ends_with(".expert_count")))
+        .unwrap_or(true)
 }
 
 fn parse_kv_type(s: &str) -> Result<GgmlType, String> {
@@ -174,31 +188,126 @@ impl ModelArgs {
             .with_context(|| format!("loading {}", model.display()))
     }
 
-    /// Engine options from the flags (and `max_tiles`, the per-image tile budget).
-    pub fn engine_options(&self, max_tiles: Option<u32>) -> Result<EngineOptions> {
-        let (model, mmproj) = self.paths()?;
-        let threads = self.threads.unwrap_or(0);
+    /// The KV row type given, else f16.
+    pub fn kv_type_or_default(&self) -> GgmlType {
+        self.kv_type.unwrap_or(GgmlType::F16)
+    }
+
+    /// The `--board` profile: `None` without the flag, or with `auto` on a machine no profile fits.
+    pub fn profile(&self) -> Result<Option<Profile>> {
+        match self.board.as_deref() {
+            None => Ok(None),
+            Some("auto") => {
+                let host = HostInfo::detect();
+                let found = Profile::auto(&host);
+                match &found {
+                    Some(p) => tracing::info!("--board auto: {} ({})", p.name, p.title),
+                    None => tracing::warn!(
+                        "--board auto: no profile fits this machine ({}, {}); using the defaults",
+                        host.cpu_model,
+                        host.arch
+                    ),
+                }
+                Ok(found)
+            }
+            Some(name) => Ok(Some(Profile::by_name(name)?)),
+        }
+    }
+
+    /// The settings these flags leave to a board profile.
+    fn explicit(&self, max_tiles: Option<u32>) -> Explicit {
+        Explicit {
+            threads: self.threads.is_some(),
+            kv_type: self.kv_type.is_some(),
+            max_expert_memory: self.max_memory.is_some(),
+            max_tiles: max_tiles.is_some(),
+            context_length: self.ctx_size.is_some(),
+        }
+    }
+
+    /// Engine options from the flags (and `max_tiles`, the per-image tile budget), then the profile.
+    pub fn engine_options_with(&self, max_tiles: Option<u32>, profile: Option<&Profile>) -> Result<EngineOptions> {
+        let (model, mmproj) = self.paths_with(profile)?;
+        let mut options = EngineOptions { mmproj, repack: self.repack_mode(), ..EngineOptions::new(model) };
+        self.fill_options(&mut options, max_tiles, profile)?;
+        Ok(options)
+    }
+
+    /// Put the flags' engine settings into `options`, then what `profile` sets that the flags did not, and
+    /// pin this thread (and so the engine's workers, started after it) to the profile's cores.
+    pub fn fill_options(
+        &self,
+        options: &mut EngineOptions,
+        max_tiles: Option<u32>,
+        profile: Option<&Profile>,
+    ) -> Result<()> {
         if self.threads == Some(0) {
             bail!("-t/--threads must be at least 1");
         }
         if max_tiles == Some(0) {
             bail!("--max-tiles must be at least 1");
         }
-        Ok(EngineOptions {
-            mmproj,
-            threads,
-            kv_type: self.kv_type,
-            repack: self.repack_mode(),
-            max_expert_memory: self.max_memory,
-            max_tiles,
-            context_length: self.ctx_size.map(|c| c as usize),
-            ..EngineOptions::new(model)
-        })
+        options.threads = self.threads.unwrap_or(0);
+        options.kv_type = self.kv_type_or_default();
+        options.max_expert_memory = self.max_memory;
+        options.max_tiles = max_tiles;
+        options.context_length = self.ctx_size.map(|c| c as usize);
+        let Some(p) = profile else { return Ok(()) };
+        let explicit = self.explicit(max_tiles);
+        let mut set = p.apply(options, explicit);
+        // The budget only means something for MoE models; a dense one would only warn about it.
+        if !explicit.max_expert_memory && options.max_expert_memory.is_some() && !is_moe(&options.model) {
+            options.max_expert_memory = None;
+            set.retain(|s| !s.starts_with("max_expert_memory="));
+        }
+        tracing::info!(
+            "board {}: {}",
+            p.name,
+            if set.is_empty() { "nothing (flags given)".into() } else { set.join(", ") }
+        );
+        if !p.runtime.pin_cores.is_empty() {
+            match runtime::host::pin_threads(&p.runtime.pin_cores) {
+                Ok(cores) => {
+                    tracing::info!("board {}: pinned to cores {cores:?}", p.name);
+                    // More workers than cores left to pin to would only take turns.
+                    if !explicit.threads && options.threads > cores.len() {
+                        tracing::warn!(
+                            "board {}: {} of its cores exist here; {} threads instead of {}",
+                            p.name,
+                            cores.len(),
+                            cores.len(),
+                            options.threads
+                        );
+                        options.threads = cores.len();
+                    }
+                }
+                Err(e) => tracing::warn!("board {}: not pinned: {e}", p.name),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ModelArgs::paths`], with the profile's quant mix for a model id that names none.
+    fn paths_with(&self, profile: Option<&Profile>) -> Result<(PathBuf, Option<PathBuf>)> {
+        match (&self.model, profile) {
+            (ModelRef::Hub(id), Some(p)) if !id.contains(':') => {
+                let id = format!("{id}:{}", p.runtime.quant_mix);
+                tracing::info!("board {}: model {id}", p.name);
+                self.resolve_hub(&id)
+            }
+            _ => self.paths(),
+        }
     }
 
     /// Open the engine the flags describe, timing it on stderr (`load: N ms`).
     pub fn open_engine(&self, max_tiles: Option<u32>) -> Result<Arc<Engine>> {
-        let options = self.engine_options(max_tiles)?;
+        let profile = self.profile()?;
+        self.open_engine_with(max_tiles, profile.as_ref())
+    }
+
+    /// [`ModelArgs::open_engine`] with the profile already resolved.
+    pub fn open_engine_with(&self, max_tiles: Option<u32>, profile: Option<&Profile>) -> Result<Arc<Engine>> {
+        let options = self.engine_options_with(max_tiles, profile)?;
         let start = std::time::Instant::now();
         let path = options.model.clone();
         let engine = Engine::open(options).with_context(|| format!("loading {}", path.display()))?;

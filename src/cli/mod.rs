@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod convert;
 mod describe;
+mod doctor;
 mod infer;
 mod info;
 mod quantize;
@@ -54,6 +55,9 @@ pub enum Command {
     Watch(Box<watch::WatchArgs>),
     /// List the V4L2 cameras with their pixel formats and frame sizes.
     Cameras(watch::CamerasArgs),
+    /// Report this machine: CPU and its features, core clusters, memory, cameras, serial ports, the kernel
+    /// path that will run and the matching board profile (--json for scripts).
+    Doctor(doctor::DoctorArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Watch(a) => watch::run(*a),
         Command::Cameras(a) => watch::cameras(a),
+        Command::Doctor(a) => doctor::run(a),
     }
 }
 

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
 use live::source::{camera, parse_size};
 use live::{Capture, GateConfig, Pace, SourceSpec, StdinFormat, Update, WatchOptions, Watcher};
+use runtime::boards::Profile;
 use runtime::engine::AskOptions;
 
 use super::infer::{ModelArgs, SamplingArgs};
@@ -57,13 +58,14 @@ pub struct WatchArgs {
     pub retries: u32,
 
     /// Scene-change threshold: mean absolute luma difference (0–255) of 32×32 thumbnails against the last
-    /// frame answered; 0 answers every frame.
-    #[arg(long, default_value_t = 6.0, help_heading = "Scene gate")]
-    pub gate: f32,
-    /// Frames a changed scene must hold before it is answered.
-    #[arg(long, default_value_t = 2, help_heading = "Scene gate")]
-    pub min_stable: u32,
-    /// Answer at least this often even when nothing changed (e.g. 30s, 5m; stream time).
+    /// frame answered; 0 answers every frame [default: 6, or the --board profile's].
+    #[arg(long, help_heading = "Scene gate")]
+    pub gate: Option<f32>,
+    /// Frames a changed scene must hold before it is answered [default: 2, or the --board profile's].
+    #[arg(long, help_heading = "Scene gate")]
+    pub min_stable: Option<u32>,
+    /// Answer at least this often even when nothing changed (e.g. 30s, 5m; stream time) [default: never, or
+    /// the --board profile's heartbeat].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Scene gate")]
     pub every: Option<Duration>,
     /// Frames in the prompt (Frame-1: … Frame-N:), 1 to 16; the KV cache keeps them between updates.
@@ -140,7 +142,23 @@ impl WatchArgs {
         })
     }
 
-    fn options(&self) -> Result<WatchOptions> {
+    /// The scene gate from the flags, then the profile's `[watch]` for what they leave out.
+    fn gate_config(&self, profile: Option<&Profile>) -> Result<GateConfig> {
+        let defaults = GateConfig::default();
+        let board = profile.map(|p| &p.watch);
+        let gate = self.gate.or(board.map(|w| w.gate)).unwrap_or(defaults.threshold);
+        let min_stable = self.min_stable.or(board.map(|w| w.min_stable)).unwrap_or(defaults.min_stable);
+        let every = self.every.or(board.and_then(|w| w.heartbeat_s).map(Duration::from_secs));
+        if !gate.is_finite() || gate < 0.0 {
+            bail!("--gate must be a number ≥ 0 (got {gate})");
+        }
+        if min_stable == 0 {
+            bail!("--min-stable must be at least 1");
+        }
+        Ok(GateConfig { threshold: gate, min_stable, every })
+    }
+
+    fn options(&self, profile: Option<&Profile>) -> Result<WatchOptions> {
         let question = match (&self.prompt, &self.prompt_file) {
             (Some(p), _) => p.clone(),
             (None, Some(f)) => {
@@ -149,18 +167,12 @@ impl WatchArgs {
             }
             (None, None) => "Describe what you see in one sentence.".to_string(),
         };
-        if !self.gate.is_finite() || self.gate < 0.0 {
-            bail!("--gate must be a number ≥ 0 (got {})", self.gate);
-        }
-        if self.min_stable == 0 {
-            bail!("--min-stable must be at least 1");
-        }
         Ok(WatchOptions {
             question,
             prompt_file: self.prompt_file.clone(),
             system: self.system.clone(),
             window: self.window,
-            gate: GateConfig { threshold: self.gate, min_stable: self.min_stable, every: self.every },
+            gate: self.gate_config(profile)?,
             ask: AskOptions { max_tokens: self.max_tokens, ..AskOptions::default() },
             sampling: self.sampling.config()?,
             max_updates: self.max_updates,
@@ -172,13 +184,14 @@ impl WatchArgs {
 
 pub fn run(a: WatchArgs) -> Result<()> {
     let spec = a.source()?;
-    let options = a.options()?;
+    let profile = a.model.profile()?;
+    let options = a.options(profile.as_ref())?;
     let pace = match a.pace.as_deref() {
         Some(p) => p.parse::<Pace>().map_err(anyhow::Error::msg)?,
         None if spec.is_live() => Pace::Live,
         None => Pace::All,
     };
-    let engine = a.model.open_engine(None)?;
+    let engine = a.model.open_engine_with(None, profile.as_ref())?;
     live::watch::fit_feature_cache(&engine, a.window);
     let mut watcher = Watcher::new(engine, options)?;
 
@@ -272,4 +285,32 @@ pub fn cameras(_: CamerasArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn watch_args(extra: &[&str]) -> WatchArgs {
+        let mut argv = vec!["sail-edge", "watch", "-m", "m.gguf", "--test-pattern"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Watch(a) => *a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_board_sets_the_gate_flags_leave_out() {
+        let rpi4 = Profile::by_name("rpi4").unwrap();
+        let heartbeat = Duration::from_secs(rpi4.watch.heartbeat_s.unwrap());
+        let g = watch_args(&[]).gate_config(Some(&rpi4)).unwrap();
+        assert_eq!((g.threshold, g.min_stable, g.every), (rpi4.watch.gate, rpi4.watch.min_stable, Some(heartbeat)));
+        let g = watch_args(&["--gate", "3.5", "--min-stable", "5", "--every", "7s"]).gate_config(Some(&rpi4)).unwrap();
+        assert_eq!((g.threshold, g.min_stable, g.every), (3.5, 5, Some(Duration::from_secs(7))));
+        // Without a board: the gate's own defaults.
+        assert_eq!(watch_args(&[]).gate_config(None).unwrap(), GateConfig::default());
+        assert!(watch_args(&["--gate=-1"]).gate_config(None).is_err());
+    }
 }

@@ -225,6 +225,8 @@ impl Engine {
     /// An engine over files already mapped (`options.model` / `mmproj` / `repack` are then only recorded).
     pub fn from_files(files: ModelFiles, options: EngineOptions) -> Result<Engine, EngineError> {
         let threads = if options.threads == 0 { crate::bench::physical_cores() } else { options.threads };
+        // The path every kernel call of this process takes (`-v` shows it; scripts/ci/aarch64-e2e.sh greps it).
+        tracing::info!("kernel path: {}", crate::kernels::isa().name());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("sail-edge-{i}"))

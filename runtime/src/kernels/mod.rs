@@ -75,6 +75,18 @@ impl Isa {
         }
     }
 
+    /// The path's name, as `SAIL_EDGE_ISA` takes it and `doctor --json` reports it (`kernel_path`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx2Vnni => "avx2vnni",
+            Isa::Neon => "neon",
+            Isa::Dotprod => "dotprod",
+            Isa::I8mm => "i8mm",
+        }
+    }
+
     /// Parse `SAIL_EDGE_ISA` values.
     pub fn parse(s: &str) -> Option<Isa> {
         match s.to_ascii_lowercase().as_str() {
@@ -344,6 +356,21 @@ mod twin_tests {
             let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
             let bound = 2.0 * n as f32 * f32::EPSILON / 2.0 * mag + f32::MIN_POSITIVE;
             assert!((s - v).abs() <= bound, "n={n}: scalar {s} vs avx2 {v} (bound {bound})");
+        }
+    }
+}
+
+#[cfg(test)]
+mod isa_names {
+    use super::Isa;
+
+    #[test]
+    fn names_parse_back() {
+        let all = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Neon, Isa::Dotprod, Isa::I8mm];
+        let names: Vec<&str> = all.iter().map(|i| i.name()).collect();
+        assert_eq!(names, ["scalar", "avx2", "avx2vnni", "neon", "dotprod", "i8mm"]);
+        for isa in all {
+            assert_eq!(Isa::parse(isa.name()), Some(isa));
         }
     }
 }
