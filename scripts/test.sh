@@ -12,10 +12,12 @@ fi
 
 echo "== system packages"
 # libclang + kernel headers: the v4l crate generates its V4L2 bindings at build time. ffmpeg and socat: the
-# live-video tests make their streams with ffmpeg and run serial output through socat. The cross compiler
-# and qemu-user: the aarch64 runs at the end.
+# live-video tests make their streams with ffmpeg and run serial output through socat. valgrind: the C API
+# tests run under memcheck. A JDK: the Android JNI shim is tested on the host JVM. The cross compiler and
+# qemu-user: the aarch64 runs at the end.
 missing=()
-for pkg in libclang-dev linux-libc-dev ffmpeg socat gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
+for pkg in libclang-dev linux-libc-dev ffmpeg socat valgrind default-jdk-headless gcc-aarch64-linux-gnu \
+           libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -72,6 +74,21 @@ grep -q "read frame 4 " "$example_dir/kiosk.err"   # five steady, sharp frames: 
 grep -q "1 readings" "$example_dir/kiosk.err"
 echo "scene-describer: $(wc -l < "$example_dir/scene.txt") captions; kiosk-ocr: one reading of the steady page"
 
+echo "== the C API from C: describe.c = sail-edge describe, threads, misuse, all under valgrind"
+./scripts/ci/c-api.sh
+
+echo "== the Android JNI shim on the host JVM"
+./scripts/ci/jni-test.sh
+
+echo "== the C API's staticlibs for Android and iOS (no NDK or SDK needed: every dependency is pure Rust)"
+# `cargo build` on these targets would also link the cdylib, which needs the NDK's (or Xcode's) linker; the
+# staticlib is the same compilation without that link.
+for target in aarch64-linux-android aarch64-apple-ios; do
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+    cargo rustc --release --target "$target" -p sail-edge-ffi --crate-type staticlib
+    ls -l "target/$target/release/libsail_edge.a"
+done
+
 echo "== gguf-py compatibility"
 cargo build --release --bin sail-edge
 SAIL_EDGE_BIN="$PWD/target/release/sail-edge" python3 -m pytest -q tests/python
@@ -91,3 +108,8 @@ QEMU_CPU=cortex-a53 SAIL_EDGE_EXPECT_ISA=neon \
 # i8mm tiles + sdot on `max`, plain NEON on the Cortex-A53.
 QEMU_CPU=max cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens
 QEMU_CPU=cortex-a53 cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens
+
+echo "== the whole sail-edge binary on aarch64 under qemu-user: Cortex-A76 (Pi 5), max, Cortex-A53"
+# Cross-built with its default features; per CPU: the pipeline goldens, `doctor --json`'s kernel path, and a
+# `describe` of the fixture equal byte for byte to the native one (see the script's header).
+./scripts/ci/aarch64-e2e.sh
