@@ -167,10 +167,12 @@ fn parse_meminfo(text: &str) -> Option<Memory> {
 }
 
 impl HostInfo {
-    /// This machine: `/proc` and `/sys`, plus the features the CPU reports to the process (the only source
-    /// on Apple systems, and a check on kernels that hide flags).
+    /// This machine: `/proc` and `/sys`, with the features the CPU reports to the process (on x86-64 and
+    /// aarch64 those replace `/proc/cpuinfo`'s flags: the only source on Apple systems, and the right one
+    /// under qemu-user, whose `/proc/cpuinfo` is the host's).
     pub fn detect() -> HostInfo {
         let mut info = HostInfo::detect_at(Path::new("/"), std::env::consts::ARCH, std::env::consts::OS);
+        #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_mut, unused_variables))]
         let mut extra: Vec<&str> = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
@@ -196,13 +198,11 @@ impl HostInfo {
                 extra.push("sve");
             }
         }
-        if !extra.is_empty() {
-            let have: Vec<String> = info.features.clone();
-            info.features = FEATURE_NAMES
-                .iter()
-                .filter(|n| have.iter().any(|h| h == *n) || extra.contains(n))
-                .map(|n| n.to_string())
-                .collect();
+        // On the architectures the kernels know, what the CPU reports to this process is the truth:
+        // /proc/cpuinfo may describe another machine (qemu-user shows the host's) or hide flags.
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        {
+            info.features = FEATURE_NAMES.iter().filter(|n| extra.contains(n)).map(|n| n.to_string()).collect();
         }
         if info.cpus == 0 {
             let n = std::thread::available_parallelism().map_or(1, |n| n.get());

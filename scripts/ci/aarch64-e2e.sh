@@ -30,6 +30,7 @@ TARGET=aarch64-unknown-linux-gnu
 SYSROOT=/usr/aarch64-linux-gnu
 CPUS=(cortex-a76 max cortex-a53)
 declare -A EXPECT=([cortex-a76]=dotprod [max]=i8mm [cortex-a53]=neon)
+declare -A FEATURES=([cortex-a76]="dotprod neon" [max]="dotprod i8mm neon sve" [cortex-a53]="neon")
 FIXTURE=../shared/fixtures/sailvl2-tiny
 IMAGE=../shared/fixtures/images/page.png
 PROMPT="What is in the picture?"
@@ -128,7 +129,12 @@ kernel_path_check() {
     on_cpu "$cpu" doctor --json >"$work/doctor-$cpu.json"
     got=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["kernel_path"])' <"$work/doctor-$cpu.json")
     [ "$got" = "$want" ] || die "-cpu $cpu: doctor reports kernel path '$got', expected '$want'"
-    echo "-cpu $cpu: doctor kernel_path = $got"
+    # Its features are the emulated CPU's (what the process detects), not the host's /proc/cpuinfo.
+    local features
+    features=$(python3 -c 'import json, sys; f = json.load(sys.stdin)["features"]; print(" ".join(k for k in sorted(f) if f[k]))' \
+        <"$work/doctor-$cpu.json")
+    [ "$features" = "${FEATURES[$cpu]}" ] || die "-cpu $cpu: doctor reports features '$features', expected '${FEATURES[$cpu]}'"
+    echo "-cpu $cpu: doctor kernel_path = $got, features = $features"
 }
 describe_check() {
     local cpu=$1 want=${EXPECT[$1]}
