@@ -206,8 +206,9 @@ typedef void (*sail_log_callback)(sail_log_level level, const char *message, voi
 
 /**
  * Called with each piece of the answer (a UTF-8 string valid during the call), on the thread that asked.
- * Return 0 to go on, anything else to stop there (the answer so far stays in the conversation). Other calls
- * on the same session from inside it fail with `SAIL_ERR_ARG` (busy), except `sail_session_cancel`.
+ * Return 0 to go on, anything else to stop there (the answer so far stays in the conversation; no further
+ * call comes). Other calls on the same session from inside it fail with `SAIL_ERR_ARG` (busy), except
+ * `sail_session_cancel`. It must return normally (no longjmp, no C++ exception through the library).
  */
 typedef int32_t (*sail_piece_callback)(const char *piece, void *user_data);
 
@@ -291,13 +292,14 @@ extern "C" {
 
 /**
  * Fill `params` with the defaults (every field "default", no paths) and set `struct_size`. NULL is a
- * no-op.
+ * no-op. The struct is the caller's; this library keeps no pointer into it.
  */
 void sail_engine_params_init(sail_engine_params *params);
 
 /**
  * Open the model described by `params` and store the engine in `*out` (NULL on failure). Loading maps the
- * files and starts the worker threads; it takes a while on a phone: call it off the UI thread.
+ * files and starts the worker threads; it takes a while on a phone: call it off the UI thread. Strings in
+ * `params` are read during the call only. Profile file errors are `SAIL_ERR_IO` / `SAIL_ERR_FORMAT`.
  *
  * Ownership: the engine is the caller's; free it with `sail_engine_free`. Sessions keep it alive.
  */
@@ -305,8 +307,10 @@ sail_status sail_engine_open(const sail_engine_params *params,
                              sail_engine **out);
 
 /**
- * Release the caller's reference to the engine. Sessions still open keep it alive until they are freed.
- * NULL is a no-op; a handle that is not live is reported through `sail_last_error` and otherwise ignored.
+ * Release the caller's reference to the engine: the handle is dead from now on (other calls with it give
+ * `SAIL_ERR_ARG`). Sessions still open, and calls still running on other threads, keep the engine itself
+ * alive until they end. NULL is a no-op; a handle that is not live is reported through `sail_last_error`
+ * and otherwise ignored.
  */
 void sail_engine_free(sail_engine *engine);
 
@@ -339,8 +343,11 @@ const char *sail_version(void);
 
 /**
  * Send the library's log messages up to `max_level` (`SAIL_LOG_ERROR` … `SAIL_LOG_TRACE`) to `callback`;
- * NULL stops them. Process-wide. If the program already installed its own `tracing` subscriber (a Rust
- * host), the messages go there instead and this reports `SAIL_ERR_ARG` through `sail_last_error`.
+ * NULL stops them. Process-wide; call it from any thread, but not from inside the callback. Calls already
+ * in flight on other threads may still reach the old callback with the old `user_data` after this
+ * returns: keep `user_data` alive for the process, or until those threads are done. If the program already
+ * installed its own `tracing` subscriber (a Rust host), the messages go there instead and this reports
+ * `SAIL_ERR_ARG` through `sail_last_error`.
  */
 void sail_set_log_callback(sail_log_callback callback,
                            sail_log_level max_level,
@@ -348,7 +355,7 @@ void sail_set_log_callback(sail_log_callback callback,
 
 /**
  * Start a conversation on `engine` and store it in `*out` (NULL on failure). Greedy decoding and the
- * model's system prompt until changed.
+ * model's system prompt until changed. Any thread may create sessions on one engine at the same time.
  *
  * Ownership: the session is the caller's; free it with `sail_session_free`. It holds a reference to the
  * engine, so the engine may be freed first.
@@ -364,7 +371,8 @@ sail_status sail_session_new(sail_engine *engine,
 void sail_session_free(sail_session *session);
 
 /**
- * Add a still image file (PNG or JPEG; UTF-8 path) to the next question. Tiled up to the tile budget.
+ * Add a still image file (PNG or JPEG; UTF-8 path, read during the call) to the next question, tiled up to
+ * the tile budget. Like the other add and set calls, refused (`SAIL_ERR_ARG`) while an answer is running.
  */
 sail_status sail_session_add_image_file(sail_session *session,
                                         const char *path);
@@ -377,9 +385,10 @@ sail_status sail_session_add_image_bytes(sail_session *session,
                                          size_t len);
 
 /**
- * Add a camera or phone frame as a still image. `data` holds `height` rows of `stride` bytes (0 = packed)
- * in `format` (for NV12/NV21 the interleaved chroma rows follow, for I420/I422/I444 the chroma planes);
- * it is converted before the call returns, so the buffer may be reused at once.
+ * Add a camera or phone frame as a still image. `data` holds `height` rows of `stride` bytes (0 = packed),
+ * the last row included, in `format` (for NV12/NV21 the interleaved chroma rows follow, for I420/I422/I444
+ * the chroma planes); it is converted before the call returns, so the buffer may be reused at once. Sizes
+ * and stride are checked before any byte is read.
  */
 sail_status sail_session_add_frame(sail_session *session,
                                    const uint8_t *data,
@@ -399,7 +408,7 @@ sail_status sail_session_set_system(sail_session *session,
  * Ask `question` (UTF-8) about the images added since the last question and the conversation so far, with
  * at most `max_tokens` tokens of answer (0: 512). The prompt is computed here (the slow part with images);
  * then pull the answer with `sail_session_next`. Greedy decoding unless `sail_session_set_sampling` said
- * otherwise. An answer still running is ended where it is.
+ * otherwise. An answer still running is ended where it is (what it said so far stays in the conversation).
  *
  * Returns `SAIL_OK` (pull the answer), `SAIL_CANCELLED` (cancelled while the prompt was computed; the
  * session is as before the question) or a failure (the session is as before the question).
@@ -438,7 +447,7 @@ sail_status sail_session_ask_callback(sail_session *session,
 void sail_session_cancel(sail_session *session);
 
 /**
- * Forget the conversation (turns, images, cache); sampling and system prompt stay.
+ * Forget the conversation (turns, images, cache), ending a running answer; sampling and system prompt stay.
  */
 sail_status sail_session_reset(sail_session *session);
 
@@ -448,7 +457,8 @@ sail_status sail_session_reset(sail_session *session);
 void sail_sampling_params_init(sail_sampling_params *params);
 
 /**
- * Sample the next answers with `params` (the generator restarts from its seed). NULL params: greedy.
+ * Sample the next answers with `params` (read during the call; the generator restarts from its seed).
+ * NULL params: greedy.
  */
 sail_status sail_session_set_sampling(sail_session *session,
                                       const sail_sampling_params *params);
@@ -459,13 +469,15 @@ sail_status sail_session_set_sampling(sail_session *session,
 void sail_timings_init(sail_timings *timings);
 
 /**
- * The last answer's timings (the running one's so far).
+ * The last answer's timings, written to the caller's `out`. While an answer runs, its prompt figures are
+ * there and the decode figures still those of nothing (they are filled when it ends).
  */
-sail_status sail_session_timings(const sail_session *session, sail_timings *out);
+sail_status sail_session_timings(const sail_session *session,
+                                 sail_timings *out);
 
 /**
- * Positions the conversation holds so far (0 if `session` is not a live session); with
- * `sail_engine_context_length`, how much room is left.
+ * Positions the conversation holds so far (0 if `session` is not a live session, or busy in another
+ * call); with `sail_engine_context_length`, how much room is left.
  */
 int32_t sail_session_context_used(const sail_session *session);
 

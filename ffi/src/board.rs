@@ -1,11 +1,12 @@
 //! `sail_engine_params.board`: defaults from a board profile (`boards/*.toml`), under the caller's fields,
 //! and the cores the engine's workers are pinned to.
 
-use runtime::boards::{Explicit, Profile};
+use runtime::boards::{BoardError, Explicit, Profile};
 use runtime::engine::EngineOptions;
 use runtime::host::HostInfo;
 
 use crate::guard::Failure;
+use crate::types::*;
 
 /// Apply the profile `board` names (`"auto"`: the one matching this machine) to `options`, leaving what
 /// the caller set. Returns the cores to pin the engine's workers to (empty: no pinning).
@@ -19,7 +20,16 @@ pub(crate) fn apply(board: &str, options: &mut EngineOptions, explicit: Explicit
             }
         }
     } else {
-        Profile::by_name(board).map_err(|e| Failure::arg(format!("sail_engine_params.board: {e}")))?
+        Profile::by_name(board).map_err(|e| {
+            let status = match &e {
+                // Read as text: bytes that are not UTF-8 are a format error, not an I/O one.
+                BoardError::Read { error, .. } if error.kind() == std::io::ErrorKind::InvalidData => SAIL_ERR_FORMAT,
+                BoardError::Read { .. } => SAIL_ERR_IO,
+                BoardError::Unknown { .. } => SAIL_ERR_ARG,
+                _ => SAIL_ERR_FORMAT,
+            };
+            Failure { status, message: format!("sail_engine_params.board: {e}") }
+        })?
     };
     let set = profile.apply(options, explicit);
     tracing::info!("board {}: {}", profile.name, set.join(", "));

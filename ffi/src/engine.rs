@@ -14,7 +14,7 @@ pub struct sail_engine {
     pub(crate) engine: Arc<Engine>,
 }
 
-pub(crate) static ENGINES: Registry = Registry::new("engine");
+pub(crate) static ENGINES: Registry<sail_engine> = Registry::new("engine");
 
 /// How to open an engine. Call `sail_engine_params_init` first: it sets the defaults and `struct_size`
 /// (later versions append fields; the size tells them apart).
@@ -45,7 +45,7 @@ pub struct sail_engine_params {
 }
 
 /// Fill `params` with the defaults (every field "default", no paths) and set `struct_size`. NULL is a
-/// no-op.
+/// no-op. The struct is the caller's; this library keeps no pointer into it.
 #[no_mangle]
 pub extern "C" fn sail_engine_params_init(params: *mut sail_engine_params) {
     if params.is_null() {
@@ -67,15 +67,23 @@ pub extern "C" fn sail_engine_params_init(params: *mut sail_engine_params) {
     unsafe { params.write(defaults) };
 }
 
-/// Read and check `params` into engine options and the cores to pin the workers to.
-fn options(params: &sail_engine_params) -> Result<(EngineOptions, Vec<usize>), Failure> {
+/// Check `struct_size` before the rest of the struct is read: a caller built against another version may
+/// have passed fewer bytes.
+fn check_size(params: *const sail_engine_params) -> Result<(), Failure> {
+    // SAFETY: non-NULL (checked by the caller); struct_size is the first field of every version.
+    let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
     let expected = size_of::<sail_engine_params>() as u32;
-    if params.struct_size != expected {
+    if size != expected {
         return Err(Failure::arg(format!(
-            "sail_engine_params.struct_size is {}, this library's is {expected} (call sail_engine_params_init first)",
-            params.struct_size
+            "sail_engine_params.struct_size is {size}, this library's is {expected} (call sail_engine_params_init first)"
         )));
     }
+    Ok(())
+}
+
+/// Read and check `params` into engine options and the cores to pin the workers to.
+fn options(params: &sail_engine_params) -> Result<(EngineOptions, Vec<usize>), Failure> {
+    check_size(params)?;
     let model = str_arg(params.model_path, "sail_engine_params.model_path")?;
     let mut options = EngineOptions::new(model);
     options.mmproj = opt_str_arg(params.mmproj_path, "sail_engine_params.mmproj_path")?.map(Into::into);
@@ -120,7 +128,8 @@ fn options(params: &sail_engine_params) -> Result<(EngineOptions, Vec<usize>), F
 }
 
 /// Open the model described by `params` and store the engine in `*out` (NULL on failure). Loading maps the
-/// files and starts the worker threads; it takes a while on a phone: call it off the UI thread.
+/// files and starts the worker threads; it takes a while on a phone: call it off the UI thread. Strings in
+/// `params` are read during the call only. Profile file errors are `SAIL_ERR_IO` / `SAIL_ERR_FORMAT`.
 ///
 /// Ownership: the engine is the caller's; free it with `sail_engine_free`. Sessions keep it alive.
 #[no_mangle]
@@ -134,8 +143,8 @@ pub extern "C" fn sail_engine_open(params: *const sail_engine_params, out: *mut 
         if params.is_null() {
             return Err(Failure::arg("params is NULL"));
         }
-        // SAFETY: non-NULL; the caller passes a sail_engine_params (its struct_size is checked before the
-        // fields are trusted).
+        check_size(params)?;
+        // SAFETY: non-NULL, and its struct_size says it is a whole sail_engine_params of this version.
         let params = unsafe { &*params };
         let (options, pin) = options(params)?;
         let engine = crate::board::pinned(&pin, || Engine::open(options))?;
@@ -146,8 +155,10 @@ pub extern "C" fn sail_engine_open(params: *const sail_engine_params, out: *mut 
     })
 }
 
-/// Release the caller's reference to the engine. Sessions still open keep it alive until they are freed.
-/// NULL is a no-op; a handle that is not live is reported through `sail_last_error` and otherwise ignored.
+/// Release the caller's reference to the engine: the handle is dead from now on (other calls with it give
+/// `SAIL_ERR_ARG`). Sessions still open, and calls still running on other threads, keep the engine itself
+/// alive until they end. NULL is a no-op; a handle that is not live is reported through `sail_last_error`
+/// and otherwise ignored.
 #[no_mangle]
 pub extern "C" fn sail_engine_free(engine: *mut sail_engine) {
     guard_void("sail_engine_free", || {

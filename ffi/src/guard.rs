@@ -41,25 +41,32 @@ pub(crate) fn c_string(text: &str) -> CString {
 }
 
 pub(crate) fn set_last_error(message: &str) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = c_string(message));
+    // During a thread's teardown (a call from a thread-local destructor) the slot may be gone: the message
+    // is then dropped rather than panicking.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c_string(message));
 }
 
 /// Run an exported function's body: its failure or panic becomes a status and this thread's last error.
 pub(crate) fn guard(function: &str, body: impl FnOnce() -> Result<sail_status, Failure>) -> sail_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(status)) => status,
-        Ok(Err(failure)) => {
-            tracing::debug!("{function}: {}", failure.message);
-            set_last_error(&failure.message);
-            failure.status
-        }
-        Err(panic) => {
-            let message = format!("{function}: internal error: {}", panic_message(&*panic));
+    let (status, message, level) = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(status)) => return status,
+        Ok(Err(failure)) => (failure.status, failure.message, tracing::Level::DEBUG),
+        Err(panic) => (
+            SAIL_ERR_INTERNAL,
+            format!("{function}: internal error: {}", panic_message(&*panic)),
+            tracing::Level::ERROR,
+        ),
+    };
+    // Reporting runs under its own guard too: nothing may unwind out of an extern "C" function.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if level == tracing::Level::ERROR {
             tracing::error!("{message}");
-            set_last_error(&message);
-            SAIL_ERR_INTERNAL
+        } else {
+            tracing::debug!("{function}: {message}");
         }
-    }
+        set_last_error(&message);
+    }));
+    status
 }
 
 /// [`guard`] for functions that return nothing (free, cancel): a failure is only recorded.

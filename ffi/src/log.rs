@@ -87,8 +87,11 @@ impl<S: Subscriber> Layer<S> for CallbackLayer {
 }
 
 /// Send the library's log messages up to `max_level` (`SAIL_LOG_ERROR` … `SAIL_LOG_TRACE`) to `callback`;
-/// NULL stops them. Process-wide. If the program already installed its own `tracing` subscriber (a Rust
-/// host), the messages go there instead and this reports `SAIL_ERR_ARG` through `sail_last_error`.
+/// NULL stops them. Process-wide; call it from any thread, but not from inside the callback. Calls already
+/// in flight on other threads may still reach the old callback with the old `user_data` after this
+/// returns: keep `user_data` alive for the process, or until those threads are done. If the program already
+/// installed its own `tracing` subscriber (a Rust host), the messages go there instead and this reports
+/// `SAIL_ERR_ARG` through `sail_last_error`.
 #[no_mangle]
 pub extern "C" fn sail_set_log_callback(
     callback: sail_log_callback,

@@ -2,10 +2,10 @@
 //! `sail_session_next`) or pushed to a callback (`sail_session_ask_callback`).
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use runtime::engine::session::Answer;
-use runtime::engine::{AskOptions, CancelToken, Frame, Session, StopReason};
+use runtime::engine::{AskOptions, CancelToken, Frame, FrameError, Session, StopReason};
 use runtime::model::sampler::SamplerConfig;
 
 use crate::engine::{sail_engine, ENGINES};
@@ -37,7 +37,7 @@ enum State {
     Lost,
 }
 
-pub(crate) static SESSIONS: Registry = Registry::new("session");
+pub(crate) static SESSIONS: Registry<sail_session> = Registry::new("session");
 
 /// The default `max_tokens` (0).
 const DEFAULT_MAX_TOKENS: usize = 512;
@@ -49,8 +49,14 @@ impl sail_session {
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, Failure> {
         match self.inner.try_lock() {
             Ok(inner) => Ok(inner),
-            // The state is valid between statements; a panic mid-transition leaves `Lost`, which is reported.
-            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            // A panic inside a call may have left the conversation half-changed (ids ahead of the cache):
+            // the session is given up, and says so from now on.
+            Err(TryLockError::Poisoned(e)) => {
+                let mut inner = e.into_inner();
+                inner.state = State::Lost;
+                self.inner.clear_poison();
+                Ok(inner)
+            }
             Err(TryLockError::WouldBlock) => Err(Failure::arg(
                 "the session is busy in another call (another thread, or its own piece callback); \
                  only sail_session_cancel may overlap",
@@ -60,6 +66,17 @@ impl sail_session {
 }
 
 impl Inner {
+    /// The session for calls that change what the next question sees: refused while an answer runs (read
+    /// it to the end, cancel it, or ask again), so that it is never cut short as a side effect.
+    fn quiet(&mut self) -> Result<&mut Session, Failure> {
+        if matches!(self.state, State::Answering(_)) {
+            return Err(Failure::arg(
+                "an answer is running: read it to SAIL_DONE, cancel it, reset, or ask the next question first",
+            ));
+        }
+        self.idle()
+    }
+
     /// The session, ending a running answer where it is first (as the header documents).
     fn idle(&mut self) -> Result<&mut Session, Failure> {
         if matches!(self.state, State::Answering(_)) {
@@ -85,7 +102,7 @@ impl Inner {
     }
 }
 
-fn session<'a>(s: *const sail_session) -> Result<&'a sail_session, Failure> {
+fn session(s: *const sail_session) -> Result<Arc<sail_session>, Failure> {
     SESSIONS.get(s)
 }
 
@@ -105,7 +122,7 @@ fn stop_status(stop: Option<StopReason>) -> sail_status {
 }
 
 /// Start a conversation on `engine` and store it in `*out` (NULL on failure). Greedy decoding and the
-/// model's system prompt until changed.
+/// model's system prompt until changed. Any thread may create sessions on one engine at the same time.
 ///
 /// Ownership: the session is the caller's; free it with `sail_session_free`. It holds a reference to the
 /// engine, so the engine may be freed first.
@@ -144,13 +161,14 @@ pub extern "C" fn sail_session_free(session: *mut sail_session) {
     })
 }
 
-/// Add a still image file (PNG or JPEG; UTF-8 path) to the next question. Tiled up to the tile budget.
+/// Add a still image file (PNG or JPEG; UTF-8 path, read during the call) to the next question, tiled up to
+/// the tile budget. Like the other add and set calls, refused (`SAIL_ERR_ARG`) while an answer is running.
 #[no_mangle]
 pub extern "C" fn sail_session_add_image_file(session: *mut sail_session, path: *const c_char) -> sail_status {
     guard("sail_session_add_image_file", || {
         let s = self::session(session)?;
         let path = str_arg(path, "path")?;
-        s.lock()?.idle()?.add_image_path(path)?;
+        s.lock()?.quiet()?.add_image_path(path)?;
         Ok(SAIL_OK)
     })
 }
@@ -168,14 +186,15 @@ pub extern "C" fn sail_session_add_image_bytes(session: *mut sail_session, data:
         }
         // SAFETY: non-NULL, and the caller passes `len` readable bytes.
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-        s.lock()?.idle()?.add_image_bytes(bytes)?;
+        s.lock()?.quiet()?.add_image_bytes(bytes)?;
         Ok(SAIL_OK)
     })
 }
 
-/// Add a camera or phone frame as a still image. `data` holds `height` rows of `stride` bytes (0 = packed)
-/// in `format` (for NV12/NV21 the interleaved chroma rows follow, for I420/I422/I444 the chroma planes);
-/// it is converted before the call returns, so the buffer may be reused at once.
+/// Add a camera or phone frame as a still image. `data` holds `height` rows of `stride` bytes (0 = packed),
+/// the last row included, in `format` (for NV12/NV21 the interleaved chroma rows follow, for I420/I422/I444
+/// the chroma planes); it is converted before the call returns, so the buffer may be reused at once. Sizes
+/// and stride are checked before any byte is read.
 #[no_mangle]
 pub extern "C" fn sail_session_add_frame(
     session: *mut sail_session,
@@ -192,25 +211,21 @@ pub extern "C" fn sail_session_add_frame(
         if data.is_null() {
             return Err(Failure::arg("data is NULL"));
         }
-        if width == 0 || height == 0 {
-            return Err(Failure::arg(format!("the frame is {width}x{height}")));
-        }
-        let row = if stride == 0 { format.min_stride(width) } else { stride as u64 };
-        if row < format.min_stride(width) {
-            return Err(Failure::arg(format!(
-                "stride {stride} is below the {} bytes of a {width}-pixel {format:?} row",
-                format.min_stride(width)
-            )));
-        }
-        let len = format.frame_bytes(height, row);
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| l <= isize::MAX as usize)
-            .ok_or_else(|| Failure::arg(format!("a {width}x{height} frame with stride {row} would be {len} bytes")))?;
-        // SAFETY: non-NULL, and the caller passes the frame's `height` rows of `stride` bytes (plus the chroma
-        // the format has), which is `len`.
+        // The runtime's checks of the geometry (sizes within its limits, even sizes for subsampled chroma, the
+        // stride) run on an empty frame first, so that the length below is only computed for a sane frame
+        // (no overflow) and no byte is read before it is known.
+        let len = match Frame::new(&[], width, height, stride, format).validate() {
+            Err(FrameError::ShortData { needed, .. }) => needed,
+            Err(e) => return Err(Failure::arg(e)),
+            Ok(()) => unreachable!("an empty frame cannot hold a frame of at least one pixel"),
+        };
+        let len = usize::try_from(len).ok().filter(|&l| l <= isize::MAX as usize).ok_or_else(|| {
+            Failure::arg(format!("a {width}x{height} frame with stride {stride} would be {len} bytes"))
+        })?;
+        // SAFETY: non-NULL, and the caller passes the frame's `height` rows of `stride` bytes (the last one
+        // too) plus the chroma the format has, which is `len`.
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-        s.lock()?.idle()?.add_image_frame(&Frame::new(bytes, width, height, stride, format))?;
+        s.lock()?.quiet()?.add_image_frame(&Frame::new(bytes, width, height, stride, format))?;
         Ok(SAIL_OK)
     })
 }
@@ -222,7 +237,7 @@ pub extern "C" fn sail_session_set_system(session: *mut sail_session, system: *c
     guard("sail_session_set_system", || {
         let s = self::session(session)?;
         let system = opt_str_arg(system, "system")?.map(str::to_string);
-        s.lock()?.idle()?.set_system(system)?;
+        s.lock()?.quiet()?.set_system(system)?;
         Ok(SAIL_OK)
     })
 }
@@ -230,7 +245,7 @@ pub extern "C" fn sail_session_set_system(session: *mut sail_session, system: *c
 /// Ask `question` (UTF-8) about the images added since the last question and the conversation so far, with
 /// at most `max_tokens` tokens of answer (0: 512). The prompt is computed here (the slow part with images);
 /// then pull the answer with `sail_session_next`. Greedy decoding unless `sail_session_set_sampling` said
-/// otherwise. An answer still running is ended where it is.
+/// otherwise. An answer still running is ended where it is (what it said so far stays in the conversation).
 ///
 /// Returns `SAIL_OK` (pull the answer), `SAIL_CANCELLED` (cancelled while the prompt was computed; the
 /// session is as before the question) or a failure (the session is as before the question).
@@ -301,8 +316,9 @@ pub extern "C" fn sail_session_next(session: *mut sail_session, piece: *mut *con
                 Ok(status)
             }
             Some(Err(e)) => {
+                // The answer is over and the session is back as before the question: no answer is running.
                 inner.idle()?;
-                inner.ended = Some(SAIL_DONE);
+                inner.ended = None;
                 Err(e.into())
             }
         }
@@ -310,8 +326,9 @@ pub extern "C" fn sail_session_next(session: *mut sail_session, piece: *mut *con
 }
 
 /// Called with each piece of the answer (a UTF-8 string valid during the call), on the thread that asked.
-/// Return 0 to go on, anything else to stop there (the answer so far stays in the conversation). Other calls
-/// on the same session from inside it fail with `SAIL_ERR_ARG` (busy), except `sail_session_cancel`.
+/// Return 0 to go on, anything else to stop there (the answer so far stays in the conversation; no further
+/// call comes). Other calls on the same session from inside it fail with `SAIL_ERR_ARG` (busy), except
+/// `sail_session_cancel`. It must return normally (no longjmp, no C++ exception through the library).
 pub type sail_piece_callback = Option<unsafe extern "C" fn(piece: *const c_char, user_data: *mut c_void) -> i32>;
 
 /// Ask and answer in one call, handing each piece to `on_piece` on this thread (the push form of
@@ -332,11 +349,18 @@ pub extern "C" fn sail_session_ask_callback(
         let options = AskOptions { max_tokens: self::max_tokens(max_tokens)?, ..AskOptions::default() };
         let mut inner = s.lock()?;
         inner.ended = None;
+        let mut stopped = false;
         let reply = inner.idle()?.ask_with(question, &options, |text| {
+            // After the callback said stop it is not called again (the runtime offers the held-back end of
+            // the text; it stays in the conversation).
+            if stopped {
+                return false;
+            }
             let text = c_string(text);
             // SAFETY: a C function pointer from the caller, given a NUL-terminated string that lives through
             // the call and the caller's own user_data.
-            unsafe { on_piece(text.as_ptr(), user_data) == 0 }
+            stopped = unsafe { on_piece(text.as_ptr(), user_data) } != 0;
+            !stopped
         })?;
         let status = stop_status(Some(reply.stop));
         inner.ended = Some(status);
@@ -356,7 +380,7 @@ pub extern "C" fn sail_session_cancel(session: *mut sail_session) {
     })
 }
 
-/// Forget the conversation (turns, images, cache); sampling and system prompt stay.
+/// Forget the conversation (turns, images, cache), ending a running answer; sampling and system prompt stay.
 #[no_mangle]
 pub extern "C" fn sail_session_reset(session: *mut sail_session) -> sail_status {
     guard("sail_session_reset", || {
@@ -408,14 +432,17 @@ pub extern "C" fn sail_sampling_params_init(params: *mut sail_sampling_params) {
     unsafe { params.write(defaults) };
 }
 
-fn sampler_config(p: &sail_sampling_params) -> Result<SamplerConfig, Failure> {
-    let expected = size_of::<sail_sampling_params>() as u32;
-    if p.struct_size != expected {
+/// A caller's struct of another version (or none) is refused before its other fields are read.
+fn check_struct_size(name: &str, size: u32, expected: usize) -> Result<(), Failure> {
+    if size as usize != expected {
         return Err(Failure::arg(format!(
-            "sail_sampling_params.struct_size is {}, this library's is {expected} (call sail_sampling_params_init first)",
-            p.struct_size
+            "{name}.struct_size is {size}, this library's is {expected} (call {name}_init first)"
         )));
     }
+    Ok(())
+}
+
+fn sampler_config(p: &sail_sampling_params) -> Result<SamplerConfig, Failure> {
     let bad = |field: &str, value: f32, want: &str| {
         Failure::arg(format!("sail_sampling_params.{field} is {value}; it must be {want}"))
     };
@@ -443,7 +470,8 @@ fn sampler_config(p: &sail_sampling_params) -> Result<SamplerConfig, Failure> {
     })
 }
 
-/// Sample the next answers with `params` (the generator restarts from its seed). NULL params: greedy.
+/// Sample the next answers with `params` (read during the call; the generator restarts from its seed).
+/// NULL params: greedy.
 #[no_mangle]
 pub extern "C" fn sail_session_set_sampling(
     session: *mut sail_session,
@@ -454,10 +482,13 @@ pub extern "C" fn sail_session_set_sampling(
         let config = if params.is_null() {
             SamplerConfig::default()
         } else {
-            // SAFETY: non-NULL; the caller passes a sail_sampling_params (struct_size checked first).
+            // SAFETY: non-NULL; struct_size is the first field of every version.
+            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
+            check_struct_size("sail_sampling_params", size, size_of::<sail_sampling_params>())?;
+            // SAFETY: non-NULL, and its struct_size says it is a whole sail_sampling_params of this version.
             sampler_config(unsafe { &*params })?
         };
-        s.lock()?.idle()?.set_sampling(config);
+        s.lock()?.quiet()?.set_sampling(config);
         Ok(SAIL_OK)
     })
 }
@@ -497,7 +528,8 @@ pub extern "C" fn sail_timings_init(timings: *mut sail_timings) {
     unsafe { timings.write(zero) };
 }
 
-/// The last answer's timings (the running one's so far).
+/// The last answer's timings, written to the caller's `out`. While an answer runs, its prompt figures are
+/// there and the decode figures still those of nothing (they are filled when it ends).
 #[no_mangle]
 pub extern "C" fn sail_session_timings(session: *const sail_session, out: *mut sail_timings) -> sail_status {
     guard("sail_session_timings", || {
@@ -505,15 +537,10 @@ pub extern "C" fn sail_session_timings(session: *const sail_session, out: *mut s
         if out.is_null() {
             return Err(Failure::arg("out (the timings to fill) is NULL"));
         }
-        // SAFETY: non-NULL; the caller passes a sail_timings (struct_size checked before writing).
-        let out = unsafe { &mut *out };
-        let expected = size_of::<sail_timings>() as u32;
-        if out.struct_size != expected {
-            return Err(Failure::arg(format!(
-                "sail_timings.struct_size is {}, this library's is {expected} (call sail_timings_init first)",
-                out.struct_size
-            )));
-        }
+        // SAFETY: non-NULL; struct_size is the first field of every version.
+        let size = unsafe { std::ptr::addr_of!((*out).struct_size).read() };
+        check_struct_size("sail_timings", size, size_of::<sail_timings>())?;
+        let expected = size;
         let inner = s.lock()?;
         let t = match &inner.state {
             State::Idle(session) => session.last_timings(),
@@ -522,7 +549,7 @@ pub extern "C" fn sail_session_timings(session: *const sail_session, out: *mut s
         };
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-        *out = sail_timings {
+        let timings = sail_timings {
             struct_size: expected,
             preprocess_ms: ms(t.preprocess),
             encode_ms: ms(t.encode),
@@ -534,23 +561,26 @@ pub extern "C" fn sail_session_timings(session: *const sail_session, out: *mut s
             prefilled_tokens: count(t.prefilled_tokens),
             generated_tokens: count(t.generated),
         };
+        // SAFETY: non-NULL, and its struct_size says it is a whole, writable sail_timings of this version.
+        unsafe { out.write(timings) };
         Ok(SAIL_OK)
     })
 }
 
-/// Positions the conversation holds so far (0 if `session` is not a live session); with
-/// `sail_engine_context_length`, how much room is left.
+/// Positions the conversation holds so far (0 if `session` is not a live session, or busy in another
+/// call); with `sail_engine_context_length`, how much room is left.
 #[no_mangle]
 pub extern "C" fn sail_session_context_used(session: *const sail_session) -> i32 {
     let mut used = 0;
     guard("sail_session_context_used", || {
         let s = self::session(session)?;
         let inner = s.lock()?;
-        used = match &inner.state {
+        let tokens = match &inner.state {
             State::Idle(session) => session.tokens().len(),
             State::Answering(answer) => answer.session().tokens().len(),
             State::Lost => 0,
-        } as i32;
+        };
+        used = i32::try_from(tokens).unwrap_or(i32::MAX);
         Ok(SAIL_OK)
     });
     used

@@ -37,6 +37,13 @@ static int32_t on_piece(const char *piece, void *user_data) {
     return 0;
 }
 
+/* Says stop at the first piece: no call may follow. */
+static int32_t stop_at_once(const char *piece, void *user_data) {
+    (void)piece;
+    (*(int *)user_data)++;
+    return 1;
+}
+
 /* A callback that calls back into its own session: refused as busy, never a deadlock or a free in use. */
 static int reentry_failures = 0;
 static int32_t reenter(const char *piece, void *user_data) {
@@ -95,6 +102,10 @@ int main(int argc, char **argv) {
     params.model_path = model;
     params.board = "no-such-board";
     EXPECT(sail_engine_open(&params, &engine), SAIL_ERR_ARG, "no-such-board");
+    params.board = "/nonexistent/board.toml";
+    EXPECT(sail_engine_open(&params, &engine), SAIL_ERR_IO, "/nonexistent/board.toml");
+    params.board = image; /* not TOML */
+    EXPECT(sail_engine_open(&params, &engine), SAIL_ERR_FORMAT, image);
     params.board = NULL;
     params.mmproj_path = mmproj;
     params.n_threads = 2;
@@ -205,6 +216,18 @@ int main(int argc, char **argv) {
     CHECK(sail_session_ask(session, "And now?", 6) == SAIL_OK, "ask");
     CHECK(sail_session_next(session, &piece) == SAIL_OK && piece != NULL, "next");
     CHECK(sail_session_ask(session, "Once more?", 6) == SAIL_OK, "ask while answering");
+    /* While it runs, calls that would change what the next question sees are refused, not applied. */
+    EXPECT(sail_session_add_image_file(session, image), SAIL_ERR_ARG, "an answer is running");
+    EXPECT(sail_session_add_frame(session, pixels, 64, 64, 0, SAIL_PIXEL_BGRA8), SAIL_ERR_ARG, "an answer is running");
+    EXPECT(sail_session_set_system(session, "terse"), SAIL_ERR_ARG, "an answer is running");
+    EXPECT(sail_session_set_sampling(session, NULL), SAIL_ERR_ARG, "an answer is running");
+    CHECK(sail_session_next(session, &piece) == SAIL_OK, "the answer still runs after the refusals");
+    CHECK(sail_session_reset(session) == SAIL_OK, "reset ends it");
+    EXPECT(sail_session_next(session, &piece), SAIL_ERR_ARG, "no answer is running");
+    /* A callback that says stop gets no further call. */
+    count = 0;
+    CHECK(sail_session_ask_callback(session, "Stop at once?", 6, stop_at_once, &count) == SAIL_DONE, "stop");
+    CHECK(count == 1, "the callback was called %d times after saying stop at the first", count);
 
     /* --- double frees and use after free --- */
     sail_session *freed = session;
@@ -212,6 +235,11 @@ int main(int argc, char **argv) {
     sail_session_free(freed);
     CHECK(strstr(sail_last_error(), "not a live session") != NULL, "double free is reported");
     EXPECT(sail_session_ask(freed, "hi", 4), SAIL_ERR_ARG, "not a live session");
+    /* A new session (likely in the freed one's memory) does not bring the old handle back. */
+    sail_session *fresh = NULL;
+    CHECK(sail_session_new(engine, &fresh) == SAIL_OK && fresh != freed, "a new session has a new handle");
+    EXPECT(sail_session_reset(freed), SAIL_ERR_ARG, "not a live session");
+    sail_session_free(fresh);
     sail_engine *freed_engine = engine;
     sail_engine_free(engine);
     sail_engine_free(freed_engine);

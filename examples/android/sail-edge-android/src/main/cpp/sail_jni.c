@@ -417,6 +417,8 @@ struct piece_sink {
 static int32_t on_piece(const char *piece, void *user_data) {
     struct piece_sink *sink = user_data;
     JNIEnv *env = sink->env;
+    /* No JNI call with an exception pending (the library calls no more after a stop, but be sure). */
+    if ((*env)->ExceptionCheck(env)) return 1;
     jstring s = new_string_utf8(env, piece);
     if (s == NULL) return 1; /* OutOfMemoryError pending: stop */
     jboolean go_on = (*env)->CallBooleanMethod(env, sink->callback, g_on_piece, s);

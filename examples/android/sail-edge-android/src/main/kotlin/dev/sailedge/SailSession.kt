@@ -124,6 +124,9 @@ class SailSession internal constructor(private var handle: Long) : Closeable {
         launch(Dispatchers.IO) {
             try {
                 val status = withSession { h ->
+                    // The collector may have gone while this waited for the session: a cancel sent before
+                    // the native ask starts would be cleared by it, so do not start at all.
+                    if (!isActive) return@withSession SailNative.CANCELLED
                     // Generating happens in this blocking call; each piece goes to the channel, and when the
                     // collector is slower than the model, trySendBlocking (the channel API for blocking code)
                     // holds the model back, so memory stays bounded.
