@@ -8,19 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "sail_edge.h"
-
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, " [last error: %s]\n", sail_last_error());         \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
 /* `call` returns `want` and the last error mentions `needle`. */
 #define EXPECT(call, want, needle)                                                                    \
@@ -248,7 +237,7 @@ int main(int argc, char **argv) {
 
     free(heap);
     if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
+        fprintf(stderr, "%d failures\n", (int)failures);
         return 1;
     }
     printf("misuse: all passed\n");

@@ -13,23 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "sail_edge.h"
 
 #define QUESTION "What is in the picture?"
 #define MAX_TOKENS 12
 #define ANSWER_CAP 4096
-
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, " [last error: %s]\n", sail_last_error());         \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
 
 static double now_ms(void) {
     struct timespec t;
@@ -180,7 +169,7 @@ int main(int argc, char **argv) {
     sail_session_free(s);
     sail_engine_free(engine);
     if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
+        fprintf(stderr, "%d failures\n", (int)failures);
         return 1;
     }
     printf("threads: all passed\n");
