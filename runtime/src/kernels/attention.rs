@@ -351,8 +351,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_f16_value_mix_is_bit_identical_to_converting_first() {
-        if !crate::kernels::x86::available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs("avx2", crate::kernels::x86::available(), "attention twins") {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(16);
@@ -376,8 +375,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_key_scores_are_bit_identical_to_scalar() {
-        if !crate::kernels::x86::available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs("avx2", crate::kernels::x86::available(), "attention twins") {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(14);
@@ -397,8 +395,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_value_mix_is_bit_identical_to_scalar() {
-        if !crate::kernels::x86::available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs("avx2", crate::kernels::x86::available(), "attention twins") {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(8);

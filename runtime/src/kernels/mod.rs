@@ -302,6 +302,29 @@ pub fn rope_half_split(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32])
     scalar::rope_half_split(x, head_dim, cos, sin)
 }
 
+/// Test support: whether the twin tests of kernel path `path` (`avx2`, `avx512vnni` on x86-64; `neon`,
+/// `dotprod`, `i8mm` on aarch64) can run here (`available`). It says which on stderr, once per (test, path),
+/// so every run lists what it compared and what it could not; a path that `SAIL_EDGE_EXPECT_ISA` names (CI
+/// sets it from the CPU's flags) but that is not available fails the test instead of being skipped.
+#[cfg(test)]
+pub(crate) fn path_runs(path: &str, available: bool, test: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SAID: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+    let expected =
+        std::env::var("SAIL_EDGE_EXPECT_ISA").map(|e| e.split(',').any(|f| f.trim() == path)).unwrap_or(false);
+    assert!(available || !expected, "{test}: SAIL_EDGE_EXPECT_ISA names {path}, but this CPU cannot run it");
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.get_or_insert_with(HashSet::new).insert((test.to_string(), path.to_string())) {
+        if available {
+            eprintln!("{test}: {path} path compared");
+        } else {
+            eprintln!("{test}: {path} path NOT compared: this CPU lacks it");
+        }
+    }
+    available
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod twin_tests {
     use rand::rngs::SmallRng;
@@ -318,8 +341,7 @@ mod twin_tests {
 
     #[test]
     fn avx2_integer_dots_are_bit_identical_to_scalar() {
-        if !x86::available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !super::path_runs("avx2", x86::available(), "integer row dots") {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(42);
@@ -342,8 +364,7 @@ mod twin_tests {
 
     #[test]
     fn avx2_f32_dot_matches_scalar_within_rounding() {
-        if !x86::available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !super::path_runs("avx2", x86::available(), "f32 dot") {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(7);
@@ -358,6 +379,42 @@ mod twin_tests {
             assert!((s - v).abs() <= bound, "n={n}: scalar {s} vs avx2 {v} (bound {bound})");
         }
     }
+}
+
+/// With `SAIL_EDGE_EXPECT_ISA=avx2` or `avx2,avx512vnni` (CI derives it from `/proc/cpuinfo`), the x86
+/// features this process detects must be exactly those and `Isa::detect` must pick the matching path: a CPU
+/// with AVX-512 VNNI then runs the VNNI twin tests, which are gated on the same detection.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[test]
+fn x86_detected_features_are_the_expected_ones() {
+    let mut detected = Vec::new();
+    if x86::available() {
+        detected.push("avx2");
+    }
+    if x86::vnni_available() {
+        detected.push("avx512vnni");
+    }
+    let isa = Isa::detect();
+    eprintln!("x86-64 kernel features: {detected:?}; Isa::detect() = {isa:?}");
+    let Ok(expect) = std::env::var("SAIL_EDGE_EXPECT_ISA") else {
+        eprintln!("SAIL_EDGE_EXPECT_ISA not set: nothing to assert");
+        return;
+    };
+    let mut want: Vec<&str> = expect.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    for w in &want {
+        assert!(["avx2", "avx512vnni"].contains(w), "SAIL_EDGE_EXPECT_ISA: unknown x86 feature {w:?} in {expect:?}");
+    }
+    want.sort_unstable();
+    detected.sort_unstable();
+    assert_eq!(detected, want, "SAIL_EDGE_EXPECT_ISA={expect}");
+    let want_isa = if want.contains(&"avx512vnni") {
+        Isa::Avx2Vnni
+    } else if want.contains(&"avx2") {
+        Isa::Avx2
+    } else {
+        Isa::Scalar
+    };
+    assert_eq!(isa, want_isa);
 }
 
 #[cfg(test)]

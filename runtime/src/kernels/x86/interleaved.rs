@@ -361,8 +361,11 @@ mod tests {
     #[test]
     fn simd_k_quant_gemv_and_tiles_are_bit_identical_to_the_scalar_twin() {
         use crate::kernels::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "simd_k_quant_gemv_and_tiles_are_bit_identical_to_the_scalar_twin",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(32);
@@ -384,8 +387,13 @@ mod tests {
                     let mut want = vec![0f32; m];
                     interleaved::gemv_k_x8(ty, &packed, &x, kb, &mut want);
                     for vnni in [false, true] {
-                        if vnni && !vnni_available() {
-                            eprintln!("no AVX-512 VNNI on this CPU: dpbusd kernels not compared");
+                        if vnni
+                            && !crate::kernels::path_runs(
+                                "avx512vnni",
+                                crate::kernels::x86::vnni_available(),
+                                "simd_k_quant_gemv_and_tiles_are_bit_identical_to_the_scalar_twin",
+                            )
+                        {
                             continue;
                         }
                         let mut got = vec![0f32; m];
@@ -414,8 +422,11 @@ mod tests {
 
     #[test]
     fn simd_int8_gemv_is_bit_identical_to_the_scalar_twin() {
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "simd_int8_gemv_is_bit_identical_to_the_scalar_twin",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(31);
@@ -439,8 +450,13 @@ mod tests {
                     let mut want = vec![0f32; m];
                     interleaved::gemv_int8_x8(ty, &packed, &x, kb, &mut want);
                     for vnni in [false, true] {
-                        if vnni && !vnni_available() {
-                            eprintln!("no AVX-512 VNNI on this CPU: dpbusd kernel not compared");
+                        if vnni
+                            && !crate::kernels::path_runs(
+                                "avx512vnni",
+                                crate::kernels::x86::vnni_available(),
+                                "simd_int8_gemv_is_bit_identical_to_the_scalar_twin",
+                            )
+                        {
                             continue;
                         }
                         let mut got = vec![0f32; m];

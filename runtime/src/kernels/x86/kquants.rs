@@ -257,8 +257,11 @@ mod tests {
 
     #[test]
     fn avx2_k_quant_dots_are_bit_identical_to_scalar() {
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "avx2_k_quant_dots_are_bit_identical_to_scalar",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(42);
@@ -284,8 +287,11 @@ mod tests {
     #[test]
     fn avx2_k_quant_dots_match_scalar_on_random_bytes() {
         use rand::Rng;
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "avx2_k_quant_dots_match_scalar_on_random_bytes",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(43);
@@ -316,8 +322,11 @@ mod tests {
 
     #[test]
     fn avx2_f16_dot_matches_scalar_within_rounding() {
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "avx2_f16_dot_matches_scalar_within_rounding",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(8);
@@ -341,7 +350,7 @@ mod tests {
     #[ignore]
     fn q4_k_matvec_timing() {
         use std::time::Instant;
-        if !available() {
+        if !crate::kernels::path_runs("avx2", crate::kernels::x86::available(), "q4_k_matvec_timing") {
             return;
         }
         let (k, m) = (2048usize, 6144usize);

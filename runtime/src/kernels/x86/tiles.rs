@@ -1109,8 +1109,11 @@ mod tests {
 
     #[test]
     fn k_quant_tiles_are_bit_identical_to_scalar_dots() {
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "k_quant_tiles_are_bit_identical_to_scalar_dots",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(12);
@@ -1131,12 +1134,24 @@ mod tests {
                 let wr: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
                 for vnni in [false, true] {
                     if ty == GgmlType::Q4K {
-                        if vnni && !super::super::vnni_available() {
+                        if vnni
+                            && !crate::kernels::path_runs(
+                                "avx512vnni",
+                                crate::kernels::x86::vnni_available(),
+                                "k_quant_tiles_are_bit_identical_to_scalar_dots",
+                            )
+                        {
                             continue;
                         }
                         rows8_q4k(KSource::Rows(wr), &x, kb, &mut out, vnni);
                     } else {
-                        if vnni && !super::super::vnni_available() {
+                        if vnni
+                            && !crate::kernels::path_runs(
+                                "avx512vnni",
+                                crate::kernels::x86::vnni_available(),
+                                "k_quant_tiles_are_bit_identical_to_scalar_dots",
+                            )
+                        {
                             continue;
                         }
                         rows8_q6k(KSource::Rows(wr), &x, kb, &mut out, vnni);
@@ -1164,8 +1179,11 @@ mod tests {
 
     #[test]
     fn tiles_are_bit_identical_to_scalar_dots() {
-        if !available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !crate::kernels::path_runs(
+            "avx2",
+            crate::kernels::x86::available(),
+            "tiles_are_bit_identical_to_scalar_dots",
+        ) {
             return;
         }
         let mut rng = SmallRng::seed_from_u64(11);
@@ -1187,8 +1205,13 @@ mod tests {
                     let mut out8 = vec![0f32; ncols * 8];
                     let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
                     for vnni in [false, true] {
-                        if vnni && !super::super::vnni_available() {
-                            eprintln!("no AVX-512 VNNI on this CPU: dpbusd tiles not compared");
+                        if vnni
+                            && !crate::kernels::path_runs(
+                                "avx512vnni",
+                                crate::kernels::x86::vnni_available(),
+                                "tiles_are_bit_identical_to_scalar_dots",
+                            )
+                        {
                             continue;
                         }
                         rows8(ty, w8, &x, &xsum, kb, &mut out8, vnni);
@@ -1221,7 +1244,13 @@ mod tests {
                         let mag = scalar::dot_magnitude(wr, &x[..kb], ty == IntWeights::Q4_0);
                         let bound = 2.0 * kb as f64 * 2f64.powi(-24) * mag;
                         for vnni in [false, true] {
-                            if vnni && !super::super::vnni_available() {
+                            if vnni
+                                && !crate::kernels::path_runs(
+                                    "avx512vnni",
+                                    crate::kernels::x86::vnni_available(),
+                                    "tiles_are_bit_identical_to_scalar_dots",
+                                )
+                            {
                                 continue;
                             }
                             let v = row1(ty, wr, &x[..kb], &xd[..kb], &xsum[..kb], kb, vnni);
