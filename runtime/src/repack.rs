@@ -9,9 +9,11 @@
 //!
 //! The cache is a GGUF file: one `I8` tensor per repacked weight, under the weight's name, shaped
 //! `[row bytes, rows]` (its layout follows from the weight's type in the model), and metadata naming the
-//! layout and fingerprinting the model it came from (its size, header and the first and last 4 KiB of
-//! every repacked tensor, SHA-256). A cache that does not match its model is ignored with a warning (or
-//! rewritten with `--repack`), never used.
+//! layout, the architecture it was written for (`std::env::consts::ARCH`: a cache is only read by the
+//! kernels of the architecture that wrote it, so x86-64 and aarch64 never take each other's, even where
+//! the layouts coincide today) and fingerprinting the model it came from (its size, header and the first
+//! and last 4 KiB of every repacked tensor, SHA-256). A cache that does not match its model or this
+//! architecture is ignored with a warning saying why (or rewritten with `--repack`), never used.
 
 use std::path::{Path, PathBuf};
 
@@ -43,11 +45,15 @@ pub enum RepackError {
 
 const KEY_LAYOUT: &str = "sail_edge.repack.layout";
 const KEY_VERSION: &str = "sail_edge.repack.version";
+const KEY_ARCH: &str = "sail_edge.repack.arch";
 const KEY_SOURCE_SIZE: &str = "sail_edge.repack.source_size";
 const KEY_FINGERPRINT: &str = "sail_edge.repack.source_fingerprint";
 /// `q4_0x8`, `q8_0x8`, `q4_kx8` and `q6_kx8`, by the weight's type in the model.
 const LAYOUT: &str = "x8";
-const VERSION: u32 = 1;
+/// 2: the architecture key.
+const VERSION: u32 = 2;
+/// The architecture whose kernels read the cache this process writes.
+const ARCH: &str = std::env::consts::ARCH;
 /// Bytes of each repacked tensor's start and end that enter the fingerprint.
 const SAMPLE: usize = 4096;
 
@@ -117,12 +123,18 @@ const WRITE_CHUNK: usize = 8 << 20;
 
 /// Write the cache of `model` to `path` (a temporary file renamed into place: never half-written).
 pub fn write_cache(model: &GgufFile, path: &Path) -> Result<RepackSummary, RepackError> {
+    write_cache_for(model, path, ARCH)
+}
+
+/// [`write_cache`] recording `arch` as the architecture it is for (tests forge other architectures' caches).
+fn write_cache_for(model: &GgufFile, path: &Path, arch: &str) -> Result<RepackSummary, RepackError> {
     let tensors = eligible(model);
     let total: u64 = tensors.iter().map(|t| t.size).sum();
     tracing::info!("repacking {} tensors ({} MiB) into {}", tensors.len(), total >> 20, path.display());
     let metadata = vec![
         (KEY_LAYOUT.to_string(), Value::String(LAYOUT.into())),
         (KEY_VERSION.to_string(), Value::U32(VERSION)),
+        (KEY_ARCH.to_string(), Value::String(arch.into())),
         (KEY_SOURCE_SIZE.to_string(), Value::U64(model.file_size())),
         (KEY_FINGERPRINT.to_string(), Value::String(fingerprint(model, &tensors))),
     ];
@@ -156,6 +168,10 @@ fn mismatch(model: &GgufFile, cache: &GgufFile) -> Option<String> {
     let str_of = |k: &str| cache.get(k).and_then(Value::as_str);
     if str_of(KEY_LAYOUT) != Some(LAYOUT) || !matches!(cache.get(KEY_VERSION), Some(Value::U32(VERSION))) {
         return Some(format!("not a repack cache of layout {LAYOUT}, version {VERSION}"));
+    }
+    if str_of(KEY_ARCH) != Some(ARCH) {
+        let theirs = str_of(KEY_ARCH).unwrap_or("an unnamed architecture");
+        return Some(format!("written for {theirs}, this process runs on {ARCH}"));
     }
     if !matches!(cache.get(KEY_SOURCE_SIZE), Some(Value::U64(s)) if *s == model.file_size()) {
         return Some("made for a model of another size".into());
@@ -247,6 +263,40 @@ pub fn attach<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-tensor model with something to repack: `blk.0.attn_q.weight`, 8 Q8_0 rows of 64.
+    fn tiny_model(dir: &Path) -> GgufFile {
+        let path = dir.join("tiny.gguf");
+        let specs = vec![TensorSpec::new("blk.0.attn_q.weight", vec![64, 8], GgmlType::Q8_0)];
+        let mut w = GgufWriter::create(&path, &[], specs).unwrap();
+        let bytes: Vec<u8> = (0..8 * 2 * 34).map(|i| (i * 37 % 251) as u8).collect();
+        w.write(&bytes).unwrap();
+        w.finish().unwrap();
+        GgufFile::open(&path).unwrap()
+    }
+
+    /// A cache written for this architecture fits; the same cache written for another (x86-64 on aarch64,
+    /// aarch64 elsewhere) is refused, saying why.
+    #[test]
+    fn a_cache_of_another_architecture_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model(dir.path());
+        assert_eq!(eligible(&model).len(), 1);
+        let path = cache_path(model.path());
+        write_cache(&model, &path).unwrap();
+        assert_eq!(mismatch(&model, &GgufFile::open(&path).unwrap()), None, "this architecture's cache fits");
+        let other = if ARCH == "x86_64" { "aarch64" } else { "x86_64" };
+        write_cache_for(&model, &path, other).unwrap();
+        let why = mismatch(&model, &GgufFile::open(&path).unwrap()).expect("another architecture's cache");
+        assert!(why.contains(other) && why.contains(ARCH), "{why}");
+        // What open_cache does with it: ignored under Auto (logged), rewritten under Build where this path
+        // reads caches at all.
+        if supported() {
+            assert!(open_cache(&model, RepackMode::Auto).unwrap().is_none(), "another architecture's cache used");
+            let cache = open_cache(&model, RepackMode::Build).unwrap().expect("rewritten");
+            assert_eq!(cache.get(KEY_ARCH).and_then(Value::as_str), Some(ARCH));
+        }
+    }
 
     #[test]
     fn the_cache_sits_beside_the_model() {

@@ -287,8 +287,8 @@ fn int8_tile(w: &Matrix<'_>, r0: usize, r1: usize, xs: &Int8Activations<'_>, c0:
 
 /// [`int8_tile`] for a Q4_0 or Q8_0 weight with its repacked rows attached: one input row runs the interleaved
 /// kernel on whole groups (the tiles' rows start at multiples of [`ROW_BLOCK`] and the matrix has whole
-/// groups); batches take the 8-row tiles straight from the groups on x86, and elsewhere put the groups back
-/// into rows for the row kernels, so the original rows are never read either way.
+/// groups); batches take the 8-row tiles straight from the groups on x86 and aarch64, and elsewhere put the
+/// groups back into rows for the row kernels, so the original rows are never read either way.
 #[allow(clippy::too_many_arguments)]
 fn int8_x8_tile(
     w: &Matrix<'_>,
@@ -313,6 +313,12 @@ fn int8_x8_tile(
                 let vnni = super::isa() == super::Isa::Avx2Vnni;
                 super::x86::interleaved::gemv_int8_x8(w.ty, groups, x, sums, kb, local, vnni)
             }
+            #[cfg(target_arch = "aarch64")]
+            isa @ (super::Isa::Neon | super::Isa::Dotprod | super::Isa::I8mm) => {
+                use super::aarch64::interleaved::{gemv_int8_x8, Tier};
+                let tier = Tier::of(isa).expect("an aarch64 path");
+                gemv_int8_x8(w.ty, groups, x, kb, local, tier)
+            }
             _ => super::interleaved::gemv_int8_x8(w.ty, groups, x, kb, local),
         }
         return;
@@ -327,6 +333,17 @@ fn int8_x8_tile(
         let mut out = vec![0f32; ncols * X8_ROWS];
         for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
             super::x86::tiles::packed8(ty, group, x, sums, kb, &mut out, vnni);
+            put_rows8(local, rows, g * X8_ROWS, &out);
+        }
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(tier) = super::aarch64::interleaved::Tier::of(super::isa()) {
+        let (ncols, rows) = (c1 - c0, r1 - r0);
+        let x = &xs.q[c0 * kb..c1 * kb];
+        let mut out = vec![0f32; ncols * X8_ROWS];
+        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
+            super::aarch64::interleaved::packed8(w.ty, group, x, kb, &mut out, tier);
             put_rows8(local, rows, g * X8_ROWS, &out);
         }
         return;

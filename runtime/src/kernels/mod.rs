@@ -216,6 +216,8 @@ pub fn x8_native() -> bool {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => true,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => true,
         _ => false,
     }
 }

@@ -8,6 +8,8 @@
 //!   [`tile_q4_0_i8mm`] multiply two weight rows by two activation rows at once (for prefill matmuls);
 //!   [`tile_q8_0_scalar`] / [`tile_q4_0_scalar`] are their portable twins with the same signature.
 //!
+//! [`interleaved`] has the same three tiers over weights repacked 8 rows at a time (the repack cache).
+//!
 //! Stable Rust has no intrinsics for `sdot`/`smmla`, so those two instructions are inline `asm!` inside
 //! functions compiled with `#[target_feature(enable = "dotprod")]` / `"i8mm"` (which also lets the
 //! assembler accept them); everything else is `std::arch::aarch64`.
@@ -23,6 +25,7 @@ use std::arch::asm;
 use super::scalar::{self, Q8Block};
 use crate::quant::f16_bits_to_f32;
 
+pub mod interleaved;
 pub mod kquants;
 #[cfg(test)]
 mod tests;
