@@ -4,13 +4,15 @@
 # Needs ../shared/fixtures beside the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each section's start, in seconds since the script began, so a slow CI run shows where its time went.
+section() { echo "== $* [${SECONDS}s]"; }
 
 if [ ! -d ../shared/fixtures ]; then
     echo "error: ../shared/fixtures not found (the golden fixtures live beside the checkout)" >&2
     exit 1
 fi
 
-echo "== system packages"
+section "system packages"
 # libclang + kernel headers: the v4l crate generates its V4L2 bindings at build time. ffmpeg and socat: the
 # live-video tests make their streams with ffmpeg and run serial output through socat. valgrind: the C API
 # tests run under memcheck. A JDK: the Android JNI shim is tested on the host JVM. The cross compiler and
@@ -29,17 +31,17 @@ fi
 # The tests that need these tools fail (rather than skip) when one is missing.
 export SAIL_EDGE_EXPECT_TOOLS=ffmpeg,socat
 
-echo "== python test dependencies"
+section "python test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     "gguf==0.19.0" "numpy>=1.26" "pytest>=8"
 
-echo "== rustfmt / clippy"
+section "rustfmt / clippy"
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 
-echo "== cargo test"
+section "cargo test"
 # The kernel twin tests say which SIMD paths they compared and which this CPU lacks; SAIL_EDGE_EXPECT_ISA,
 # taken from the CPU's own flags, makes a path the CPU has but the tests did not run a failure (a CPU with
 # AVX-512 VNNI must run the VNNI tests).
@@ -48,12 +50,12 @@ grep -qw avx512_vnni /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && x86_exp
 echo "x86 kernel paths expected on this CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)): $x86_expect"
 SAIL_EDGE_EXPECT_ISA=$x86_expect cargo test --release --workspace
 
-echo "== reference goldens on the other x86 paths too (the default run used the best one this CPU has)"
+section "reference goldens on the other x86 paths too (the default run used the best one this CPU has)"
 for isa in scalar avx2; do
     SAIL_EDGE_ISA=$isa cargo test --release --test decoder_goldens --test pipeline_goldens
 done
 
-echo "== the library example prints what sail-edge describe prints"
+section "the library example prints what sail-edge describe prints"
 cargo build --release --bin sail-edge --example describe
 example_dir=$(mktemp -d)
 trap 'rm -rf "$example_dir"' EXIT
@@ -67,7 +69,7 @@ for image in page.png astronaut.png; do
     echo "examples/describe = sail-edge describe on $image ($(wc -c < "$example_dir/cli.txt") bytes)"
 done
 
-echo "== the live examples run on a test pattern and a folder of frames"
+section "the live examples run on a test pattern and a folder of frames"
 cargo build --release --examples
 ./target/release/examples/scene-describer -m "$example_dir/tiny.gguf" --source pattern --max-updates 2 -t 2 \
     > "$example_dir/scene.txt"
@@ -80,13 +82,13 @@ grep -q "read frame 4 " "$example_dir/kiosk.err"   # five steady, sharp frames: 
 grep -q "1 readings" "$example_dir/kiosk.err"
 echo "scene-describer: $(wc -l < "$example_dir/scene.txt") captions; kiosk-ocr: one reading of the steady page"
 
-echo "== the C API from C: describe.c = sail-edge describe, threads, misuse, all under valgrind"
+section "the C API from C: describe.c = sail-edge describe, threads, misuse, all under valgrind"
 ./scripts/ci/c-api.sh
 
-echo "== the Android JNI shim on the host JVM"
+section "the Android JNI shim on the host JVM"
 ./scripts/ci/jni-test.sh
 
-echo "== the C API's staticlibs for Android and iOS (no NDK or SDK needed: every dependency is pure Rust)"
+section "the C API's staticlibs for Android and iOS (no NDK or SDK needed: every dependency is pure Rust)"
 # `cargo build` on these targets would also link the cdylib, which needs the NDK's (or Xcode's) linker; the
 # staticlib is the same compilation without that link.
 for target in aarch64-linux-android aarch64-apple-ios; do
@@ -95,27 +97,41 @@ for target in aarch64-linux-android aarch64-apple-ios; do
     ls -l "target/$target/release/libsail_edge.a"
 done
 
-echo "== gguf-py compatibility"
+section "gguf-py compatibility"
 cargo build --release --bin sail-edge
 SAIL_EDGE_BIN="$PWD/target/release/sail-edge" python3 -m pytest -q tests/python
 
 # ---------------------------------------------------------------------------------------------------------
-echo "== aarch64 kernels under qemu-user (NEON, dotprod, i8mm)"
+section "aarch64 kernels under qemu-user (NEON, dotprod, i8mm)"
 # Cross-builds the runtime for aarch64 and runs the kernel tests under qemu-user (.cargo/config.toml names
-# the cross linker and the runner) on two emulated CPUs: `max` (dotprod + i8mm: the sdot and smmla paths)
-# and a NEON-only Cortex-A53. SAIL_EDGE_EXPECT_ISA makes the tests assert which optional features each CPU
-# reported, so a run that silently skipped a path fails.
+# the cross linker and the runner) on three emulated CPUs: `max` (dotprod + i8mm: the sdot and smmla
+# paths), the Raspberry Pi 5's Cortex-A76 (dotprod, no i8mm) and a NEON-only Cortex-A53. Every twin test is
+# compared on each tier the CPU has and names the ones it lacks; SAIL_EDGE_EXPECT_ISA makes the tests
+# assert which optional features each CPU reported, so a run that silently skipped a path fails.
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-QEMU_CPU=max SAIL_EDGE_EXPECT_ISA=dotprod,i8mm \
-    cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output
-QEMU_CPU=cortex-a53 SAIL_EDGE_EXPECT_ISA=neon \
-    cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib kernels -- --show-output
-# The decoder goldens (reference logits, llama.cpp's f32/q8_0/q4_0 and MoE files) through the aarch64 paths:
-# i8mm tiles + sdot on `max`, plain NEON on the Cortex-A53.
-QEMU_CPU=max cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens
-QEMU_CPU=cortex-a53 cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens
+for cpu_expect in max:dotprod,i8mm cortex-a76:dotprod cortex-a53:neon; do
+    QEMU_CPU=${cpu_expect%%:*} SAIL_EDGE_EXPECT_ISA=${cpu_expect#*:} \
+        cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib -- --show-output kernels repack::
+done
+# The decoder goldens (reference logits, llama.cpp's f32/q8_0/q4_0 and MoE files) and the repack cache's
+# tests (llama.cpp's q4_0/q8_0/MoE files decoded from the repacked layouts; another architecture's cache
+# refused) through every aarch64 path: `max` has them all, SAIL_EDGE_ISA picks each one and
+# SAIL_EDGE_EXPECT_PATH asserts that it ran. The Cortex-A76 and A53 run their own best paths.
+for isa in i8mm dotprod neon; do
+    QEMU_CPU=max SAIL_EDGE_ISA=$isa SAIL_EDGE_EXPECT_PATH=$isa \
+        cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens --test repack \
+        -- --skip the_repack_flag_writes_the_cache
+done
+for cpu_path in cortex-a76:dotprod cortex-a53:neon; do
+    QEMU_CPU=${cpu_path%%:*} SAIL_EDGE_EXPECT_PATH=${cpu_path#*:} \
+        cargo test --release --target aarch64-unknown-linux-gnu --test decoder_goldens --test repack \
+        -- --skip the_repack_flag_writes_the_cache
+done
+# (`the_repack_flag_writes_the_cache` starts the sail-edge binary itself, which under qemu-user would need
+# binfmt_misc; the aarch64 end-to-end script below runs `describe --repack` on each CPU instead.)
 
-echo "== the whole sail-edge binary on aarch64 under qemu-user: Cortex-A76 (Pi 5), max, Cortex-A53"
+section "the whole sail-edge binary on aarch64 under qemu-user: Cortex-A76 (Pi 5), max, Cortex-A53"
 # Cross-built with its default features; per CPU: the pipeline goldens, `doctor --json`'s kernel path, and a
 # `describe` of the fixture equal byte for byte to the native one (see the script's header).
 ./scripts/ci/aarch64-e2e.sh
+section "done"

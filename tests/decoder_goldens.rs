@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::fixtures;
+use common::{check_expected_kernel_path, fixtures};
 
 use std::path::Path;
 
@@ -39,6 +39,12 @@ fn argmax(x: &[f32]) -> usize {
 /// f32 top two differ by more than twice the largest logit error. (Q8_0 rows need a head size that is a
 /// multiple of 32; this model's is 16, so it must refuse one — Q8_0 accuracy is tested in
 /// runtime/src/kernels/attention.rs.)
+/// The path the goldens below ran through (asserted where CI names it).
+#[test]
+fn the_kernel_path_is_the_expected_one() {
+    check_expected_kernel_path();
+}
+
 #[test]
 fn compact_kv_caches_stay_within_their_rounding() {
     let dir = fixtures().join("llamacpp");

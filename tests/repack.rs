@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixtures, sail_edge, stderr};
+use common::{check_expected_kernel_path, fixtures, sail_edge, stderr};
 
 use std::path::{Path, PathBuf};
 
@@ -35,9 +35,15 @@ fn model_copy(dir: &Path, ty: &str) -> PathBuf {
 /// Whether this process decodes from the repacked layout; where not, the cache must be neither written nor
 /// used.
 fn repack_runs_here(model: &GgufFile) -> bool {
+    check_expected_kernel_path();
     if repack::supported() {
         return true;
     }
+    assert!(
+        std::env::var("SAIL_EDGE_EXPECT_PATH").is_err(),
+        "CI expects the repacked kernels on this path, but {:?} has none",
+        runtime::kernels::isa()
+    );
     assert!(repack::open_cache(model, RepackMode::Build).unwrap().is_none());
     assert!(!repack::cache_path(model.path()).exists(), "no cache written for a path without its kernel");
     eprintln!("no repacked-Q4_0 kernel on {:?}: the cache is not used", runtime::kernels::isa());

@@ -154,9 +154,24 @@ describe_check() {
     }
     echo "-cpu $cpu: describe ran the $want kernels; answer = native ($(wc -c <"$work/$cpu.txt") bytes)"
 }
+describe_repacked_check() {
+    local cpu=$1 want=${EXPECT[$1]}
+    # The same question with the repack cache: the first CPU writes $work/tiny.gguf.repack (the aarch64
+    # cache; the x86-64 one would be refused), the others read it. The repacked kernels are bit-identical to
+    # the row kernels, so the answer is again the native one.
+    RUST_LOG=info on_cpu "$cpu" describe --repack "${describe_args[@]}" >"$work/$cpu-repack.txt" \
+        2>"$work/$cpu-repack.err" || { cat "$work/$cpu-repack.err" >&2; die "-cpu $cpu: describe --repack failed"; }
+    grep -q "kernel path: $want\$" "$work/$cpu-repack.err" ||
+        { cat "$work/$cpu-repack.err" >&2; die "-cpu $cpu: describe --repack did not run the $want kernels"; }
+    grep -Eq "using the repacked weights in|repacked [0-9]+ tensors into" "$work/$cpu-repack.err" ||
+        { cat "$work/$cpu-repack.err" >&2; die "-cpu $cpu: describe --repack did not decode from the cache"; }
+    cmp "$work/native.txt" "$work/$cpu-repack.txt" || die "-cpu $cpu: the repacked answer differs from the native one"
+    echo "-cpu $cpu: describe --repack decoded from $(grep -Eo 'using the repacked|repacked [0-9]+ tensors' "$work/$cpu-repack.err" | head -1) on $want; answer = native"
+}
 for cpu in "${CPUS[@]}"; do
     step "-cpu $cpu: kernel path (doctor --json)" kernel_path_check "$cpu"
     step "-cpu $cpu: describe the fixture" describe_check "$cpu"
+    step "-cpu $cpu: describe the fixture from the repack cache" describe_repacked_check "$cpu"
     step "-cpu $cpu: pipeline goldens" env QEMU_CPU="$cpu" \
         cargo test --release --target "$TARGET" --test pipeline_goldens
 done

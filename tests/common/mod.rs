@@ -34,3 +34,15 @@ pub fn convert_tiny(ty: &str) -> (PathBuf, PathBuf) {
     assert!(o.status.success(), "{}", stderr(&o));
     (dir, lm)
 }
+
+/// With `SAIL_EDGE_EXPECT_PATH=NAME` (CI sets it for its forced and emulated runs), the kernel path this
+/// process runs must be `NAME` (`scalar`, `avx2`, `avx2vnni`, `neon`, `dotprod`, `i8mm`): proof that a run
+/// under `SAIL_EDGE_ISA` or a given `QEMU_CPU` took the path it was meant to, not a fallback. Says which
+/// path ran either way.
+pub fn check_expected_kernel_path() {
+    let ran = runtime::kernels::isa().name();
+    eprintln!("kernel path: {ran}");
+    if let Ok(want) = std::env::var("SAIL_EDGE_EXPECT_PATH") {
+        assert_eq!(ran, want, "SAIL_EDGE_EXPECT_PATH={want}, but this run's kernel path is {ran}");
+    }
+}
