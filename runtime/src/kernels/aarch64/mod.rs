@@ -24,6 +24,7 @@ use super::scalar::{self, Q8Block};
 use crate::quant::f16_bits_to_f32;
 
 pub mod kquants;
+pub mod ktiles;
 #[cfg(test)]
 mod tests;
 
