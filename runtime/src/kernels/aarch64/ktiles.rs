@@ -314,6 +314,42 @@ fn q6_unit(blk: &[u8], at: usize, half: usize) -> [int8x16_t; 4] {
     q.map(|v| vsubq_s8(vreinterpretq_s8_u8(v), off))
 }
 
+/// The low- and high-nibble levels of group `g` of chunk `c` of one `q4_kx8` super-block, rows 0..4
+/// (`half` 0) or 4..8: elements `64c + 4g ..` and `64c + 32 + 4g ..` of each row.
+#[inline]
+#[target_feature(enable = "neon")]
+fn q4k_level(blk: &[u8], c: usize, g: usize, half: usize) -> [int8x16_t; 2] {
+    let v = ld(blk, 128 + 256 * c + 32 * g + 16 * half);
+    [vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(v))]
+}
+
+/// Every [`q4k_level`] of a super-block (`[8c + g][half]`), unpacked once for all the activation rows of a
+/// tile.
+type Q4kLevels = [[[int8x16_t; 2]; 2]; 32];
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn q4k_levels(blk: &[u8]) -> Q4kLevels {
+    let mut lv = [[[vdupq_n_s8(0); 2]; 2]; 32];
+    for (i, l) in lv.iter_mut().enumerate() {
+        *l = [q4k_level(blk, i / 8, i % 8, 0), q4k_level(blk, i / 8, i % 8, 1)];
+    }
+    lv
+}
+
+/// Every [`q6_unit`] of a super-block (`[8hh + g][half]`), unpacked once for a tile.
+type Q6kLevels = [[[int8x16_t; 4]; 2]; 16];
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6k_levels(blk: &[u8]) -> Q6kLevels {
+    let mut lv = [[[vdupq_n_s8(0); 4]; 2]; 16];
+    for (u, l) in lv.iter_mut().enumerate() {
+        *l = [q6_unit(blk, 144 + 96 * u, 0), q6_unit(blk, 144 + 96 * u, 1)];
+    }
+    lv
+}
+
 /// One 8-row super-block of plain rows put in the interleaved layout (only the super-block's bytes move,
 /// in 4-byte runs), so the packed kernels serve [`KSource::Rows`] too.
 fn pack_q4k(rows: &[&[u8]; 8], b: usize, out: &mut [u8; Q4_K_X8_BLOCK_BYTES]) {
@@ -442,11 +478,11 @@ macro_rules! lanes {
 macro_rules! step_kernels {
     ($feat:literal, $step:ident, $zero:ident, $reduce:ident,
      $q4isum:ident, $q6isum:ident, $gemv4:ident, $gemv6:ident, $tiles4:ident, $tiles6:ident) => {
-        /// Rows 0..4 and 4..8's `Σ_j sc_j · Σ_{i∈j} q_i x_i` of one `q4_kx8` super-block.
+        /// Rows 0..4 and 4..8's `Σ_j sc_j · Σ_{i∈j} q_i x_i` of one `q4_kx8` super-block (`lv(c, g, half)`:
+        /// its [`q4k_level`]s).
         #[inline]
         #[target_feature(enable = $feat)]
-        fn $q4isum(blk: &[u8], q: &[i8; 256], s: &Q4kScales) -> [int32x4_t; 2] {
-            let m4 = vdupq_n_u8(0x0F);
+        fn $q4isum(lv: impl Fn(usize, usize, usize) -> [int8x16_t; 2], q: &[i8; 256], s: &Q4kScales) -> [int32x4_t; 2] {
             let mut isum = [vdupq_n_s32(0); 2];
             for c in 0..4 {
                 // Sub-blocks 2c (low nibbles, elements 64c + 4g + t) and 2c + 1 (high, 64c + 32 + 4g + t).
@@ -456,9 +492,9 @@ macro_rules! step_kernels {
                     macro_rules! group {
                         ($g:expr, $l:literal) => {
                             for h in 0..2 {
-                                let v = ld(blk, 128 + 256 * c + 32 * $g + 16 * h);
-                                lo[h] = $step::<$l>(lo[h], vreinterpretq_s8_u8(vandq_u8(v, m4)), xl);
-                                hi[h] = $step::<$l>(hi[h], vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), xh);
+                                let [wl, wh] = lv(c, $g, h);
+                                lo[h] = $step::<$l>(lo[h], wl, xl);
+                                hi[h] = $step::<$l>(hi[h], wh, xh);
                             }
                         };
                     }
@@ -472,10 +508,11 @@ macro_rules! step_kernels {
             isum
         }
 
-        /// Rows 0..4 and 4..8's `Σ_s sc_s · Σ_{i∈s} (q_i − 32) x_i` of one `q6_kx8` super-block.
+        /// Rows 0..4 and 4..8's `Σ_s sc_s · Σ_{i∈s} (q_i − 32) x_i` of one `q6_kx8` super-block
+        /// (`lv(u, half)`: the [`q6_unit`] of unit `u`).
         #[inline]
         #[target_feature(enable = $feat)]
-        fn $q6isum(blk: &[u8], q: &[i8; 256], s: &Q6kScales) -> [int32x4_t; 2] {
+        fn $q6isum(lv: impl Fn(usize, usize) -> [int8x16_t; 4], q: &[i8; 256], s: &Q6kScales) -> [int32x4_t; 2] {
             let mut isum = [vdupq_n_s32(0); 2];
             for hh in 0..2 {
                 // Groups 4·gh .. 4·gh + 4 of quarter k: elements 128hh + 32k + 16gh .., scale 8hh + 2k + gh.
@@ -490,7 +527,7 @@ macro_rules! step_kernels {
                     macro_rules! group {
                         ($g:expr, $l:literal) => {
                             for h in 0..2 {
-                                let v = q6_unit(blk, 144 + 96 * (8 * hh + $g), h);
+                                let v = lv(8 * hh + $g, h);
                                 for k in 0..4 {
                                     acc[k][h] = $step::<$l>(acc[k][h], v[k], xv[k]);
                                 }
@@ -514,7 +551,7 @@ macro_rules! step_kernels {
                 o.fill(0.0);
                 for (blk, xb) in g.chunks_exact(Q4_K_X8_BLOCK_BYTES).zip(x) {
                     let s = q4k_scales(blk);
-                    add_q4k(o, &s, xb, $q4isum(blk, &xb.qs, &s));
+                    add_q4k(o, &s, xb, $q4isum(|c, g, h| q4k_level(blk, c, g, h), &xb.qs, &s));
                 }
             }
         }
@@ -525,7 +562,7 @@ macro_rules! step_kernels {
                 o.fill(0.0);
                 for (blk, xb) in g.chunks_exact(Q6_K_X8_BLOCK_BYTES).zip(x) {
                     let s = q6k_scales(blk);
-                    add_q6k(o, &s, xb, $q6isum(blk, &xb.qs, &s));
+                    add_q6k(o, &s, xb, $q6isum(|u, h| q6_unit(blk, 144 + 96 * u, h), &xb.qs, &s));
                 }
             }
         }
@@ -537,10 +574,10 @@ macro_rules! step_kernels {
             let mut buf = [0u8; Q4_K_X8_BLOCK_BYTES];
             for b in 0..kb {
                 let blk = q4k_block(w, b, &mut buf);
-                let s = q4k_scales(blk);
+                let (s, lv) = (q4k_scales(blk), q4k_levels(blk));
                 for (c, o) in out.chunks_exact_mut(X8_ROWS).enumerate() {
                     let xb = &x[c * kb + b];
-                    add_q4k(o, &s, xb, $q4isum(blk, &xb.qs, &s));
+                    add_q4k(o, &s, xb, $q4isum(|c, g, h| lv[8 * c + g][h], &xb.qs, &s));
                 }
             }
         }
@@ -551,10 +588,10 @@ macro_rules! step_kernels {
             let mut buf = [0u8; Q6_K_X8_BLOCK_BYTES];
             for b in 0..kb {
                 let blk = q6k_block(w, b, &mut buf);
-                let s = q6k_scales(blk);
+                let (s, lv) = (q6k_scales(blk), q6k_levels(blk));
                 for (c, o) in out.chunks_exact_mut(X8_ROWS).enumerate() {
                     let xb = &x[c * kb + b];
-                    add_q6k(o, &s, xb, $q6isum(blk, &xb.qs, &s));
+                    add_q6k(o, &s, xb, $q6isum(|u, h| lv[u][h], &xb.qs, &s));
                 }
             }
         }
@@ -606,34 +643,53 @@ fn zip_groups(p: int8x16_t, q: int8x16_t) -> [int8x16_t; 2] {
     [vreinterpretq_s8_u32(vzip1q_u32(p, q)), vreinterpretq_s8_u32(vzip2q_u32(p, q))]
 }
 
-/// `acc[i] += rows (2i, 2i + 1) · [a; b]` for the 8 rows of groups g (`p`) and g + 1 (`q`), rows 0..4 and
-/// 4..8 each.
+/// The four `smmla` left operands (rows 01, 23, 45, 67) of groups g (`p`: rows 0..4, 4..8) and g + 1 (`q`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn zip8(p: [int8x16_t; 2], q: [int8x16_t; 2]) -> [int8x16_t; 4] {
+    let ([a, b], [c, d]) = (zip_groups(p[0], q[0]), zip_groups(p[1], q[1]));
+    [a, b, c, d]
+}
+
+/// `acc[i] += rows (2i, 2i + 1) · [a; b]` (`w`: the operands of [`zip8`]).
 #[inline]
 #[target_feature(enable = "neon,i8mm")]
-fn mma8(acc: &mut [int32x4_t; 4], p: [int8x16_t; 2], q: [int8x16_t; 2], x: int8x16_t) {
-    for h in 0..2 {
-        let [w01, w23] = zip_groups(p[h], q[h]);
-        acc[2 * h] = smmla(acc[2 * h], w01, x);
-        acc[2 * h + 1] = smmla(acc[2 * h + 1], w23, x);
+fn mma8(acc: &mut [int32x4_t; 4], w: &[int8x16_t; 4], x: int8x16_t) {
+    for (a, w) in acc.iter_mut().zip(w) {
+        *a = smmla(*a, *w, x);
     }
 }
 
-/// [`q4k_isum_sdot`] for activation rows `a` and `b` at once.
+/// The `smmla` operands of one `q4_kx8` super-block, zipped once for a tile: `[4c + p][low/high]` for
+/// groups 2p and 2p + 1 of chunk `c`.
+type Q4kPairs = [[[int8x16_t; 4]; 2]; 16];
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn q4k_pairs(blk: &[u8]) -> Q4kPairs {
+    let mut z = [[[vdupq_n_s8(0); 4]; 2]; 16];
+    for (i, z) in z.iter_mut().enumerate() {
+        let (c, g) = (i / 4, 2 * (i % 4));
+        let (p0, p1) = (q4k_level(blk, c, g, 0), q4k_level(blk, c, g, 1));
+        let (q0, q1) = (q4k_level(blk, c, g + 1, 0), q4k_level(blk, c, g + 1, 1));
+        for (lh, z) in z.iter_mut().enumerate() {
+            *z = zip8([p0[lh], p1[lh]], [q0[lh], q1[lh]]);
+        }
+    }
+    z
+}
+
+/// [`q4k_isum_sdot`] for activation rows `a` and `b` at once (`z`: the super-block's [`q4k_pairs`]).
 #[inline]
 #[target_feature(enable = "neon,i8mm")]
-fn q4k_isum_smmla(blk: &[u8], a: &[i8; 256], b: &[i8; 256], s: &Q4kScales) -> ([int32x4_t; 2], [int32x4_t; 2]) {
-    let m4 = vdupq_n_u8(0x0F);
+fn q4k_isum_smmla(z: &Q4kPairs, a: &[i8; 256], b: &[i8; 256], s: &Q4kScales) -> ([int32x4_t; 2], [int32x4_t; 2]) {
     let mut isum = [vdupq_n_s32(0); 4];
     for c in 0..4 {
         let (mut lo, mut hi) = ([vdupq_n_s32(0); 4], [vdupq_n_s32(0); 4]);
         for p in 0..4 {
             // Groups 2p and 2p + 1: elements 64c + 8p .. + 8 (low nibbles) and 64c + 32 + 8p .. (high).
-            let at = |g: usize, h: usize| ld(blk, 128 + 256 * c + 32 * g + 16 * h);
-            let (v0, v1) = ([at(2 * p, 0), at(2 * p, 1)], [at(2 * p + 1, 0), at(2 * p + 1, 1)]);
-            let low = |v: [uint8x16_t; 2]| v.map(|v| vreinterpretq_s8_u8(vandq_u8(v, m4)));
-            let high = |v: [uint8x16_t; 2]| v.map(|v| vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)));
-            mma8(&mut lo, low(v0), low(v1), ldx_pair(a, b, 64 * c + 8 * p));
-            mma8(&mut hi, high(v0), high(v1), ldx_pair(a, b, 64 * c + 32 + 8 * p));
+            mma8(&mut lo, &z[4 * c + p][0], ldx_pair(a, b, 64 * c + 8 * p));
+            mma8(&mut hi, &z[4 * c + p][1], ldx_pair(a, b, 64 * c + 32 + 8 * p));
         }
         for i in 0..4 {
             isum[i] = vmlaq_s32(isum[i], lo[i], s.sc2[2 * c][i]);
@@ -643,10 +699,29 @@ fn q4k_isum_smmla(blk: &[u8], a: &[i8; 256], b: &[i8; 256], s: &Q4kScales) -> ([
     unpair(&isum)
 }
 
-/// [`q6k_isum_sdot`] for activation rows `a` and `b` at once.
+/// The `smmla` operands of one `q6_kx8` super-block, zipped once for a tile: `[i][k]` for quarter `k` of
+/// units 2i and 2i + 1 (groups g, g + 1 of half i / 4, g = 2·(i mod 4)).
+type Q6kPairs = [[[int8x16_t; 4]; 4]; 8];
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6k_pairs(blk: &[u8]) -> Q6kPairs {
+    let mut z = [[[vdupq_n_s8(0); 4]; 4]; 8];
+    for (i, z) in z.iter_mut().enumerate() {
+        let (p, q) = (144 + 96 * (2 * i), 144 + 96 * (2 * i + 1));
+        let (p0, p1) = (q6_unit(blk, p, 0), q6_unit(blk, p, 1));
+        let (q0, q1) = (q6_unit(blk, q, 0), q6_unit(blk, q, 1));
+        for (k, z) in z.iter_mut().enumerate() {
+            *z = zip8([p0[k], p1[k]], [q0[k], q1[k]]);
+        }
+    }
+    z
+}
+
+/// [`q6k_isum_sdot`] for activation rows `a` and `b` at once (`z`: the super-block's [`q6k_pairs`]).
 #[inline]
 #[target_feature(enable = "neon,i8mm")]
-fn q6k_isum_smmla(blk: &[u8], a: &[i8; 256], b: &[i8; 256], s: &Q6kScales) -> ([int32x4_t; 2], [int32x4_t; 2]) {
+fn q6k_isum_smmla(z: &Q6kPairs, a: &[i8; 256], b: &[i8; 256], s: &Q6kScales) -> ([int32x4_t; 2], [int32x4_t; 2]) {
     let mut isum = [vdupq_n_s32(0); 4];
     for hh in 0..2 {
         for gh in 0..2 {
@@ -654,11 +729,8 @@ fn q6k_isum_smmla(blk: &[u8], a: &[i8; 256], b: &[i8; 256], s: &Q6kScales) -> ([
             for pp in 0..2 {
                 // Groups g and g + 1 of the four quarters: elements 128hh + 32k + 4g .. + 8.
                 let g = 4 * gh + 2 * pp;
-                let unit = |g: usize| 144 + 96 * (8 * hh + g);
-                let (p0, p1) = (q6_unit(blk, unit(g), 0), q6_unit(blk, unit(g), 1));
-                let (q0, q1) = (q6_unit(blk, unit(g + 1), 0), q6_unit(blk, unit(g + 1), 1));
-                for k in 0..4 {
-                    mma8(&mut acc[k], [p0[k], p1[k]], [q0[k], q1[k]], ldx_pair(a, b, 128 * hh + 32 * k + 4 * g));
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    mma8(acc, &z[(8 * hh + g) / 2][k], ldx_pair(a, b, 128 * hh + 32 * k + 4 * g));
                 }
             }
             for (k, acc) in acc.iter().enumerate() {
@@ -679,11 +751,11 @@ fn tiles_q4k_smmla(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32]) 
     let mut buf = [0u8; Q4_K_X8_BLOCK_BYTES];
     for b in 0..kb {
         let blk = q4k_block(w, b, &mut buf);
-        let s = q4k_scales(blk);
+        let (s, z) = (q4k_scales(blk), q4k_pairs(blk));
         for c in (0..ncols).step_by(2) {
             let d = (c + 1).min(ncols - 1);
             let (xa, xd) = (&x[c * kb + b], &x[d * kb + b]);
-            let (ia, id) = q4k_isum_smmla(blk, &xa.qs, &xd.qs, &s);
+            let (ia, id) = q4k_isum_smmla(&z, &xa.qs, &xd.qs, &s);
             add_q4k(&mut out[c * X8_ROWS..], &s, xa, ia);
             if d != c {
                 add_q4k(&mut out[d * X8_ROWS..], &s, xd, id);
@@ -699,11 +771,11 @@ fn tiles_q6k_smmla(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32]) 
     let mut buf = [0u8; Q6_K_X8_BLOCK_BYTES];
     for b in 0..kb {
         let blk = q6k_block(w, b, &mut buf);
-        let s = q6k_scales(blk);
+        let (s, z) = (q6k_scales(blk), q6k_pairs(blk));
         for c in (0..ncols).step_by(2) {
             let d = (c + 1).min(ncols - 1);
             let (xa, xd) = (&x[c * kb + b], &x[d * kb + b]);
-            let (ia, id) = q6k_isum_smmla(blk, &xa.qs, &xd.qs, &s);
+            let (ia, id) = q6k_isum_smmla(&z, &xa.qs, &xd.qs, &s);
             add_q6k(&mut out[c * X8_ROWS..], &s, xa, ia);
             if d != c {
                 add_q6k(&mut out[d * X8_ROWS..], &s, xd, id);
