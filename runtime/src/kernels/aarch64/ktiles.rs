@@ -1008,7 +1008,10 @@ mod tests {
     /// batches: every output equals the scalar dot of its pair bit for bit on this CPU's path.
     #[test]
     fn matmul_on_this_path_equals_scalar_dots_bit_for_bit() {
-        eprintln!("K-quant matmul on aarch64: kernel path {:?} (QEMU_CPU picks it)", crate::kernels::isa());
+        eprintln!(
+            "K-quant matmul on aarch64: kernel path {:?} (QEMU_CPU or SAIL_EDGE_ISA picks it)",
+            crate::kernels::isa()
+        );
         let mut rng = SmallRng::seed_from_u64(73);
         for ty in TYPES {
             let (m, kb) = (80usize, 3usize);
