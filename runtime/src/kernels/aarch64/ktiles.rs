@@ -303,12 +303,14 @@ fn q6k_scales(blk: &[u8]) -> Q6kScales {
 #[target_feature(enable = "neon")]
 fn q6_unit(blk: &[u8], at: usize, half: usize) -> [int8x16_t; 4] {
     let (l0, l1, hb) = (ld(blk, at + 16 * half), ld(blk, at + 32 + 16 * half), ld(blk, at + 64 + 16 * half));
-    let (m4, m30) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30));
+    let (m3f, m30, h2) = (vdupq_n_u8(0x3F), vdupq_n_u8(0x30), vshrq_n_u8::<2>(hb));
+    // `sli` keeps the low nibble and puts the high bits above it (masked to 6 bits); `bsl` takes bits 4, 5
+    // from the high bits and the rest from the high nibble shifted down (whose bits 4..8 are 0).
     let q = [
-        vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8::<4>(vandq_u8(hb, vdupq_n_u8(3)))),
-        vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8::<2>(hb), m30)),
-        vorrq_u8(vshrq_n_u8::<4>(l0), vandq_u8(hb, m30)),
-        vorrq_u8(vshrq_n_u8::<4>(l1), vandq_u8(vshrq_n_u8::<2>(hb), m30)),
+        vandq_u8(vsliq_n_u8::<4>(l0, hb), m3f),
+        vandq_u8(vsliq_n_u8::<4>(l1, h2), m3f),
+        vbslq_u8(m30, hb, vshrq_n_u8::<4>(l0)),
+        vbslq_u8(m30, h2, vshrq_n_u8::<4>(l1)),
     ];
     let off = vdupq_n_s8(32);
     q.map(|v| vsubq_s8(vreinterpretq_s8_u8(v), off))
