@@ -223,6 +223,25 @@ fn kquant_tiles(
         }
         return done;
     }
+    #[cfg(target_arch = "aarch64")]
+    if let (true, Some(tier)) =
+        (matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) && c1 - c0 > 1, super::aarch64::ktiles::Tier::of(super::isa()))
+    {
+        use super::aarch64::ktiles::{rows8_q4k, rows8_q6k, KSource};
+        let rows = r1 - r0;
+        let mut out8 = vec![0f32; (c1 - c0) * 8];
+        let done = rows / 8 * 8;
+        for g in (0..done).step_by(8) {
+            let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
+            if w.ty == GgmlType::Q4K {
+                rows8_q4k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, tier);
+            } else {
+                rows8_q6k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, tier);
+            }
+            put_rows8(local, rows, g, &out8);
+        }
+        return done;
+    }
     let _ = (w, r0, r1, xq, kb, c0, c1, local);
     0
 }
@@ -358,7 +377,7 @@ fn int8_x8_tile(
 
 /// The K-quant tile of a Q4_K or Q6_K weight with its repacked rows attached (like [`int8_x8_tile`]): one
 /// input row runs the interleaved kernel, batches the 8-row tiles straight from the groups on x86 and
-/// elsewhere the row dots on groups put back into rows.
+/// aarch64, and elsewhere the row dots on groups put back into rows.
 #[allow(clippy::too_many_arguments)]
 fn k_x8_tile(
     w: &Matrix<'_>,
@@ -391,6 +410,23 @@ fn k_x8_tile(
                 rows8_q4k(KSource::Packed(group), x, kb, &mut out, vnni);
             } else {
                 rows8_q6k(KSource::Packed(group), x, kb, &mut out, vnni);
+            }
+            put_rows8(local, rows, g * X8_ROWS, &out);
+        }
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(tier) = super::aarch64::ktiles::Tier::of(super::isa()) {
+        use super::aarch64::ktiles::{gemv_k_x8, rows8_q4k, rows8_q6k, KSource};
+        if ncols == 1 {
+            return gemv_k_x8(w.ty, groups, x, kb, local, tier);
+        }
+        let mut out = vec![0f32; ncols * X8_ROWS];
+        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
+            if w.ty == GgmlType::Q4K {
+                rows8_q4k(KSource::Packed(group), x, kb, &mut out, tier);
+            } else {
+                rows8_q6k(KSource::Packed(group), x, kb, &mut out, tier);
             }
             put_rows8(local, rows, g * X8_ROWS, &out);
         }

@@ -27,6 +27,7 @@ use crate::quant::f16_bits_to_f32;
 
 pub mod interleaved;
 pub mod kquants;
+pub mod ktiles;
 #[cfg(test)]
 mod tests;
 
