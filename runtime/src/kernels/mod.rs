@@ -238,11 +238,23 @@ fn elementwise_avx2() -> bool {
     isa() != Isa::Scalar && x86::available()
 }
 
+/// Whether the elementwise kernels take their NEON twins: on aarch64, every path but `Scalar` (the twins are
+/// bit-identical to the scalar kernels, so this only changes speed).
+#[cfg(target_arch = "aarch64")]
+#[inline]
+pub(crate) fn float_neon() -> bool {
+    isa() != Isa::Scalar && aarch64::neon_available()
+}
+
 /// Exact (erf) GELU in place on the selected path (bit-identical across paths).
 pub fn gelu_erf(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if elementwise_avx2() {
         return x86::elementwise::gelu_erf(x);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::gelu_erf(x);
     }
     scalar::gelu_erf(x)
 }
@@ -253,6 +265,10 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     if elementwise_avx2() {
         return x86::elementwise::silu_mul(gate, up);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::silu_mul(gate, up);
+    }
     scalar::silu_mul(gate, up)
 }
 
@@ -262,6 +278,10 @@ pub fn softmax_in_place(x: &mut [f32]) {
     if elementwise_avx2() {
         return x86::elementwise::softmax_in_place(x);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::softmax_in_place(x);
+    }
     scalar::softmax_in_place(x)
 }
 
@@ -270,6 +290,10 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if elementwise_avx2() {
         return x86::elementwise::rms_norm(x, weight, eps, out);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::rms_norm(x, weight, eps, out);
     }
     scalar::rms_norm(x, weight, eps, out)
 }
@@ -281,6 +305,10 @@ pub fn rms_norm_heads(x: &mut [f32], weight: &[f32], eps: f32) {
     if elementwise_avx2() {
         return x86::elementwise::rms_norm_heads(x, weight, eps);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::rms_norm_heads(x, weight, eps);
+    }
     scalar::rms_norm_heads(x, weight, eps)
 }
 
@@ -290,6 +318,10 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [
     if elementwise_avx2() {
         return x86::elementwise::layer_norm(x, weight, bias, eps, out);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::layer_norm(x, weight, bias, eps, out);
+    }
     scalar::layer_norm(x, weight, bias, eps, out)
 }
 
@@ -298,6 +330,10 @@ pub fn rope_half_split(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32])
     #[cfg(target_arch = "x86_64")]
     if elementwise_avx2() {
         return x86::elementwise::rope_half_split(x, head_dim, cos, sin);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::rope_half_split(x, head_dim, cos, sin);
     }
     scalar::rope_half_split(x, head_dim, cos, sin)
 }

@@ -23,6 +23,7 @@ use std::arch::asm;
 use super::scalar::{self, Q8Block};
 use crate::quant::f16_bits_to_f32;
 
+pub mod elementwise;
 pub mod kquants;
 #[cfg(test)]
 mod tests;
