@@ -206,6 +206,8 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => x86::dot_f16(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => aarch64::f16::dot_f16(w, x),
         _ => kquants::dot_f16(w, x),
     }
 }
@@ -220,12 +222,15 @@ pub fn x8_native() -> bool {
     }
 }
 
-/// Whether [`dot_f16`] converts in registers (F16C) on this path, i.e. beats converting rows to f32 first.
+/// Whether [`dot_f16`] converts in registers (F16C, NEON `fcvtl`) on this path, i.e. beats converting rows
+/// to f32 first.
 #[inline]
 pub(crate) fn f16_dot_in_registers() -> bool {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => true,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => true,
         _ => false,
     }
 }
@@ -238,8 +243,9 @@ fn elementwise_avx2() -> bool {
     isa() != Isa::Scalar && x86::available()
 }
 
-/// Whether the elementwise kernels take their NEON twins: on aarch64, every path but `Scalar` (the twins are
-/// bit-identical to the scalar kernels, so this only changes speed).
+/// Whether the float kernels (elementwise, attention scores and mixes, f16 row conversions) take their NEON
+/// twins: on aarch64, every path but `Scalar` (the twins are bit-identical to the scalar kernels, so this
+/// only changes speed).
 #[cfg(target_arch = "aarch64")]
 #[inline]
 pub(crate) fn float_neon() -> bool {

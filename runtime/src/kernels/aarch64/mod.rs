@@ -24,6 +24,7 @@ use super::scalar::{self, Q8Block};
 use crate::quant::f16_bits_to_f32;
 
 pub mod elementwise;
+pub mod f16;
 pub mod kquants;
 #[cfg(test)]
 mod tests;
