@@ -55,6 +55,23 @@ pub(crate) unsafe fn load8_f16(p: *const u8) -> (float32x4_t, float32x4_t) {
     (cvt_lo(h), cvt_hi(h))
 }
 
+/// 4 little-endian f16 values from `p` (8 bytes, any alignment) as f32.
+///
+/// # Safety
+/// `p` must be readable for 8 bytes; NEON must be available.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn load4_f16(p: *const u8) -> float32x4_t {
+    // SAFETY: the caller guarantees 8 readable bytes; `ld1` has no alignment requirement.
+    let h = unsafe { vld1_u16(p as *const u16) };
+    let out: float32x4_t;
+    // SAFETY: as in `cvt_lo` (`fcvtl` reads the 64-bit register `h` as four halves).
+    unsafe {
+        asm!("fcvtl {o:v}.4s, {h:v}.4h", o = lateout(vreg) out, h = in(vreg) h, options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
 /// The f16 at `bytes[at..at + 2]` (little-endian) as f32, as the scalar tails read it.
 #[inline]
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
