@@ -172,6 +172,10 @@ fn key_scores(q: &[f32], kt: &[f32], w: usize, out: &mut [f32]) {
     match super::isa() {
         #[cfg(target_arch = "x86_64")]
         super::Isa::Avx2 | super::Isa::Avx2Vnni => super::x86::attention::key_scores(q, kt, w, out),
+        #[cfg(target_arch = "aarch64")]
+        super::Isa::Neon | super::Isa::Dotprod | super::Isa::I8mm => {
+            super::aarch64::attention::key_scores(q, kt, w, out)
+        }
         _ => key_scores_scalar(q, kt, w, out),
     }
 }
@@ -193,16 +197,25 @@ fn mix_rows(p: &[f32], rows: &[f32], d: usize, out: &mut [f32]) {
     match super::isa() {
         #[cfg(target_arch = "x86_64")]
         super::Isa::Avx2 | super::Isa::Avx2Vnni => super::x86::attention::mix_rows(p, rows, d, out),
+        #[cfg(target_arch = "aarch64")]
+        super::Isa::Neon | super::Isa::Dotprod | super::Isa::I8mm => {
+            super::aarch64::attention::mix_rows(p, rows, d, out)
+        }
         _ => mix_rows_scalar(p, rows, d, out),
     }
 }
 
-/// `out[e] += Σ_j p[j] · rows[j][e]` over f16 rows (little-endian bytes, `d` values each), x86 AVX2/F16C
-/// only (see `direct` in [`attention_rows`]); bit-identical to converting the rows and [`mix_rows_scalar`].
+/// `out[e] += Σ_j p[j] · rows[j][e]` over f16 rows (little-endian bytes, `d` values each), for the paths
+/// that convert f16 in registers (x86 F16C, aarch64 NEON; see `direct` in [`attention_rows`]); bit-identical
+/// to converting the rows and [`mix_rows_scalar`].
 fn mix_rows_f16(p: &[f32], rows: &[u8], d: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::f16_dot_in_registers() {
         return super::x86::attention::mix_rows_f16(p, rows, d, out);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if super::f16_dot_in_registers() {
+        return super::aarch64::attention::mix_rows_f16(p, rows, d, out);
     }
     let mut f = vec![0f32; p.len() * d];
     quant::dequantize(GgmlType::F16, &rows[..p.len() * d * 2], &mut f).expect("f16 rows");

@@ -206,6 +206,8 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => x86::dot_f16(w, x),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => aarch64::f16::dot_f16(w, x),
         _ => kquants::dot_f16(w, x),
     }
 }
@@ -222,12 +224,15 @@ pub fn x8_native() -> bool {
     }
 }
 
-/// Whether [`dot_f16`] converts in registers (F16C) on this path, i.e. beats converting rows to f32 first.
+/// Whether [`dot_f16`] converts in registers (F16C, NEON `fcvtl`) on this path, i.e. beats converting rows
+/// to f32 first.
 #[inline]
 pub(crate) fn f16_dot_in_registers() -> bool {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni => true,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => true,
         _ => false,
     }
 }
@@ -240,11 +245,24 @@ fn elementwise_avx2() -> bool {
     isa() != Isa::Scalar && x86::available()
 }
 
+/// Whether the float kernels (elementwise, attention scores and mixes, f16 row conversions) take their NEON
+/// twins: on aarch64, every path but `Scalar` (the twins are bit-identical to the scalar kernels, so this
+/// only changes speed).
+#[cfg(target_arch = "aarch64")]
+#[inline]
+pub(crate) fn float_neon() -> bool {
+    isa() != Isa::Scalar && aarch64::neon_available()
+}
+
 /// Exact (erf) GELU in place on the selected path (bit-identical across paths).
 pub fn gelu_erf(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if elementwise_avx2() {
         return x86::elementwise::gelu_erf(x);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::gelu_erf(x);
     }
     scalar::gelu_erf(x)
 }
@@ -255,6 +273,10 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     if elementwise_avx2() {
         return x86::elementwise::silu_mul(gate, up);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::silu_mul(gate, up);
+    }
     scalar::silu_mul(gate, up)
 }
 
@@ -264,6 +286,10 @@ pub fn softmax_in_place(x: &mut [f32]) {
     if elementwise_avx2() {
         return x86::elementwise::softmax_in_place(x);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::softmax_in_place(x);
+    }
     scalar::softmax_in_place(x)
 }
 
@@ -272,6 +298,10 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if elementwise_avx2() {
         return x86::elementwise::rms_norm(x, weight, eps, out);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::rms_norm(x, weight, eps, out);
     }
     scalar::rms_norm(x, weight, eps, out)
 }
@@ -283,6 +313,10 @@ pub fn rms_norm_heads(x: &mut [f32], weight: &[f32], eps: f32) {
     if elementwise_avx2() {
         return x86::elementwise::rms_norm_heads(x, weight, eps);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::rms_norm_heads(x, weight, eps);
+    }
     scalar::rms_norm_heads(x, weight, eps)
 }
 
@@ -292,6 +326,10 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [
     if elementwise_avx2() {
         return x86::elementwise::layer_norm(x, weight, bias, eps, out);
     }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::layer_norm(x, weight, bias, eps, out);
+    }
     scalar::layer_norm(x, weight, bias, eps, out)
 }
 
@@ -300,6 +338,10 @@ pub fn rope_half_split(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32])
     #[cfg(target_arch = "x86_64")]
     if elementwise_avx2() {
         return x86::elementwise::rope_half_split(x, head_dim, cos, sin);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if float_neon() {
+        return aarch64::elementwise::rope_half_split(x, head_dim, cos, sin);
     }
     scalar::rope_half_split(x, head_dim, cos, sin)
 }

@@ -131,6 +131,11 @@ fn dequantize_unchecked(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
             }
         }
         F16 => {
+            #[cfg(target_arch = "aarch64")]
+            if crate::kernels::float_neon() {
+                // `fcvtl`: the same bits as below (tested for every half).
+                return crate::kernels::aarch64::f16::f16_to_f32_row(src, dst);
+            }
             // Branch-free, so this loop vectorizes (KV cache tiles, f16 weights): same bits as f16_bits_to_f32.
             for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
                 *y = f16_to_f32_vectorizable(u16::from_le_bytes([b[0], b[1]]));
@@ -164,6 +169,11 @@ fn quantize_unchecked(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
             }
         }
         F16 => {
+            #[cfg(target_arch = "aarch64")]
+            if crate::kernels::float_neon() {
+                // `fcvtn` with NaNs made canonical: the same bits as below (tested).
+                return crate::kernels::aarch64::f16::f32_to_f16_row(src, dst);
+            }
             for (b, &x) in dst.chunks_exact_mut(2).zip(src) {
                 b.copy_from_slice(&f32_to_f16_bits(x).to_le_bytes());
             }

@@ -25,6 +25,9 @@ use std::arch::asm;
 use super::scalar::{self, Q8Block};
 use crate::quant::f16_bits_to_f32;
 
+pub mod attention;
+pub mod elementwise;
+pub mod f16;
 pub mod interleaved;
 pub mod kquants;
 pub mod ktiles;
