@@ -70,13 +70,17 @@ pub fn supported() -> bool {
 }
 
 /// The weights worth repacking: 2-D Q4_0, Q8_0, Q4_K and Q6_K decoder matrices (attention, dense FFN, output
-/// head) with whole groups of 8 rows. Token embeddings are looked up by row, and MoE experts are paged per
-/// expert: neither is repacked.
+/// head) with whole groups of 8 rows. MoE experts are paged per expert and are not repacked. Token embeddings
+/// are looked up by row, but where the model ties its output head to them (no `output.weight`: Qwen3-1.7B,
+/// the 2B's decoder) every decoded token reads the whole table as the head — the largest matrix of a small
+/// model — so the cache holds a repacked copy for the head while lookups keep reading the model's rows.
 pub fn eligible(model: &GgufFile) -> Vec<&TensorInfo> {
     use names::tensor::{ATTN_K, ATTN_OUTPUT, ATTN_Q, ATTN_V, FFN_DOWN, FFN_GATE, FFN_UP};
     const LINEAR: [&str; 7] = [ATTN_Q, ATTN_K, ATTN_V, ATTN_OUTPUT, FFN_GATE, FFN_UP, FFN_DOWN];
+    let tied = model.header().tensor(names::tensor::OUTPUT).is_none();
     let decoder_linear = |name: &str| {
         name == names::tensor::OUTPUT
+            || (tied && name == names::tensor::TOKEN_EMBD)
             || name
                 .strip_prefix("blk.")
                 .and_then(|rest| rest.split_once('.'))

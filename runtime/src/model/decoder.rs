@@ -251,11 +251,12 @@ impl<'a> Decoder<'a> {
                 },
             });
         }
-        // Looked up by row: never repacked.
+        // Looked up by row from the model; a tied output head reads the cache's repacked copy where there is
+        // one (see `repack::eligible`).
         let token_embd = crate::tensor::matrix(file, names::tensor::TOKEN_EMBD, h, c.vocab)?;
         let output = match file.header().tensor(names::tensor::OUTPUT) {
             Some(_) => matrix(names::tensor::OUTPUT, h, c.vocab)?,
-            None => token_embd,
+            None => crate::repack::attach(token_embd, repack)?,
         };
         let inv_freq = (0..hd / 2).map(|i| 1.0 / c.rope_theta.powf((2 * i) as f32 / hd as f32)).collect();
         let residency = match layers.first().map(|l| &l.ffn) {
