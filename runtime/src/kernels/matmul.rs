@@ -269,8 +269,10 @@ struct Int8Activations<'a> {
 
 impl<'a> Int8Activations<'a> {
     fn new(q: &'a [Q8Block], kb: usize) -> Self {
-        let sums = super::scalar::block_sums(q);
-        let d = q.iter().map(|b| b.d).collect();
+        // Only the x86 kernels read the block sums and the side-by-side scales.
+        let x86 = cfg!(target_arch = "x86_64");
+        let sums = if x86 { super::scalar::block_sums(q) } else { Vec::new() };
+        let d = if x86 { q.iter().map(|b| b.d).collect() } else { Vec::new() };
         Int8Activations { q, sums, d, kb }
     }
 
