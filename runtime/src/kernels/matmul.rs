@@ -363,8 +363,15 @@ fn int8_x8_tile(
         let (ncols, rows) = (c1 - c0, r1 - r0);
         let x = &xs.q[c0 * kb..c1 * kb];
         let mut out = vec![0f32; ncols * X8_ROWS];
+        use super::aarch64::interleaved::{packed8, packed8_paired, pair_inputs, Tier};
+        // i8mm: the inputs paired into smmla's operand order once for every group of the tile.
+        let pairs = if tier == Tier::I8mm { pair_inputs(x, kb) } else { Vec::new() };
         for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            super::aarch64::interleaved::packed8(w.ty, group, x, kb, &mut out, tier);
+            if tier == Tier::I8mm {
+                packed8_paired(w.ty, group, x, &pairs, kb, &mut out);
+            } else {
+                packed8(w.ty, group, x, kb, &mut out, tier);
+            }
             put_rows8(local, rows, g * X8_ROWS, &out);
         }
         return;

@@ -131,8 +131,72 @@ pub fn packed8(ty: GgmlType, group: &[u8], x: &[Q8Block], kb: usize, out: &mut [
             (Tier::Neon, false) => packed8_neon::<false>(group, x, kb, out),
             (Tier::Dotprod, true) => packed8_sdot::<true>(group, x, kb, out),
             (Tier::Dotprod, false) => packed8_sdot::<false>(group, x, kb, out),
-            (Tier::I8mm, true) => packed8_smmla::<true>(group, x, kb, out),
-            (Tier::I8mm, false) => packed8_smmla::<false>(group, x, kb, out),
+            (Tier::I8mm, true) => packed8_smmla::<true>(group, x, &pair_inputs(x, kb), kb, out),
+            (Tier::I8mm, false) => packed8_smmla::<false>(group, x, &pair_inputs(x, kb), kb, out),
+        }
+    }
+}
+
+/// One block of two activation rows in `smmla`'s operand order: `q[16s .. 16s + 16]` holds elements
+/// `8s .. 8s + 8` of the first input then of the second, `d` their scales as [d₀, d₁, d₀, d₁] (the lane order
+/// of `smmla`'s 2 × 2 sums). Built once per batch ([`pair_inputs`]) and read by every group of rows.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub struct PairBlock {
+    q: [i8; 64],
+    d: [f32; 4],
+}
+
+/// Inputs `2q` and `2q + 1` of `x` (`n` rows of `kb` blocks) paired block by block: block `b` of pair `q` is
+/// `[q · kb + b]`; an odd last input is left out (the tile takes it with `sdot`).
+pub fn pair_inputs(x: &[Q8Block], kb: usize) -> Vec<PairBlock> {
+    assert!(neon_available(), "pair_inputs: this CPU lacks neon");
+    // SAFETY: NEON was checked above.
+    unsafe { pair_inputs_neon(x, kb) }
+}
+
+#[target_feature(enable = "neon")]
+fn pair_inputs_neon(x: &[Q8Block], kb: usize) -> Vec<PairBlock> {
+    let mut out = Vec::with_capacity(x.len() / (2 * kb.max(1)) * kb);
+    for xp in x.chunks_exact(2 * kb) {
+        let (xa, xc) = xp.split_at(kb);
+        for (a, c) in xa.iter().zip(xc) {
+            let ((a0, a1), (c0, c1)) = (load_q8(a), load_q8(c));
+            let (x0, x1) = zip_rows(a0, c0);
+            let (x2, x3) = zip_rows(a1, c1);
+            let mut pb = PairBlock { q: [0; 64], d: [a.d, c.d, a.d, c.d] };
+            let p = pb.q.as_mut_ptr();
+            // SAFETY: `pb.q` holds 64 writable bytes, 4 vectors; `st1` has no alignment requirement.
+            unsafe {
+                for (i, v) in [x0, x1, x2, x3].into_iter().enumerate() {
+                    vst1q_s8(p.add(16 * i), v);
+                }
+            }
+            out.push(pb);
+        }
+    }
+    out
+}
+
+/// [`packed8`] on [`Tier::I8mm`] with the batch's inputs already paired (`pairs` = [`pair_inputs`]`(x, kb)`),
+/// so that the pairing is done once for all groups of rows. Bit-identical to the scalar row dots.
+///
+/// # Panics
+/// If the CPU lacks i8mm, `ty` is not Q4_0 or Q8_0, `group` is not one group of `kb` blocks, `x` holds fewer
+/// than `n · kb` blocks or `pairs` is not `n / 2` pairs of `kb` blocks.
+pub fn packed8_paired(ty: GgmlType, group: &[u8], x: &[Q8Block], pairs: &[PairBlock], kb: usize, out: &mut [f32]) {
+    assert!(Tier::I8mm.available(), "packed8_paired: this CPU lacks i8mm");
+    let (block, q4) = block_bytes(ty, "packed8_paired");
+    let n = out.len() / X8_ROWS;
+    assert!(out.len() == n * X8_ROWS && x.len() >= n * kb, "packed8_paired: {n} inputs of {kb} blocks");
+    assert_eq!(group.len(), kb * block, "packed8_paired: one group of {kb} blocks");
+    let x = &x[..n * kb];
+    // SAFETY: i8mm (and so dotprod) was checked above.
+    unsafe {
+        if q4 {
+            packed8_smmla::<true>(group, x, pairs, kb, out)
+        } else {
+            packed8_smmla::<false>(group, x, pairs, kb, out)
         }
     }
 }
@@ -330,10 +394,11 @@ row_kernels!(gemv_sdot, packed8_sdot, "neon,dotprod", isum8_sdot);
 /// row 2p+1 · c, row 2p+1 · (c+1)], with the matching scale products), each pair's 16 sums kept in that
 /// pair's own 16 outputs until the last block, when `uzp1`/`uzp2` put them into each input's row order.
 #[target_feature(enable = "neon,dotprod,i8mm")]
-fn packed8_smmla<const Q4: bool>(group: &[u8], x: &[Q8Block], kb: usize, out: &mut [f32]) {
+fn packed8_smmla<const Q4: bool>(group: &[u8], x: &[Q8Block], paired_x: &[PairBlock], kb: usize, out: &mut [f32]) {
     let block = if Q4 { Q4_0_X8_BLOCK_BYTES } else { Q8_0_X8_BLOCK_BYTES };
     let n = out.len() / X8_ROWS;
     let pairs = n / 2;
+    assert_eq!(paired_x.len(), pairs * kb, "packed8: {pairs} pairs of {kb} blocks");
     out.fill(0.0);
     if n == 0 {
         return;
@@ -353,23 +418,19 @@ fn packed8_smmla<const Q4: bool>(group: &[u8], x: &[Q8Block], kb: usize, out: &m
                 vreinterpretq_s8_u32(if p % 2 == 0 { vzip1q_u32(a, c) } else { vzip2q_u32(a, c) })
             })
         });
-        // Pair q: inputs 2q and 2q + 1, whose block b is blocks b and kb + b of their 2 · kb.
-        for (o, xp) in paired.chunks_exact_mut(2 * X8_ROWS).zip(x.chunks_exact(2 * kb)) {
-            let (xa, xc) = (&xp[b], &xp[kb + b]);
-            let ((a0, a1), (c0, c1)) = (load_q8(xa), load_q8(xc));
-            // Elements 8s .. 8s + 8 of input 2q, then of input 2q + 1.
-            let (x0, x1) = zip_rows(a0, c0);
-            let (x2, x3) = zip_rows(a1, c1);
-            let xv = [x0, x1, x2, x3];
+        // Pair q: inputs 2q and 2q + 1, already zipped, their block b at paired_x[q · kb + b].
+        for (o, xp) in paired.chunks_exact_mut(2 * X8_ROWS).zip(paired_x.chunks_exact(kb)) {
+            let pb = &xp[b];
+            let (q, d) = (pb.q.as_ptr(), pb.d.as_ptr());
+            // SAFETY: `pb.q` holds 64 readable bytes (4 vectors), `pb.d` 4 f32; `ld1` needs no alignment.
+            let (xv, dx): ([int8x16_t; 4], _) =
+                unsafe { (std::array::from_fn(|s| vld1q_s8(q.add(16 * s))), vld1q_f32(d)) };
             let mut isum = [vdupq_n_s32(0); 4];
             for (s, xv) in xv.into_iter().enumerate() {
                 for (p, a) in isum.iter_mut().enumerate() {
                     *a = smmla(*a, m[s][p], xv);
                 }
             }
-            // [d_x(2q), d_x(2q+1), d_x(2q), d_x(2q+1)].
-            let dx = vset_lane_f32::<1>(xc.d, vdup_n_f32(xa.d));
-            let dx = vcombine_f32(dx, dx);
             assert!(o.len() == 2 * X8_ROWS);
             let p = o.as_mut_ptr();
             // SAFETY: `o` holds 16 f32 (asserted), 4 vectors; `ld1`/`st1` have no alignment requirement.
