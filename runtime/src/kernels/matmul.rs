@@ -269,8 +269,10 @@ struct Int8Activations<'a> {
 
 impl<'a> Int8Activations<'a> {
     fn new(q: &'a [Q8Block], kb: usize) -> Self {
-        let sums = super::scalar::block_sums(q);
-        let d = q.iter().map(|b| b.d).collect();
+        // Only the x86 kernels read the block sums and the side-by-side scales.
+        let x86 = cfg!(target_arch = "x86_64");
+        let sums = if x86 { super::scalar::block_sums(q) } else { Vec::new() };
+        let d = if x86 { q.iter().map(|b| b.d).collect() } else { Vec::new() };
         Int8Activations { q, sums, d, kb }
     }
 
@@ -361,8 +363,15 @@ fn int8_x8_tile(
         let (ncols, rows) = (c1 - c0, r1 - r0);
         let x = &xs.q[c0 * kb..c1 * kb];
         let mut out = vec![0f32; ncols * X8_ROWS];
+        use super::aarch64::interleaved::{packed8, packed8_paired, pair_inputs, Tier};
+        // i8mm: the inputs paired into smmla's operand order once for every group of the tile.
+        let pairs = if tier == Tier::I8mm { pair_inputs(x, kb) } else { Vec::new() };
         for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            super::aarch64::interleaved::packed8(w.ty, group, x, kb, &mut out, tier);
+            if tier == Tier::I8mm {
+                packed8_paired(w.ty, group, x, &pairs, kb, &mut out);
+            } else {
+                packed8(w.ty, group, x, kb, &mut out, tier);
+            }
             put_rows8(local, rows, g * X8_ROWS, &out);
         }
         return;

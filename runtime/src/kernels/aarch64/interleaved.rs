@@ -131,8 +131,72 @@ pub fn packed8(ty: GgmlType, group: &[u8], x: &[Q8Block], kb: usize, out: &mut [
             (Tier::Neon, false) => packed8_neon::<false>(group, x, kb, out),
             (Tier::Dotprod, true) => packed8_sdot::<true>(group, x, kb, out),
             (Tier::Dotprod, false) => packed8_sdot::<false>(group, x, kb, out),
-            (Tier::I8mm, true) => packed8_smmla::<true>(group, x, kb, out),
-            (Tier::I8mm, false) => packed8_smmla::<false>(group, x, kb, out),
+            (Tier::I8mm, true) => packed8_smmla::<true>(group, x, &pair_inputs(x, kb), kb, out),
+            (Tier::I8mm, false) => packed8_smmla::<false>(group, x, &pair_inputs(x, kb), kb, out),
+        }
+    }
+}
+
+/// One block of two activation rows in `smmla`'s operand order: `q[16s .. 16s + 16]` holds elements
+/// `8s .. 8s + 8` of the first input then of the second, `d` their scales as [d₀, d₁, d₀, d₁] (the lane order
+/// of `smmla`'s 2 × 2 sums). Built once per batch ([`pair_inputs`]) and read by every group of rows.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+pub struct PairBlock {
+    q: [i8; 64],
+    d: [f32; 4],
+}
+
+/// Inputs `2q` and `2q + 1` of `x` (`n` rows of `kb` blocks) paired block by block: block `b` of pair `q` is
+/// `[q · kb + b]`; an odd last input is left out (the tile takes it with `sdot`).
+pub fn pair_inputs(x: &[Q8Block], kb: usize) -> Vec<PairBlock> {
+    assert!(neon_available(), "pair_inputs: this CPU lacks neon");
+    // SAFETY: NEON was checked above.
+    unsafe { pair_inputs_neon(x, kb) }
+}
+
+#[target_feature(enable = "neon")]
+fn pair_inputs_neon(x: &[Q8Block], kb: usize) -> Vec<PairBlock> {
+    let mut out = Vec::with_capacity(x.len() / (2 * kb.max(1)) * kb);
+    for xp in x.chunks_exact(2 * kb) {
+        let (xa, xc) = xp.split_at(kb);
+        for (a, c) in xa.iter().zip(xc) {
+            let ((a0, a1), (c0, c1)) = (load_q8(a), load_q8(c));
+            let (x0, x1) = zip_rows(a0, c0);
+            let (x2, x3) = zip_rows(a1, c1);
+            let mut pb = PairBlock { q: [0; 64], d: [a.d, c.d, a.d, c.d] };
+            let p = pb.q.as_mut_ptr();
+            // SAFETY: `pb.q` holds 64 writable bytes, 4 vectors; `st1` has no alignment requirement.
+            unsafe {
+                for (i, v) in [x0, x1, x2, x3].into_iter().enumerate() {
+                    vst1q_s8(p.add(16 * i), v);
+                }
+            }
+            out.push(pb);
+        }
+    }
+    out
+}
+
+/// [`packed8`] on [`Tier::I8mm`] with the batch's inputs already paired (`pairs` = [`pair_inputs`]`(x, kb)`),
+/// so that the pairing is done once for all groups of rows. Bit-identical to the scalar row dots.
+///
+/// # Panics
+/// If the CPU lacks i8mm, `ty` is not Q4_0 or Q8_0, `group` is not one group of `kb` blocks, `x` holds fewer
+/// than `n · kb` blocks or `pairs` is not `n / 2` pairs of `kb` blocks.
+pub fn packed8_paired(ty: GgmlType, group: &[u8], x: &[Q8Block], pairs: &[PairBlock], kb: usize, out: &mut [f32]) {
+    assert!(Tier::I8mm.available(), "packed8_paired: this CPU lacks i8mm");
+    let (block, q4) = block_bytes(ty, "packed8_paired");
+    let n = out.len() / X8_ROWS;
+    assert!(out.len() == n * X8_ROWS && x.len() >= n * kb, "packed8_paired: {n} inputs of {kb} blocks");
+    assert_eq!(group.len(), kb * block, "packed8_paired: one group of {kb} blocks");
+    let x = &x[..n * kb];
+    // SAFETY: i8mm (and so dotprod) was checked above.
+    unsafe {
+        if q4 {
+            packed8_smmla::<true>(group, x, pairs, kb, out)
+        } else {
+            packed8_smmla::<false>(group, x, pairs, kb, out)
         }
     }
 }
@@ -249,31 +313,30 @@ macro_rules! sdot_lane {
 }
 
 /// [`isum8_neon`]'s sums with `sdot` by element: chunk `e` of the weights against lane `e % 4` of the
-/// activation's vector `e / 4` (two chains per half of the rows, added at the end: exact).
+/// activation's vector `e / 4`, one chain per half of the rows (exact integer sums in any order).
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn isum8_sdot(w: &Unpacked, x: &Q8Block) -> (int32x4_t, int32x4_t) {
     let (x0, x1) = load_q8(x);
-    let z = vdupq_n_s32(0);
-    let mut lo = [z, z];
-    let mut hi = [z, z];
-    lo[0] = sdot_lane!(lo[0], w[0], x0, 0);
-    hi[0] = sdot_lane!(hi[0], w[1], x0, 0);
-    lo[1] = sdot_lane!(lo[1], w[2], x0, 1);
-    hi[1] = sdot_lane!(hi[1], w[3], x0, 1);
-    lo[0] = sdot_lane!(lo[0], w[4], x0, 2);
-    hi[0] = sdot_lane!(hi[0], w[5], x0, 2);
-    lo[1] = sdot_lane!(lo[1], w[6], x0, 3);
-    hi[1] = sdot_lane!(hi[1], w[7], x0, 3);
-    lo[0] = sdot_lane!(lo[0], w[8], x1, 0);
-    hi[0] = sdot_lane!(hi[0], w[9], x1, 0);
-    lo[1] = sdot_lane!(lo[1], w[10], x1, 1);
-    hi[1] = sdot_lane!(hi[1], w[11], x1, 1);
-    lo[0] = sdot_lane!(lo[0], w[12], x1, 2);
-    hi[0] = sdot_lane!(hi[0], w[13], x1, 2);
-    lo[1] = sdot_lane!(lo[1], w[14], x1, 3);
-    hi[1] = sdot_lane!(hi[1], w[15], x1, 3);
-    (vaddq_s32(lo[0], lo[1]), vaddq_s32(hi[0], hi[1]))
+    let mut lo = vdupq_n_s32(0);
+    let mut hi = vdupq_n_s32(0);
+    lo = sdot_lane!(lo, w[0], x0, 0);
+    hi = sdot_lane!(hi, w[1], x0, 0);
+    lo = sdot_lane!(lo, w[2], x0, 1);
+    hi = sdot_lane!(hi, w[3], x0, 1);
+    lo = sdot_lane!(lo, w[4], x0, 2);
+    hi = sdot_lane!(hi, w[5], x0, 2);
+    lo = sdot_lane!(lo, w[6], x0, 3);
+    hi = sdot_lane!(hi, w[7], x0, 3);
+    lo = sdot_lane!(lo, w[8], x1, 0);
+    hi = sdot_lane!(hi, w[9], x1, 0);
+    lo = sdot_lane!(lo, w[10], x1, 1);
+    hi = sdot_lane!(hi, w[11], x1, 1);
+    lo = sdot_lane!(lo, w[12], x1, 2);
+    hi = sdot_lane!(hi, w[13], x1, 2);
+    lo = sdot_lane!(lo, w[14], x1, 3);
+    hi = sdot_lane!(hi, w[15], x1, 3);
+    (lo, hi)
 }
 
 /// The one-token kernel and the batch tile once per integer step (same bodies, different target features,
@@ -307,11 +370,14 @@ macro_rules! row_kernels {
         fn $packed<const Q4: bool>(group: &[u8], x: &[Q8Block], kb: usize, out: &mut [f32]) {
             let block = if Q4 { Q4_0_X8_BLOCK_BYTES } else { Q8_0_X8_BLOCK_BYTES };
             out.fill(0.0);
+            if out.is_empty() {
+                return;
+            }
             for (b, blk) in group.chunks_exact(block).enumerate() {
                 let w = unpack::<Q4>(blk);
                 let dw = scales8(blk);
-                for (c, o) in out.chunks_exact_mut(X8_ROWS).enumerate() {
-                    let xb = &x[c * kb + b];
+                for (o, xr) in out.chunks_exact_mut(X8_ROWS).zip(x.chunks_exact(kb)) {
+                    let xb = &xr[b];
                     step_out(o, $isum(&w, xb), dw, xb.d);
                 }
             }
@@ -324,15 +390,25 @@ row_kernels!(gemv_sdot, packed8_sdot, "neon,dotprod", isum8_sdot);
 
 /// The batch tile with `smmla`: per block, the weights zipped once into 2-row × 8-element operands
 /// (`m[s][p]`: rows `2p, 2p + 1`, elements `8s .. 8s + 8`), then for each pair of inputs 16 `smmla` give the
-/// 8 × 2 exact sums, which `uzp1`/`uzp2` put back into each input's row order for the float step.
+/// 8 × 2 exact sums. The float steps run in `smmla`'s layout (lane order [row 2p · c, row 2p · (c+1),
+/// row 2p+1 · c, row 2p+1 · (c+1)], with the matching scale products), each pair's 16 sums kept in that
+/// pair's own 16 outputs until the last block, when `uzp1`/`uzp2` put them into each input's row order.
 #[target_feature(enable = "neon,dotprod,i8mm")]
-fn packed8_smmla<const Q4: bool>(group: &[u8], x: &[Q8Block], kb: usize, out: &mut [f32]) {
+fn packed8_smmla<const Q4: bool>(group: &[u8], x: &[Q8Block], paired_x: &[PairBlock], kb: usize, out: &mut [f32]) {
     let block = if Q4 { Q4_0_X8_BLOCK_BYTES } else { Q8_0_X8_BLOCK_BYTES };
     let n = out.len() / X8_ROWS;
+    let pairs = n / 2;
+    assert_eq!(paired_x.len(), pairs * kb, "packed8: {pairs} pairs of {kb} blocks");
     out.fill(0.0);
+    if n == 0 {
+        return;
+    }
+    let (paired, last) = out.split_at_mut(pairs * 2 * X8_ROWS);
     for (b, blk) in group.chunks_exact(block).enumerate() {
         let w = unpack::<Q4>(blk);
         let dw = scales8(blk);
+        // dwp[p] = [d_2p, d_2p, d_2p+1, d_2p+1]: the weight scales in smmla's lane order.
+        let dwp = [vzip1q_f32(dw.0, dw.0), vzip2q_f32(dw.0, dw.0), vzip1q_f32(dw.1, dw.1), vzip2q_f32(dw.1, dw.1)];
         // Chunks 2s and 2s + 1 (elements 8s .. 8s + 8) of rows 4h .. 4h + 4: zip1 pairs rows 4h, 4h + 1 and
         // zip2 rows 4h + 2, 4h + 3, each row's 8 elements consecutive.
         let m: [[int8x16_t; 4]; 4] = std::array::from_fn(|s| {
@@ -342,30 +418,43 @@ fn packed8_smmla<const Q4: bool>(group: &[u8], x: &[Q8Block], kb: usize, out: &m
                 vreinterpretq_s8_u32(if p % 2 == 0 { vzip1q_u32(a, c) } else { vzip2q_u32(a, c) })
             })
         });
-        let mut c = 0;
-        while c + 1 < n {
-            let (xa, xc) = (&x[c * kb + b], &x[(c + 1) * kb + b]);
-            let ((a0, a1), (c0, c1)) = (load_q8(xa), load_q8(xc));
-            // Elements 8s .. 8s + 8 of input c, then of input c + 1.
-            let (x0, x1) = zip_rows(a0, c0);
-            let (x2, x3) = zip_rows(a1, c1);
-            let xs = [x0, x1, x2, x3];
-            // acc[p] = [row 2p · c, row 2p · (c+1), row 2p+1 · c, row 2p+1 · (c+1)].
-            let mut acc = [vdupq_n_s32(0); 4];
-            for (s, xv) in xs.into_iter().enumerate() {
-                for (p, a) in acc.iter_mut().enumerate() {
+        // Pair q: inputs 2q and 2q + 1, already zipped, their block b at paired_x[q · kb + b].
+        for (o, xp) in paired.chunks_exact_mut(2 * X8_ROWS).zip(paired_x.chunks_exact(kb)) {
+            let pb = &xp[b];
+            let (q, d) = (pb.q.as_ptr(), pb.d.as_ptr());
+            // SAFETY: `pb.q` holds 64 readable bytes (4 vectors), `pb.d` 4 f32; `ld1` needs no alignment.
+            let (xv, dx): ([int8x16_t; 4], _) =
+                unsafe { (std::array::from_fn(|s| vld1q_s8(q.add(16 * s))), vld1q_f32(d)) };
+            let mut isum = [vdupq_n_s32(0); 4];
+            for (s, xv) in xv.into_iter().enumerate() {
+                for (p, a) in isum.iter_mut().enumerate() {
                     *a = smmla(*a, m[s][p], xv);
                 }
             }
-            let first = (vuzp1q_s32(acc[0], acc[1]), vuzp1q_s32(acc[2], acc[3]));
-            let second = (vuzp2q_s32(acc[0], acc[1]), vuzp2q_s32(acc[2], acc[3]));
-            step_out(&mut out[c * X8_ROWS..(c + 1) * X8_ROWS], first, dw, xa.d);
-            step_out(&mut out[(c + 1) * X8_ROWS..(c + 2) * X8_ROWS], second, dw, xc.d);
-            c += 2;
+            assert!(o.len() == 2 * X8_ROWS);
+            let p = o.as_mut_ptr();
+            // SAFETY: `o` holds 16 f32 (asserted), 4 vectors; `ld1`/`st1` have no alignment requirement.
+            unsafe {
+                for (i, &s) in isum.iter().enumerate() {
+                    vst1q_f32(p.add(4 * i), step(vld1q_f32(p.add(4 * i)), s, dwp[i], dx));
+                }
+            }
         }
-        if c < n {
-            let xb = &x[c * kb + b];
-            step_out(&mut out[c * X8_ROWS..], isum8_sdot(&w, xb), dw, xb.d);
+        if n % 2 == 1 {
+            let xb = &x[(n - 1) * kb + b];
+            step_out(last, isum8_sdot(&w, xb), dw, xb.d);
+        }
+    }
+    for o in paired.chunks_exact_mut(2 * X8_ROWS) {
+        assert!(o.len() == 2 * X8_ROWS);
+        let p = o.as_mut_ptr();
+        // SAFETY: `o` holds 16 f32 (asserted), 4 vectors; `ld1`/`st1` have no alignment requirement.
+        unsafe {
+            let a: [float32x4_t; 4] = std::array::from_fn(|i| vld1q_f32(p.add(4 * i)));
+            vst1q_f32(p, vuzp1q_f32(a[0], a[1]));
+            vst1q_f32(p.add(4), vuzp1q_f32(a[2], a[3]));
+            vst1q_f32(p.add(8), vuzp2q_f32(a[0], a[1]));
+            vst1q_f32(p.add(12), vuzp2q_f32(a[2], a[3]));
         }
     }
 }
@@ -505,7 +594,7 @@ mod tests {
         let mut compared = 0usize;
         for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
             for kb in KBS {
-                for n in 1..=9 {
+                for n in (1..=9).chain([16, 17, 33]) {
                     let kind = (n + kb) % 3;
                     let (w, x) = (rows(&mut rng, ty, 1, kb, kind), activations(&mut rng, n, kb, kind));
                     let packed = pack(ty, &w, kb);
@@ -569,5 +658,28 @@ mod tests {
                 }
             }
         }
+    }
+    /// Instruction-count probe (run under qemu with a counting plugin): `matmul` of a 6144 × 2048 repacked
+    /// Q4_0 or Q8_0 weight (`SAIL_PROBE_TYPE=q8_0` for Q8_0) on 64 input rows, `SAIL_PROBE_REPS` times.
+    #[test]
+    #[ignore]
+    fn probe_prefill_matmul() {
+        use crate::kernels::matmul;
+        use crate::tensor::Matrix;
+        let ty =
+            if std::env::var("SAIL_PROBE_TYPE").as_deref() == Ok("q8_0") { GgmlType::Q8_0 } else { GgmlType::Q4_0 };
+        let reps: usize = std::env::var("SAIL_PROBE_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+        let (m, k, n) = (6144usize, 2048usize, 64usize);
+        let kb = k / 32;
+        let mut rng = SmallRng::seed_from_u64(7);
+        let w = rows(&mut rng, ty, m / X8_ROWS, kb, 1);
+        let packed = pack(ty, &w, kb);
+        let mat = Matrix::from_bytes("w", ty, m, k, &w).unwrap().with_repacked(&packed).unwrap();
+        let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let mut out = vec![0f32; n * m];
+        for _ in 0..reps {
+            matmul(&x, n, &mat, &mut out).unwrap();
+        }
+        eprintln!("probe {ty} reps={reps} out[7]={}", out[7]);
     }
 }
