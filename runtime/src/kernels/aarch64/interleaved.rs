@@ -230,25 +230,15 @@ fn unpack<const Q4: bool>(blk: &[u8]) -> Unpacked {
     }
 }
 
-/// The 8 rows' fp16 scales (the block's first 16 bytes) as f32, rows 0..4 and 4..8: the branch-free
-/// conversion of [`crate::quant::f16_to_f32_vectorizable`] lane by lane, bit-identical to
-/// [`crate::quant::f16_bits_to_f32`] for every input (exact; NaNs made quiet, payload kept).
+/// The 8 rows' fp16 scales (the block's first 16 bytes) as f32, rows 0..4 and 4..8, by `fcvtl`/`fcvtl2`
+/// (three instructions with the load): exact, and bit-identical to [`crate::quant::f16_bits_to_f32`] for
+/// every half, NaNs included (the f16 module's tests compare all 65,536).
 #[inline]
 #[target_feature(enable = "neon")]
 fn scales8(blk: &[u8]) -> (float32x4_t, float32x4_t) {
     assert!(blk.len() >= 16);
-    // SAFETY: 16 readable bytes (asserted); `ld1` has no alignment requirement.
-    let h = unsafe { vld1q_u16(blk.as_ptr() as *const u16) };
-    let convert = |h: uint32x4_t| {
-        let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
-        let em = vandq_u32(h, vdupq_n_u32(0x7fff));
-        let scaled = vmulq_f32(vreinterpretq_f32_u32(vshlq_n_u32::<13>(em)), vdupq_n_f32(f32::from_bits(0x7780_0000)));
-        let inf_nan = vandq_u32(vcgeq_u32(em, vdupq_n_u32(0x7c00)), vdupq_n_u32(0x7f80_0000));
-        let quiet = vandq_u32(vcgtq_u32(em, vdupq_n_u32(0x7c00)), vdupq_n_u32(0x0040_0000));
-        let bits = vorrq_u32(vorrq_u32(sign, vreinterpretq_u32_f32(scaled)), vorrq_u32(inf_nan, quiet));
-        vreinterpretq_f32_u32(bits)
-    };
-    (convert(vmovl_u16(vget_low_u16(h))), convert(vmovl_high_u16(h)))
+    // SAFETY: 16 readable bytes (asserted); NEON is enabled for this function.
+    unsafe { super::f16::load8_f16(blk.as_ptr()) }
 }
 
 /// `acc + isum as f32 * (dw * dx)` lane by lane: the scalar dot's step, a separate multiply and add.
