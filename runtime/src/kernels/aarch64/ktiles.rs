@@ -1041,4 +1041,28 @@ mod tests {
             }
         }
     }
+
+    /// Instruction-count probe (count it with a TCG plugin, difference of two `iters`):
+    /// `SAIL_EDGE_PROBE="q4k|q6k neon|dotprod iters"` runs the gemv of 64 rows × 2048 `iters` times.
+    #[test]
+    #[ignore]
+    fn probe_gemv() {
+        let Ok(spec) = std::env::var("SAIL_EDGE_PROBE") else { return };
+        let v: Vec<&str> = spec.split_whitespace().collect();
+        let ty = if v[0] == "q4k" { GgmlType::Q4K } else { GgmlType::Q6K };
+        let tier = if v[1] == "neon" { Tier::Neon } else { Tier::Dotprod };
+        let iters: usize = v[2].parse().unwrap();
+        let (m, kb) = (64usize, 8usize);
+        let mut rng = SmallRng::seed_from_u64(74);
+        let rows = weight_rows(&mut rng, ty, m, kb, Kind::Quantized);
+        let packed = pack(ty, &rows, kb);
+        let x = activations(&mut rng, 1, kb, Kind::Quantized);
+        let mut out = vec![0f32; m];
+        for _ in 0..iters {
+            gemv_k_x8(ty, std::hint::black_box(&packed), &x, kb, &mut out, tier);
+            std::hint::black_box(&mut out);
+        }
+        eprintln!("probe {spec}: out[0] = {}", out[0]);
+    }
+
 }
