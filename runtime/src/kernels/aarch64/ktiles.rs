@@ -241,10 +241,10 @@ fn mla_lane(acc: int32x4_t, a: int32x4_t, v: int32x4_t, lane: usize) -> int32x4_
 /// Q6_K's float steps (`sum += (d_w·d_x)·isum`) for the 8 rows, in `out[0..8]`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn add_q6k(out: &mut [f32], s: &Q6kScales, xb: &Q8KBlock, isum: [int32x4_t; 2]) {
+fn add_q6k(out: &mut [f32], dw: &[float32x4_t; 2], xb: &Q8KBlock, isum: [int32x4_t; 2]) {
     assert!(out.len() >= 8);
     let dx = vdupq_n_f32(xb.d);
-    for (h, (dw, isum)) in s.dw.iter().zip(isum).enumerate() {
+    for (h, (dw, isum)) in dw.iter().zip(isum).enumerate() {
         let t = vmulq_f32(vmulq_f32(*dw, dx), vcvtq_f32_s32(isum));
         // SAFETY: out[4h..4h + 4] is in bounds (asserted above).
         unsafe {
@@ -317,6 +317,15 @@ struct Q6kScales {
     dw: [float32x4_t; 2],
 }
 
+/// Scale `k` (< 16) of the 8 rows of a `q6_kx8` super-block as i32 lanes (rows 0..4, 4..8).
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6k_scale(blk: &[u8], k: usize) -> [int32x4_t; 2] {
+    assert!(blk.len() >= Q6_K_X8_BLOCK_BYTES && k < 16);
+    // SAFETY: scale k of the 8 rows is at 16 + 8k .. 24 + 8k, inside the block (asserted).
+    widen_s8(unsafe { vld1_s8(blk.as_ptr().add(16 + 8 * k) as *const i8) })
+}
+
 #[inline]
 #[target_feature(enable = "neon")]
 fn q6k_scales(blk: &[u8]) -> Q6kScales {
@@ -324,8 +333,7 @@ fn q6k_scales(blk: &[u8]) -> Q6kScales {
     let mut sc = [[vdupq_n_s32(0); 2]; 16];
     let mut sc2 = [[vdupq_n_s32(0); 4]; 16];
     for k in 0..16 {
-        // SAFETY: scale k of the 8 rows is at 16 + 8k .. 24 + 8k, inside the block (asserted).
-        sc[k] = widen_s8(unsafe { vld1_s8(blk.as_ptr().add(16 + 8 * k) as *const i8) });
+        sc[k] = q6k_scale(blk, k);
         let ([a, b], [c, d]) = (pairs(sc[k][0]), pairs(sc[k][1]));
         sc2[k] = [a, b, c, d];
     }
@@ -579,7 +587,7 @@ macro_rules! step_kernels {
             lv: impl Fn(usize, usize) -> [int8x16_t; 4],
             start: impl Fn(usize) -> int32x4_t,
             q: &[i8; 256],
-            s: &Q6kScales,
+            sc: impl Fn(usize) -> [int32x4_t; 2],
         ) -> [int32x4_t; 2] {
             let mut isum = [vdupq_n_s32(0); 2];
             for hh in 0..2 {
@@ -607,8 +615,9 @@ macro_rules! step_kernels {
                     }
                     lanes!(gh, group);
                     for (k, a) in acc.iter().enumerate() {
+                        let sc = sc(8 * hh + 2 * k + gh);
                         for h in 0..2 {
-                            isum[h] = vmlaq_s32(isum[h], $reduce(a[h]), s.sc[8 * hh + 2 * k + gh][h]);
+                            isum[h] = vmlaq_s32(isum[h], $reduce(a[h]), sc[h]);
                         }
                     }
                 }
@@ -633,14 +642,15 @@ macro_rules! step_kernels {
             for (g, o) in groups.chunks_exact(kb * Q6_K_X8_BLOCK_BYTES).zip(out.chunks_exact_mut(X8_ROWS)) {
                 o.fill(0.0);
                 for (blk, xb) in g.chunks_exact(Q6_K_X8_BLOCK_BYTES).zip(x) {
-                    let s = q6k_scales(blk);
+                    // Each scale is loaded where it is used (fewer registers live than all 16 at once).
                     let blk: &[u8; Q6_K_X8_BLOCK_BYTES] = blk.try_into().unwrap();
                     let c = neg32_bsums(xb);
                     let start = |j: usize| {
                         // SAFETY: j < 16 (the sub-blocks of a super-block).
                         unsafe { vld1q_dup_s32(c.as_ptr().add(j)) }
                     };
-                    add_q6k(o, &s, xb, $q6isum(|u, h| q6_unit_raw(blk, 144 + 96 * u, h), start, &xb.qs, &s));
+                    let isum = $q6isum(|u, h| q6_unit_raw(blk, 144 + 96 * u, h), start, &xb.qs, |k| q6k_scale(blk, k));
+                    add_q6k(o, &f16x8(blk, 0), xb, isum);
                 }
             }
         }
@@ -669,7 +679,7 @@ macro_rules! step_kernels {
                 let (s, lv) = (q6k_scales(blk), q6k_levels(blk));
                 for (c, o) in out.chunks_exact_mut(X8_ROWS).enumerate() {
                     let xb = &x[c * kb + b];
-                    add_q6k(o, &s, xb, $q6isum(|u, h| lv[u][h], |_| vdupq_n_s32(0), &xb.qs, &s));
+                    add_q6k(o, &s.dw, xb, $q6isum(|u, h| lv[u][h], |_| vdupq_n_s32(0), &xb.qs, |k| s.sc[k]));
                 }
             }
         }
@@ -856,9 +866,9 @@ fn tiles_q6k_smmla(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32]) 
             let d = (c + 1).min(ncols - 1);
             let (xa, xd) = (&x[c * kb + b], &x[d * kb + b]);
             let (ia, id) = q6k_isum_smmla(&z, &xa.qs, &xd.qs, &s);
-            add_q6k(&mut out[c * X8_ROWS..], &s, xa, ia);
+            add_q6k(&mut out[c * X8_ROWS..], &s.dw, xa, ia);
             if d != c {
-                add_q6k(&mut out[d * X8_ROWS..], &s, xd, id);
+                add_q6k(&mut out[d * X8_ROWS..], &s.dw, xd, id);
             }
         }
     }
