@@ -355,15 +355,12 @@ fn q6_unit(blk: &[u8], at: usize, half: usize) -> [int8x16_t; 4] {
 #[target_feature(enable = "neon")]
 fn q6_unit_raw(blk: &[u8], at: usize, half: usize) -> [int8x16_t; 4] {
     let (l0, l1, hb) = (ld(blk, at + 16 * half), ld(blk, at + 32 + 16 * half), ld(blk, at + 64 + 16 * half));
-    let (m3f, m30, h2) = (vdupq_n_u8(0x3F), vdupq_n_u8(0x30), vshrq_n_u8::<2>(hb));
-    // `sli` keeps the low nibble and puts the high bits above it (masked to 6 bits); `bsl` takes bits 4, 5
-    // from the high bits and the rest from the high nibble shifted down (whose bits 4..8 are 0).
-    let q = [
-        vandq_u8(vsliq_n_u8::<4>(l0, hb), m3f),
-        vandq_u8(vsliq_n_u8::<4>(l1, h2), m3f),
-        vbslq_u8(m30, hb, vshrq_n_u8::<4>(l0)),
-        vbslq_u8(m30, h2, vshrq_n_u8::<4>(l1)),
-    ];
+    // The 2-bit pieces for quarters 0, 2 (`a`) and 1, 3 (`b`) at bits 0, 1 and 4, 5, the other bits 0.
+    let m33 = vdupq_n_u8(0x33);
+    let (a, b) = (vandq_u8(hb, m33), vandq_u8(vshrq_n_u8::<2>(hb), m33));
+    // `sli` keeps the run's low nibble and puts bits 0..4 of the piece above it (bits 2, 3 are 0, so the
+    // level has 6 bits); `sri` keeps bits 4..8 of the piece (4, 5) and puts the run's high nibble below.
+    let q = [vsliq_n_u8::<4>(l0, a), vsliq_n_u8::<4>(l1, b), vsriq_n_u8::<4>(a, l0), vsriq_n_u8::<4>(b, l1)];
     q.map(|v| vreinterpretq_s8_u8(v))
 }
 
