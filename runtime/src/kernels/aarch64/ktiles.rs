@@ -25,9 +25,10 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
+use super::f16::load8_f16;
 use super::{dotprod_available, i8mm_available, neon_available, smmla};
 use crate::kernels::interleaved::{Q4_K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_ROWS};
-use crate::kernels::kquants::{f16_at, Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
+use crate::kernels::kquants::{Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use crate::kernels::Isa;
 use crate::GgmlType;
 
@@ -165,9 +166,11 @@ fn ldx_pair(a: &[i8; 256], b: &[i8; 256], at: usize) -> int8x16_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn f16x8(blk: &[u8], at: usize) -> [float32x4_t; 2] {
-    let v: [f32; 8] = std::array::from_fn(|r| f16_at(blk, at + 2 * r));
-    // SAFETY: v holds 8 f32.
-    unsafe { [vld1q_f32(v.as_ptr()), vld1q_f32(v.as_ptr().add(4))] }
+    assert!(at + 16 <= blk.len());
+    // SAFETY: blk[at..at + 16] is in bounds (checked above) and NEON is enabled; `fcvtl` converts exactly
+    // like the scalar code (NaNs included, see `super::f16`).
+    let (lo, hi) = unsafe { load8_f16(blk.as_ptr().add(at)) };
+    [lo, hi]
 }
 
 /// u8 lanes (rows 0..8) widened to two i32x4 (rows 0..4, 4..8).
@@ -200,12 +203,15 @@ fn pairs(v: int32x4_t) -> [int32x4_t; 2] {
 #[target_feature(enable = "neon")]
 fn add_q4k(out: &mut [f32], s: &Q4kScales, xb: &Q8KBlock, isum: [int32x4_t; 2]) {
     assert!(out.len() >= 8);
+    // Lane j % 4 of p[j / 4]: bsums[2j] + bsums[2j + 1], widened to i32 (`saddlp`, exact).
+    // SAFETY: bsums holds 16 i16: both loads stay inside it.
+    let p = unsafe { [vpaddlq_s16(vld1q_s16(xb.bsums.as_ptr())), vpaddlq_s16(vld1q_s16(xb.bsums.as_ptr().add(8)))] };
     let mut msum = [vdupq_n_s32(0); 2];
     for j in 0..8 {
         // Exact in i32 for any bsums: |m| < 64, |p| < 2¹⁶, eight terms.
-        let p = xb.bsums[2 * j] as i32 + xb.bsums[2 * j + 1] as i32;
-        msum[0] = vmlaq_n_s32(msum[0], s.mins[j][0], p);
-        msum[1] = vmlaq_n_s32(msum[1], s.mins[j][1], p);
+        for (m, mins) in msum.iter_mut().zip(s.mins[j]) {
+            *m = mla_lane(*m, mins, p[j / 4], j % 4);
+        }
     }
     let dx = vdupq_n_f32(xb.d);
     for h in 0..2 {
@@ -220,13 +226,25 @@ fn add_q4k(out: &mut [f32], s: &Q4kScales, xb: &Q8KBlock, isum: [int32x4_t; 2]) 
     }
 }
 
+/// `acc + a · v[lane]` (lane < 4; a constant after inlining).
+#[inline]
+#[target_feature(enable = "neon")]
+fn mla_lane(acc: int32x4_t, a: int32x4_t, v: int32x4_t, lane: usize) -> int32x4_t {
+    match lane {
+        0 => vmlaq_laneq_s32::<0>(acc, a, v),
+        1 => vmlaq_laneq_s32::<1>(acc, a, v),
+        2 => vmlaq_laneq_s32::<2>(acc, a, v),
+        _ => vmlaq_laneq_s32::<3>(acc, a, v),
+    }
+}
+
 /// Q6_K's float steps (`sum += (d_w·d_x)·isum`) for the 8 rows, in `out[0..8]`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn add_q6k(out: &mut [f32], s: &Q6kScales, xb: &Q8KBlock, isum: [int32x4_t; 2]) {
+fn add_q6k(out: &mut [f32], dw: &[float32x4_t; 2], xb: &Q8KBlock, isum: [int32x4_t; 2]) {
     assert!(out.len() >= 8);
     let dx = vdupq_n_f32(xb.d);
-    for (h, (dw, isum)) in s.dw.iter().zip(isum).enumerate() {
+    for (h, (dw, isum)) in dw.iter().zip(isum).enumerate() {
         let t = vmulq_f32(vmulq_f32(*dw, dx), vcvtq_f32_s32(isum));
         // SAFETY: out[4h..4h + 4] is in bounds (asserted above).
         unsafe {
@@ -234,6 +252,24 @@ fn add_q6k(out: &mut [f32], s: &Q6kScales, xb: &Q8KBlock, isum: [int32x4_t; 2]) 
             vst1q_f32(p, vaddq_f32(vld1q_f32(p), t));
         }
     }
+}
+
+/// −32 · `bsums[j]` for the 16 sub-blocks of an activation block (exact: |bsum| < 2¹⁵).
+#[inline]
+#[target_feature(enable = "neon")]
+fn neg32_bsums(xb: &Q8KBlock) -> [i32; 16] {
+    let mut c = [0i32; 16];
+    // SAFETY: bsums holds 16 i16 and c 16 i32: the loads and stores stay inside them.
+    unsafe {
+        let (b0, b1) = (vld1q_s16(xb.bsums.as_ptr()), vld1q_s16(xb.bsums.as_ptr().add(8)));
+        let m = vdupq_n_s32(-32);
+        let p = c.as_mut_ptr();
+        vst1q_s32(p, vmulq_s32(vmovl_s16(vget_low_s16(b0)), m));
+        vst1q_s32(p.add(4), vmulq_s32(vmovl_high_s16(b0), m));
+        vst1q_s32(p.add(8), vmulq_s32(vmovl_s16(vget_low_s16(b1)), m));
+        vst1q_s32(p.add(12), vmulq_s32(vmovl_high_s16(b1), m));
+    }
+    c
 }
 
 /// The scales of one `q4_kx8` super-block: sub-block scales and mins per row as i32 lanes (rows 0..4,
@@ -281,6 +317,15 @@ struct Q6kScales {
     dw: [float32x4_t; 2],
 }
 
+/// Scale `k` (< 16) of the 8 rows of a `q6_kx8` super-block as i32 lanes (rows 0..4, 4..8).
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6k_scale(blk: &[u8], k: usize) -> [int32x4_t; 2] {
+    assert!(blk.len() >= Q6_K_X8_BLOCK_BYTES && k < 16);
+    // SAFETY: scale k of the 8 rows is at 16 + 8k .. 24 + 8k, inside the block (asserted).
+    widen_s8(unsafe { vld1_s8(blk.as_ptr().add(16 + 8 * k) as *const i8) })
+}
+
 #[inline]
 #[target_feature(enable = "neon")]
 fn q6k_scales(blk: &[u8]) -> Q6kScales {
@@ -288,8 +333,7 @@ fn q6k_scales(blk: &[u8]) -> Q6kScales {
     let mut sc = [[vdupq_n_s32(0); 2]; 16];
     let mut sc2 = [[vdupq_n_s32(0); 4]; 16];
     for k in 0..16 {
-        // SAFETY: scale k of the 8 rows is at 16 + 8k .. 24 + 8k, inside the block (asserted).
-        sc[k] = widen_s8(unsafe { vld1_s8(blk.as_ptr().add(16 + 8 * k) as *const i8) });
+        sc[k] = q6k_scale(blk, k);
         let ([a, b], [c, d]) = (pairs(sc[k][0]), pairs(sc[k][1]));
         sc2[k] = [a, b, c, d];
     }
@@ -302,18 +346,22 @@ fn q6k_scales(blk: &[u8]) -> Q6kScales {
 #[inline]
 #[target_feature(enable = "neon")]
 fn q6_unit(blk: &[u8], at: usize, half: usize) -> [int8x16_t; 4] {
-    let (l0, l1, hb) = (ld(blk, at + 16 * half), ld(blk, at + 32 + 16 * half), ld(blk, at + 64 + 16 * half));
-    let (m3f, m30, h2) = (vdupq_n_u8(0x3F), vdupq_n_u8(0x30), vshrq_n_u8::<2>(hb));
-    // `sli` keeps the low nibble and puts the high bits above it (masked to 6 bits); `bsl` takes bits 4, 5
-    // from the high bits and the rest from the high nibble shifted down (whose bits 4..8 are 0).
-    let q = [
-        vandq_u8(vsliq_n_u8::<4>(l0, hb), m3f),
-        vandq_u8(vsliq_n_u8::<4>(l1, h2), m3f),
-        vbslq_u8(m30, hb, vshrq_n_u8::<4>(l0)),
-        vbslq_u8(m30, h2, vshrq_n_u8::<4>(l1)),
-    ];
     let off = vdupq_n_s8(32);
-    q.map(|v| vsubq_s8(vreinterpretq_s8_u8(v), off))
+    q6_unit_raw(blk, at, half).map(|v| vsubq_s8(v, off))
+}
+
+/// [`q6_unit`] without the −32: the levels 0..63 (the gemv subtracts 32 · the activations' `bsums`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6_unit_raw(blk: &[u8], at: usize, half: usize) -> [int8x16_t; 4] {
+    let (l0, l1, hb) = (ld(blk, at + 16 * half), ld(blk, at + 32 + 16 * half), ld(blk, at + 64 + 16 * half));
+    // The 2-bit pieces for quarters 0, 2 (`a`) and 1, 3 (`b`) at bits 0, 1 and 4, 5, the other bits 0.
+    let m33 = vdupq_n_u8(0x33);
+    let (a, b) = (vandq_u8(hb, m33), vandq_u8(vshrq_n_u8::<2>(hb), m33));
+    // `sli` keeps the run's low nibble and puts bits 0..4 of the piece above it (bits 2, 3 are 0, so the
+    // level has 6 bits); `sri` keeps bits 4..8 of the piece (4, 5) and puts the run's high nibble below.
+    let q = [vsliq_n_u8::<4>(l0, a), vsliq_n_u8::<4>(l1, b), vsriq_n_u8::<4>(a, l0), vsriq_n_u8::<4>(b, l1)];
+    q.map(|v| vreinterpretq_s8_u8(v))
 }
 
 /// The low- and high-nibble levels of group `g` of chunk `c` of one `q4_kx8` super-block, rows 0..4
@@ -438,6 +486,13 @@ fn zero_sdot() -> int32x4_t {
     vdupq_n_s32(0)
 }
 
+/// An accumulator whose reduced sum starts at `c` (the same in every lane).
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn start_sdot(c: int32x4_t) -> int32x4_t {
+    c
+}
+
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn reduce_sdot(acc: int32x4_t) -> int32x4_t {
@@ -459,6 +514,16 @@ fn zero_neon() -> (int32x4_t, int32x4_t) {
     (vdupq_n_s32(0), vdupq_n_s32(0))
 }
 
+/// An accumulator whose reduced sum starts at `c` (the same in every lane): `c` in the even lanes, which
+/// [`reduce_neon`] adds to the odd ones.
+#[inline]
+#[target_feature(enable = "neon")]
+fn start_neon(c: int32x4_t) -> (int32x4_t, int32x4_t) {
+    let even = vreinterpretq_s32_u64(vdupq_n_u64(0xFFFF_FFFF));
+    let c = vandq_s32(c, even);
+    (c, c)
+}
+
 #[inline]
 #[target_feature(enable = "neon")]
 fn reduce_neon(acc: (int32x4_t, int32x4_t)) -> int32x4_t {
@@ -478,7 +543,7 @@ macro_rules! lanes {
 /// The integer sums of one packed super-block against one activation row, and the gemv and tile drivers
 /// around them, for one 4-row step (`$step`, its accumulator's `$zero` and `$reduce`) compiled with `$feat`.
 macro_rules! step_kernels {
-    ($feat:literal, $step:ident, $zero:ident, $reduce:ident,
+    ($feat:literal, $step:ident, $zero:ident, $start:ident, $reduce:ident,
      $q4isum:ident, $q6isum:ident, $gemv4:ident, $gemv6:ident, $tiles4:ident, $tiles6:ident) => {
         /// Rows 0..4 and 4..8's `Σ_j sc_j · Σ_{i∈j} q_i x_i` of one `q4_kx8` super-block (`lv(c, g, half)`:
         /// its [`q4k_level`]s).
@@ -510,11 +575,17 @@ macro_rules! step_kernels {
             isum
         }
 
-        /// Rows 0..4 and 4..8's `Σ_s sc_s · Σ_{i∈s} (q_i − 32) x_i` of one `q6_kx8` super-block
-        /// (`lv(u, half)`: the [`q6_unit`] of unit `u`).
+        /// Rows 0..4 and 4..8's `Σ_s sc_s · (start(s) + Σ_{i∈s} l_i x_i)` of one `q6_kx8` super-block
+        /// (`lv(u, half)`: the levels `l` of unit `u`, [`q6_unit`] (`start` 0) or [`q6_unit_raw`] with
+        /// `start(s)` = −32 · Σ_{i∈s} x_i, both `Σ_{i∈s} (q_i − 32) x_i`, exactly).
         #[inline]
         #[target_feature(enable = $feat)]
-        fn $q6isum(lv: impl Fn(usize, usize) -> [int8x16_t; 4], q: &[i8; 256], s: &Q6kScales) -> [int32x4_t; 2] {
+        fn $q6isum(
+            lv: impl Fn(usize, usize) -> [int8x16_t; 4],
+            start: impl Fn(usize) -> int32x4_t,
+            q: &[i8; 256],
+            sc: impl Fn(usize) -> [int32x4_t; 2],
+        ) -> [int32x4_t; 2] {
             let mut isum = [vdupq_n_s32(0); 2];
             for hh in 0..2 {
                 // Groups 4·gh .. 4·gh + 4 of quarter k: elements 128hh + 32k + 16gh .., scale 8hh + 2k + gh.
@@ -525,7 +596,10 @@ macro_rules! step_kernels {
                         ldx(q, 128 * hh + 64 + 16 * gh),
                         ldx(q, 128 * hh + 96 + 16 * gh),
                     ];
-                    let mut acc = [[$zero(); 2]; 4];
+                    let mut acc: [[_; 2]; 4] = std::array::from_fn(|k| {
+                        let a = $start(start(8 * hh + 2 * k + gh));
+                        [a, a]
+                    });
                     macro_rules! group {
                         ($g:expr, $l:literal) => {
                             for h in 0..2 {
@@ -538,8 +612,9 @@ macro_rules! step_kernels {
                     }
                     lanes!(gh, group);
                     for (k, a) in acc.iter().enumerate() {
+                        let sc = sc(8 * hh + 2 * k + gh);
                         for h in 0..2 {
-                            isum[h] = vmlaq_s32(isum[h], $reduce(a[h]), s.sc[8 * hh + 2 * k + gh][h]);
+                            isum[h] = vmlaq_s32(isum[h], $reduce(a[h]), sc[h]);
                         }
                     }
                 }
@@ -552,6 +627,7 @@ macro_rules! step_kernels {
             for (g, o) in groups.chunks_exact(kb * Q4_K_X8_BLOCK_BYTES).zip(out.chunks_exact_mut(X8_ROWS)) {
                 o.fill(0.0);
                 for (blk, xb) in g.chunks_exact(Q4_K_X8_BLOCK_BYTES).zip(x) {
+                    let blk: &[u8; Q4_K_X8_BLOCK_BYTES] = blk.try_into().unwrap();
                     let s = q4k_scales(blk);
                     add_q4k(o, &s, xb, $q4isum(|c, g, h| q4k_level(blk, c, g, h), &xb.qs, &s));
                 }
@@ -563,8 +639,15 @@ macro_rules! step_kernels {
             for (g, o) in groups.chunks_exact(kb * Q6_K_X8_BLOCK_BYTES).zip(out.chunks_exact_mut(X8_ROWS)) {
                 o.fill(0.0);
                 for (blk, xb) in g.chunks_exact(Q6_K_X8_BLOCK_BYTES).zip(x) {
-                    let s = q6k_scales(blk);
-                    add_q6k(o, &s, xb, $q6isum(|u, h| q6_unit(blk, 144 + 96 * u, h), &xb.qs, &s));
+                    // Each scale is loaded where it is used (fewer registers live than all 16 at once).
+                    let blk: &[u8; Q6_K_X8_BLOCK_BYTES] = blk.try_into().unwrap();
+                    let c = neg32_bsums(xb);
+                    let start = |j: usize| {
+                        // SAFETY: j < 16 (the sub-blocks of a super-block).
+                        unsafe { vld1q_dup_s32(c.as_ptr().add(j)) }
+                    };
+                    let isum = $q6isum(|u, h| q6_unit_raw(blk, 144 + 96 * u, h), start, &xb.qs, |k| q6k_scale(blk, k));
+                    add_q6k(o, &f16x8(blk, 0), xb, isum);
                 }
             }
         }
@@ -593,7 +676,7 @@ macro_rules! step_kernels {
                 let (s, lv) = (q6k_scales(blk), q6k_levels(blk));
                 for (c, o) in out.chunks_exact_mut(X8_ROWS).enumerate() {
                     let xb = &x[c * kb + b];
-                    add_q6k(o, &s, xb, $q6isum(|u, h| lv[u][h], &xb.qs, &s));
+                    add_q6k(o, &s.dw, xb, $q6isum(|u, h| lv[u][h], |_| vdupq_n_s32(0), &xb.qs, |k| s.sc[k]));
                 }
             }
         }
@@ -604,6 +687,7 @@ step_kernels!(
     "neon",
     step_neon,
     zero_neon,
+    start_neon,
     reduce_neon,
     q4k_isum_neon,
     q6k_isum_neon,
@@ -616,6 +700,7 @@ step_kernels!(
     "neon,dotprod",
     step_sdot,
     zero_sdot,
+    start_sdot,
     reduce_sdot,
     q4k_isum_sdot,
     q6k_isum_sdot,
@@ -778,9 +863,9 @@ fn tiles_q6k_smmla(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32]) 
             let d = (c + 1).min(ncols - 1);
             let (xa, xd) = (&x[c * kb + b], &x[d * kb + b]);
             let (ia, id) = q6k_isum_smmla(&z, &xa.qs, &xd.qs, &s);
-            add_q6k(&mut out[c * X8_ROWS..], &s, xa, ia);
+            add_q6k(&mut out[c * X8_ROWS..], &s.dw, xa, ia);
             if d != c {
-                add_q6k(&mut out[d * X8_ROWS..], &s, xd, id);
+                add_q6k(&mut out[d * X8_ROWS..], &s.dw, xd, id);
             }
         }
     }
@@ -1040,5 +1125,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Instruction-count probe (count it with a TCG plugin, difference of two `iters`):
+    /// `SAIL_EDGE_PROBE="q4k|q6k neon|dotprod iters"` runs the gemv of 64 rows × 2048 `iters` times.
+    #[test]
+    #[ignore]
+    fn probe_gemv() {
+        let Ok(spec) = std::env::var("SAIL_EDGE_PROBE") else { return };
+        let v: Vec<&str> = spec.split_whitespace().collect();
+        let ty = if v[0] == "q4k" { GgmlType::Q4K } else { GgmlType::Q6K };
+        let tier = if v[1] == "neon" { Tier::Neon } else { Tier::Dotprod };
+        let iters: usize = v[2].parse().unwrap();
+        let (m, kb) = (64usize, 8usize);
+        let mut rng = SmallRng::seed_from_u64(74);
+        let rows = weight_rows(&mut rng, ty, m, kb, Kind::Quantized);
+        let packed = pack(ty, &rows, kb);
+        let x = activations(&mut rng, 1, kb, Kind::Quantized);
+        let mut out = vec![0f32; m];
+        for _ in 0..iters {
+            gemv_k_x8(ty, std::hint::black_box(&packed), &x, kb, &mut out, tier);
+            std::hint::black_box(&mut out);
+        }
+        eprintln!("probe {spec}: out[0] = {}", out[0]);
     }
 }
