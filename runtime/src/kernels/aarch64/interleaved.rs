@@ -26,54 +26,11 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{dotprod_available, i8mm_available, load_q8, neon_available, smmla, zip_rows};
+pub use super::Tier;
+use super::{load_q8, neon_available, smmla, zip_rows};
 use crate::kernels::interleaved::{Q4_0_X8_BLOCK_BYTES, Q8_0_X8_BLOCK_BYTES, X8_ROWS};
 use crate::kernels::scalar::Q8Block;
-use crate::kernels::Isa;
 use crate::GgmlType;
-
-/// The aarch64 kernel tiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// armv8.0 Advanced SIMD: `smull` + `sadalp`.
-    Neon,
-    /// `sdot` by element.
-    Dotprod,
-    /// `smmla` for batches, `sdot` for single rows.
-    I8mm,
-}
-
-impl Tier {
-    /// Every tier, slowest first.
-    pub const ALL: [Tier; 3] = [Tier::Neon, Tier::Dotprod, Tier::I8mm];
-
-    /// The tier of an instruction-set path (`None` for paths that are not aarch64's).
-    pub fn of(isa: Isa) -> Option<Tier> {
-        match isa {
-            Isa::Neon => Some(Tier::Neon),
-            Isa::Dotprod => Some(Tier::Dotprod),
-            Isa::I8mm => Some(Tier::I8mm),
-            _ => None,
-        }
-    }
-
-    /// Whether this CPU runs the tier.
-    pub fn available(self) -> bool {
-        match self {
-            Tier::Neon => neon_available(),
-            Tier::Dotprod => dotprod_available(),
-            Tier::I8mm => i8mm_available(),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::Neon => "neon",
-            Tier::Dotprod => "dotprod",
-            Tier::I8mm => "i8mm",
-        }
-    }
-}
 
 /// Bytes of one interleaved block of `ty` (Q4_0 or Q8_0), and whether it is Q4_0.
 fn block_bytes(ty: GgmlType, what: &str) -> (usize, bool) {

@@ -26,43 +26,11 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::f16::load8_f16;
-use super::{dotprod_available, i8mm_available, neon_available, smmla};
+use super::smmla;
+pub use super::Tier;
 use crate::kernels::interleaved::{Q4_K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_ROWS};
 use crate::kernels::kquants::{Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
-use crate::kernels::Isa;
 use crate::GgmlType;
-
-/// Which instructions a kernel of this module uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// armv8.0 Advanced SIMD (widening multiplies).
-    Neon,
-    /// `sdot` by element.
-    Dotprod,
-    /// `smmla` for the batch tiles (`sdot` for one token).
-    I8mm,
-}
-
-impl Tier {
-    /// The tier of an aarch64 kernel path (`None` for scalar and the x86 paths).
-    pub fn of(isa: Isa) -> Option<Tier> {
-        match isa {
-            Isa::Neon => Some(Tier::Neon),
-            Isa::Dotprod => Some(Tier::Dotprod),
-            Isa::I8mm => Some(Tier::I8mm),
-            _ => None,
-        }
-    }
-
-    /// Whether this CPU runs the tier.
-    pub fn supported(self) -> bool {
-        match self {
-            Tier::Neon => neon_available(),
-            Tier::Dotprod => dotprod_available(),
-            Tier::I8mm => i8mm_available(),
-        }
-    }
-}
 
 /// Where the 8 rows of [`rows8_q4k`] and [`rows8_q6k`] come from.
 pub enum KSource<'a> {
@@ -75,7 +43,7 @@ pub enum KSource<'a> {
 /// `out[g · 8 + r]` = row `r` of Q4_K or Q6_K group `g` · `x` (one row of `kb` Q8_K blocks), on `tier`
 /// (which the CPU must support). Bit-identical to [`crate::kernels::interleaved::gemv_k_x8`].
 pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], tier: Tier) {
-    assert!(tier.supported(), "gemv_k_x8: {tier:?} is not available on this CPU");
+    assert!(tier.available(), "gemv_k_x8: {tier:?} is not available on this CPU");
     assert!(matches!(ty, GgmlType::Q4K | GgmlType::Q6K), "gemv_k_x8: {ty}");
     assert!(x.len() >= kb && out.len().is_multiple_of(X8_ROWS));
     let block = X8_ROWS * ty.type_size();
@@ -122,7 +90,7 @@ pub fn rows8_q6k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], tie
 }
 
 fn check_tile(w: &KSource<'_>, bytes: usize, x: &[Q8KBlock], kb: usize, out: &[f32], tier: Tier) {
-    assert!(tier.supported(), "8-row K-quant tile: {tier:?} is not available on this CPU");
+    assert!(tier.available(), "8-row K-quant tile: {tier:?} is not available on this CPU");
     let ncols = out.len() / X8_ROWS;
     assert!(out.len() == ncols * X8_ROWS && x.len() >= ncols * kb, "8-row K-quant tile: {ncols} activation rows");
     match w {
@@ -891,7 +859,7 @@ mod tests {
         let names = [(Tier::Neon, "neon"), (Tier::Dotprod, "dotprod"), (Tier::I8mm, "i8mm")];
         let run: Vec<Tier> = names
             .into_iter()
-            .filter(|&(t, name)| crate::kernels::path_runs(name, t.supported(), what))
+            .filter(|&(t, name)| crate::kernels::path_runs(name, t.available(), what))
             .map(|(t, _)| t)
             .collect();
         eprintln!("{what}: tiers compared bit for bit with the scalar dots: {run:?}");

@@ -62,6 +62,50 @@ pub fn detect() -> super::Isa {
     }
 }
 
+/// The aarch64 kernel tiers of the interleaved (repacked) kernels and the K-quant tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// armv8.0 Advanced SIMD: `smull` + `sadalp`.
+    Neon,
+    /// `sdot` by element.
+    Dotprod,
+    /// `smmla` for batches, `sdot` for single rows.
+    I8mm,
+}
+
+impl Tier {
+    /// Every tier, slowest first.
+    pub const ALL: [Tier; 3] = [Tier::Neon, Tier::Dotprod, Tier::I8mm];
+
+    /// The tier of an instruction-set path (`None` for paths that are not aarch64's).
+    pub fn of(isa: super::Isa) -> Option<Tier> {
+        match isa {
+            super::Isa::Neon => Some(Tier::Neon),
+            super::Isa::Dotprod => Some(Tier::Dotprod),
+            super::Isa::I8mm => Some(Tier::I8mm),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU runs the tier.
+    pub fn available(self) -> bool {
+        match self {
+            Tier::Neon => neon_available(),
+            Tier::Dotprod => dotprod_available(),
+            Tier::I8mm => i8mm_available(),
+        }
+    }
+
+    /// The tier's name, as `SAIL_EDGE_ISA` and `SAIL_EDGE_EXPECT_ISA` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Neon => "neon",
+            Tier::Dotprod => "dotprod",
+            Tier::I8mm => "i8mm",
+        }
+    }
+}
+
 #[inline]
 fn block_scale(bytes: &[u8]) -> f32 {
     f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
