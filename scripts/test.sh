@@ -52,7 +52,7 @@ SAIL_EDGE_EXPECT_ISA=$x86_expect cargo test --release --workspace
 
 section "reference goldens on the other x86 paths too (the default run used the best one this CPU has)"
 for isa in scalar avx2; do
-    SAIL_EDGE_ISA=$isa cargo test --release --test decoder_goldens --test pipeline_goldens
+    SAIL_EDGE_ISA=$isa SAIL_EDGE_EXPECT_PATH=$isa cargo test --release --test decoder_goldens --test pipeline_goldens
 done
 
 section "the library example prints what sail-edge describe prints"
