@@ -166,7 +166,9 @@ describe_repacked_check() {
     grep -Eq "using the repacked weights in|repacked [0-9]+ tensors into" "$work/$cpu-repack.err" ||
         { cat "$work/$cpu-repack.err" >&2; die "-cpu $cpu: describe --repack did not decode from the cache"; }
     cmp "$work/native.txt" "$work/$cpu-repack.txt" || die "-cpu $cpu: the repacked answer differs from the native one"
-    echo "-cpu $cpu: describe --repack decoded from $(grep -Eo 'using the repacked|repacked [0-9]+ tensors' "$work/$cpu-repack.err" | head -1) on $want; answer = native"
+    local how="read the cache"
+    grep -Eq "repacked [0-9]+ tensors into" "$work/$cpu-repack.err" && how="wrote the cache"
+    echo "-cpu $cpu: describe --repack $how and decoded from it on $want; answer = native"
 }
 for cpu in "${CPUS[@]}"; do
     step "-cpu $cpu: kernel path (doctor --json)" kernel_path_check "$cpu"
