@@ -202,53 +202,71 @@ fn kquant_tiles(
     c1: usize,
     local: &mut [f32],
 ) -> usize {
+    if !matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) || c1 - c0 < 2 {
+        return 0;
+    }
+    let (q4k, x) = (w.ty == GgmlType::Q4K, &xq[c0 * kb..c1 * kb]);
     #[cfg(target_arch = "x86_64")]
-    if matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K)
-        && c1 - c0 > 1
-        && matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni)
-    {
+    if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
         use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
         let vnni = super::isa() == super::Isa::Avx2Vnni;
-        let rows = r1 - r0;
-        let mut out8 = vec![0f32; (c1 - c0) * 8];
-        let done = rows / 8 * 8;
-        for g in (0..done).step_by(8) {
-            let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
-            if w.ty == GgmlType::Q4K {
-                rows8_q4k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
-            } else {
-                rows8_q6k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, vnni);
-            }
-            put_rows8(local, rows, g, &out8);
-        }
-        return done;
+        return each_rows8(w, r0, r1, c1 - c0, local, |wr, out| match q4k {
+            true => rows8_q4k(KSource::Rows(wr), x, kb, out, vnni),
+            false => rows8_q6k(KSource::Rows(wr), x, kb, out, vnni),
+        });
     }
     #[cfg(target_arch = "aarch64")]
-    if let (true, Some(tier)) =
-        (matches!(w.ty, GgmlType::Q4K | GgmlType::Q6K) && c1 - c0 > 1, super::aarch64::ktiles::Tier::of(super::isa()))
-    {
+    if let Some(tier) = super::aarch64::Tier::of(super::isa()) {
         use super::aarch64::ktiles::{rows8_q4k, rows8_q6k, KSource};
-        let rows = r1 - r0;
-        let mut out8 = vec![0f32; (c1 - c0) * 8];
-        let done = rows / 8 * 8;
-        for g in (0..done).step_by(8) {
-            let wr: [&[u8]; 8] = std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1));
-            if w.ty == GgmlType::Q4K {
-                rows8_q4k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, tier);
-            } else {
-                rows8_q6k(KSource::Rows(wr), &xq[c0 * kb..c1 * kb], kb, &mut out8, tier);
-            }
-            put_rows8(local, rows, g, &out8);
-        }
-        return done;
+        return each_rows8(w, r0, r1, c1 - c0, local, |wr, out| match q4k {
+            true => rows8_q4k(KSource::Rows(wr), x, kb, out, tier),
+            false => rows8_q6k(KSource::Rows(wr), x, kb, out, tier),
+        });
     }
-    let _ = (w, r0, r1, xq, kb, c0, c1, local);
+    let _ = (q4k, x, r0, r1, local);
     0
+}
+
+/// `tile(rows, out8)` on every whole group of 8 of the weight rows `r0 .. r1` against `ncols` inputs, each
+/// tile's outputs put into `local` (`[ncols × rows]`); returns the rows covered.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+fn each_rows8(
+    w: &Matrix<'_>,
+    r0: usize,
+    r1: usize,
+    ncols: usize,
+    local: &mut [f32],
+    mut tile: impl FnMut([&[u8]; 8], &mut [f32]),
+) -> usize {
+    let (rows, mut out8) = (r1 - r0, vec![0f32; ncols * 8]);
+    let done = rows / 8 * 8;
+    for g in (0..done).step_by(8) {
+        tile(std::array::from_fn(|j| w.rows_bytes(r0 + g + j, r0 + g + j + 1)), &mut out8);
+        put_rows8(local, rows, g, &out8);
+    }
+    done
+}
+
+/// `tile(group, out8)` on every interleaved group (`group_bytes` each) of `groups` against `ncols` inputs,
+/// each tile's outputs put into `local` (`[ncols × rows]`, group `g` at rows `8g ..`).
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+fn each_group8(
+    groups: &[u8],
+    group_bytes: usize,
+    ncols: usize,
+    local: &mut [f32],
+    mut tile: impl FnMut(&[u8], &mut [f32]),
+) {
+    let (rows, mut out8) = (groups.len() / group_bytes * 8, vec![0f32; ncols * 8]);
+    for (g, group) in groups.chunks_exact(group_bytes).enumerate() {
+        tile(group, &mut out8);
+        put_rows8(local, rows, g * 8, &out8);
+    }
 }
 
 /// Put an 8-row tile's outputs (`out8[c · 8 + j]`, row `j` against input `c`) into `local` (`[inputs ×
 /// rows]`) at rows `g .. g + 8`.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 fn put_rows8(local: &mut [f32], rows: usize, g: usize, out8: &[f32]) {
     for (ci, o) in out8.chunks_exact(8).enumerate() {
         local[ci * rows + g..ci * rows + g + 8].copy_from_slice(o);
@@ -349,32 +367,21 @@ fn int8_x8_tile(
         use super::x86::tiles::IntWeights;
         let vnni = super::isa() == super::Isa::Avx2Vnni;
         let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
-        let (ncols, rows) = (c1 - c0, r1 - r0);
         let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
-        let mut out = vec![0f32; ncols * X8_ROWS];
-        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            super::x86::tiles::packed8(ty, group, x, sums, kb, &mut out, vnni);
-            put_rows8(local, rows, g * X8_ROWS, &out);
-        }
-        return;
+        return each_group8(groups, X8_ROWS * rb, c1 - c0, local, |group, out| {
+            super::x86::tiles::packed8(ty, group, x, sums, kb, out, vnni)
+        });
     }
     #[cfg(target_arch = "aarch64")]
-    if let Some(tier) = super::aarch64::interleaved::Tier::of(super::isa()) {
-        let (ncols, rows) = (c1 - c0, r1 - r0);
-        let x = &xs.q[c0 * kb..c1 * kb];
-        let mut out = vec![0f32; ncols * X8_ROWS];
+    if let Some(tier) = super::aarch64::Tier::of(super::isa()) {
         use super::aarch64::interleaved::{packed8, packed8_paired, pair_inputs, Tier};
+        let x = &xs.q[c0 * kb..c1 * kb];
         // i8mm: the inputs paired into smmla's operand order once for every group of the tile.
         let pairs = if tier == Tier::I8mm { pair_inputs(x, kb) } else { Vec::new() };
-        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            if tier == Tier::I8mm {
-                packed8_paired(w.ty, group, x, &pairs, kb, &mut out);
-            } else {
-                packed8(w.ty, group, x, kb, &mut out, tier);
-            }
-            put_rows8(local, rows, g * X8_ROWS, &out);
-        }
-        return;
+        return each_group8(groups, X8_ROWS * rb, c1 - c0, local, |group, out| match tier {
+            Tier::I8mm => packed8_paired(w.ty, group, x, &pairs, kb, out),
+            _ => packed8(w.ty, group, x, kb, out, tier),
+        });
     }
     let mut rows = vec![0u8; groups.len()];
     for (g, r) in groups.chunks_exact(X8_ROWS * rb).zip(rows.chunks_exact_mut(X8_ROWS * rb)) {
@@ -404,42 +411,30 @@ fn k_x8_tile(
     assert!(r0.is_multiple_of(X8_ROWS) && r1.is_multiple_of(X8_ROWS), "{}: tiles of whole groups", w.name);
     let rb = w.row_bytes();
     let groups = &packed[r0 * rb..r1 * rb];
-    let (ncols, rows) = (c1 - c0, r1 - r0);
+    let (ncols, rows, q4k) = (c1 - c0, r1 - r0, w.ty == GgmlType::Q4K);
     let x = &xq[c0 * kb..c1 * kb];
     #[cfg(target_arch = "x86_64")]
     if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
         use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
-        let (q4k, vnni) = (w.ty == GgmlType::Q4K, super::isa() == super::Isa::Avx2Vnni);
+        let vnni = super::isa() == super::Isa::Avx2Vnni;
         if ncols == 1 {
             return super::x86::interleaved::gemv_k_x8(w.ty, groups, x, kb, local, vnni);
         }
-        let mut out = vec![0f32; ncols * X8_ROWS];
-        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            if q4k {
-                rows8_q4k(KSource::Packed(group), x, kb, &mut out, vnni);
-            } else {
-                rows8_q6k(KSource::Packed(group), x, kb, &mut out, vnni);
-            }
-            put_rows8(local, rows, g * X8_ROWS, &out);
-        }
-        return;
+        return each_group8(groups, X8_ROWS * rb, ncols, local, |group, out| match q4k {
+            true => rows8_q4k(KSource::Packed(group), x, kb, out, vnni),
+            false => rows8_q6k(KSource::Packed(group), x, kb, out, vnni),
+        });
     }
     #[cfg(target_arch = "aarch64")]
-    if let Some(tier) = super::aarch64::ktiles::Tier::of(super::isa()) {
+    if let Some(tier) = super::aarch64::Tier::of(super::isa()) {
         use super::aarch64::ktiles::{gemv_k_x8, rows8_q4k, rows8_q6k, KSource};
         if ncols == 1 {
             return gemv_k_x8(w.ty, groups, x, kb, local, tier);
         }
-        let mut out = vec![0f32; ncols * X8_ROWS];
-        for (g, group) in groups.chunks_exact(X8_ROWS * rb).enumerate() {
-            if w.ty == GgmlType::Q4K {
-                rows8_q4k(KSource::Packed(group), x, kb, &mut out, tier);
-            } else {
-                rows8_q6k(KSource::Packed(group), x, kb, &mut out, tier);
-            }
-            put_rows8(local, rows, g * X8_ROWS, &out);
-        }
-        return;
+        return each_group8(groups, X8_ROWS * rb, ncols, local, |group, out| match q4k {
+            true => rows8_q4k(KSource::Packed(group), x, kb, out, tier),
+            false => rows8_q6k(KSource::Packed(group), x, kb, out, tier),
+        });
     }
     if ncols == 1 {
         return super::interleaved::gemv_k_x8(w.ty, groups, x, kb, local);
