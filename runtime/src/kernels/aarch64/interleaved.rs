@@ -412,15 +412,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::kernels::interleaved::interleave_x8;
     use crate::kernels::scalar::{self, quantize_q8_0_activations};
     use crate::quant::{self, f32_to_f16_bits};
-
-    /// The tiers this CPU runs; the others are named on stderr (never skipped silently), and a tier that
-    /// `SAIL_EDGE_EXPECT_ISA` names but the CPU lacks fails the test ([`crate::kernels::path_runs`]).
-    fn tiers(what: &str) -> Vec<Tier> {
-        Tier::ALL.into_iter().filter(|t| crate::kernels::path_runs(t.name(), t.available(), what)).collect()
-    }
 
     /// 8·`groups` rows of `kb` blocks of `ty`: quantized random rows, raw random bytes (every quant value,
     /// -128 included) or extremes (all -128 / 127 / 0x00 / 0xff, or alternating), with finite random fp16 scales.
@@ -474,15 +467,6 @@ mod tests {
             .collect()
     }
 
-    fn pack(ty: GgmlType, rows: &[u8], kb: usize) -> Vec<u8> {
-        let group = X8_ROWS * kb * ty.type_size();
-        let mut packed = vec![0u8; rows.len()];
-        for (src, dst) in rows.chunks(group).zip(packed.chunks_mut(group)) {
-            interleave_x8(ty, src, kb, dst);
-        }
-        packed
-    }
-
     fn scalar_dot(ty: GgmlType) -> fn(&[u8], &[Q8Block]) -> f32 {
         if ty == GgmlType::Q4_0 {
             scalar::dot_q4_0
@@ -495,7 +479,7 @@ mod tests {
 
     #[test]
     fn gemv_tiers_are_bit_identical_to_the_scalar_twin() {
-        let run = tiers("x8 gemv");
+        let run = Tier::tested("x8 gemv");
         let mut rng = SmallRng::seed_from_u64(80);
         let mut compared = 0usize;
         for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
@@ -503,7 +487,7 @@ mod tests {
                 for kind in 0..3 {
                     let groups = 1 + kind % 2;
                     let (w, x) = (rows(&mut rng, ty, groups, kb, kind), activations(&mut rng, 1, kb, kind));
-                    let packed = pack(ty, &w, kb);
+                    let packed = super::super::pack_x8(ty, &w, kb);
                     let mut want = vec![0f32; groups * X8_ROWS];
                     crate::kernels::interleaved::gemv_int8_x8(ty, &packed, &x, kb, &mut want);
                     let dot = scalar_dot(ty);
@@ -536,7 +520,7 @@ mod tests {
 
     #[test]
     fn batch_tiles_are_bit_identical_to_the_scalar_dots() {
-        let run = tiers("x8 batch tiles");
+        let run = Tier::tested("x8 batch tiles");
         let mut rng = SmallRng::seed_from_u64(81);
         let mut compared = 0usize;
         for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
@@ -544,7 +528,7 @@ mod tests {
                 for n in (1..=9).chain([16, 17, 33]) {
                     let kind = (n + kb) % 3;
                     let (w, x) = (rows(&mut rng, ty, 1, kb, kind), activations(&mut rng, n, kb, kind));
-                    let packed = pack(ty, &w, kb);
+                    let packed = super::super::pack_x8(ty, &w, kb);
                     let (dot, rb) = (scalar_dot(ty), kb * ty.type_size());
                     let want: Vec<f32> = (0..n * X8_ROWS)
                         .map(|i| dot(&w[(i % 8) * rb..(i % 8 + 1) * rb], &x[(i / 8) * kb..(i / 8 + 1) * kb]))
@@ -588,7 +572,7 @@ mod tests {
             let (m, kb) = (72usize, 9usize);
             let k = kb * 32;
             let w = rows(&mut rng, ty, m / X8_ROWS, kb, 0);
-            let packed = pack(ty, &w, kb);
+            let packed = super::super::pack_x8(ty, &w, kb);
             let mat = Matrix::from_bytes("w", ty, m, k, &w).unwrap().with_repacked(&packed).unwrap();
             for n in [1usize, 2, 3, 5, 8, 9, 67] {
                 let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
@@ -620,7 +604,7 @@ mod tests {
         let kb = k / 32;
         let mut rng = SmallRng::seed_from_u64(7);
         let w = rows(&mut rng, ty, m / X8_ROWS, kb, 1);
-        let packed = pack(ty, &w, kb);
+        let packed = super::super::pack_x8(ty, &w, kb);
         let mat = Matrix::from_bytes("w", ty, m, k, &w).unwrap().with_repacked(&packed).unwrap();
         let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
         let mut out = vec![0f32; n * m];

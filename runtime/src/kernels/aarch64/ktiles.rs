@@ -845,26 +845,13 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::kernels::interleaved::{self, interleave_x8};
+    use crate::kernels::interleaved;
     use crate::kernels::kquants::{self, quantize_q8_k_activations};
     use crate::kernels::matmul::{matmul, matmul_shared};
     use crate::quant::{self, f32_to_f16_bits};
     use crate::tensor::Matrix;
 
     const TYPES: [GgmlType; 2] = [GgmlType::Q4K, GgmlType::Q6K];
-
-    /// The tiers this CPU runs; the others are named on stderr (never skipped silently).
-    fn tiers(what: &str) -> Vec<Tier> {
-        // A tier that `SAIL_EDGE_EXPECT_ISA` names but the CPU lacks fails the test (`path_runs`).
-        let names = [(Tier::Neon, "neon"), (Tier::Dotprod, "dotprod"), (Tier::I8mm, "i8mm")];
-        let run: Vec<Tier> = names
-            .into_iter()
-            .filter(|&(t, name)| crate::kernels::path_runs(name, t.available(), what))
-            .map(|(t, _)| t)
-            .collect();
-        eprintln!("{what}: tiers compared bit for bit with the scalar dots: {run:?}");
-        run
-    }
 
     fn scalar_dot(ty: GgmlType, w: &[u8], x: &[Q8KBlock]) -> f32 {
         if ty == GgmlType::Q4K {
@@ -943,22 +930,13 @@ mod tests {
             .collect()
     }
 
-    fn pack(ty: GgmlType, rows: &[u8], kb: usize) -> Vec<u8> {
-        let group = X8_ROWS * kb * ty.type_size();
-        let mut packed = vec![0u8; rows.len()];
-        for (src, dst) in rows.chunks(group).zip(packed.chunks_mut(group)) {
-            interleave_x8(ty, src, kb, dst);
-        }
-        packed
-    }
-
     #[test]
     fn packing_plain_rows_matches_the_layouts() {
         let mut rng = SmallRng::seed_from_u64(70);
         for ty in TYPES {
             let kb = 3;
             let rows = weight_rows(&mut rng, ty, 8, kb, Kind::RandomBytes);
-            let packed = pack(ty, &rows, kb);
+            let packed = super::super::pack_x8(ty, &rows, kb);
             let rb = kb * ty.type_size();
             let wr: [&[u8]; 8] = std::array::from_fn(|r| &rows[r * rb..(r + 1) * rb]);
             for b in 0..kb {
@@ -980,7 +958,7 @@ mod tests {
     /// One token: every tier's gemv against the scalar twin and the scalar row dots, bit for bit.
     #[test]
     fn gemv_equals_scalar_dots_bit_for_bit() {
-        let tiers = tiers("K-quant x8 gemv");
+        let tiers = Tier::tested("K-quant x8 gemv");
         let mut rng = SmallRng::seed_from_u64(71);
         let mut compared = 0usize;
         for ty in TYPES {
@@ -988,7 +966,7 @@ mod tests {
                 for kind in [Kind::Quantized, Kind::RandomBytes, Kind::Extreme] {
                     let m = 24;
                     let rows = weight_rows(&mut rng, ty, m, kb, kind);
-                    let packed = pack(ty, &rows, kb);
+                    let packed = super::super::pack_x8(ty, &rows, kb);
                     let rb = kb * ty.type_size();
                     for _ in 0..3 {
                         let x = activations(&mut rng, 1, kb, kind);
@@ -1016,14 +994,14 @@ mod tests {
     /// rows (odd N included), bit for bit with the scalar row dots.
     #[test]
     fn tiles_equal_scalar_dots_bit_for_bit() {
-        let tiers = tiers("K-quant 8-row tiles");
+        let tiers = Tier::tested("K-quant 8-row tiles");
         let mut rng = SmallRng::seed_from_u64(72);
         let mut compared = 0usize;
         for ty in TYPES {
             for kb in [1usize, 2, 3] {
                 for kind in [Kind::Quantized, Kind::RandomBytes, Kind::Extreme] {
                     let rows = weight_rows(&mut rng, ty, 8, kb, kind);
-                    let packed = pack(ty, &rows, kb);
+                    let packed = super::super::pack_x8(ty, &rows, kb);
                     let rb = kb * ty.type_size();
                     let wr: [&[u8]; 8] = std::array::from_fn(|r| &rows[r * rb..(r + 1) * rb]);
                     for n in 1..=9usize {
@@ -1071,7 +1049,7 @@ mod tests {
             let (m, kb) = (80usize, 3usize);
             let k = kb * 256;
             let rows = weight_rows(&mut rng, ty, m, kb, Kind::Quantized);
-            let packed = pack(ty, &rows, kb);
+            let packed = super::super::pack_x8(ty, &rows, kb);
             let plain = Matrix::from_bytes("w", ty, m, k, &rows).unwrap();
             let repacked = Matrix::from_bytes("w", ty, m, k, &rows).unwrap().with_repacked(&packed).unwrap();
             for (name, w) in [("plain", &plain), ("repacked", &repacked)] {
@@ -1108,7 +1086,7 @@ mod tests {
         let (m, kb) = (64usize, 8usize);
         let mut rng = SmallRng::seed_from_u64(74);
         let rows = weight_rows(&mut rng, ty, m, kb, Kind::Quantized);
-        let packed = pack(ty, &rows, kb);
+        let packed = super::super::pack_x8(ty, &rows, kb);
         let x = activations(&mut rng, 1, kb, Kind::Quantized);
         let mut out = vec![0f32; m];
         for _ in 0..iters {

@@ -106,6 +106,27 @@ impl Tier {
     }
 }
 
+impl Tier {
+    /// Test support: the tiers this CPU runs, each named on stderr with the ones it lacks; a tier that
+    /// `SAIL_EDGE_EXPECT_ISA` names but the CPU lacks fails the test ([`super::path_runs`]).
+    #[cfg(test)]
+    pub(crate) fn tested(what: &str) -> Vec<Tier> {
+        Tier::ALL.into_iter().filter(|t| super::path_runs(t.name(), t.available(), what)).collect()
+    }
+}
+
+/// Test support: `rows` (whole groups of 8 rows of `kb` blocks of `ty`) in the x8 layout.
+#[cfg(test)]
+pub(crate) fn pack_x8(ty: crate::GgmlType, rows: &[u8], kb: usize) -> Vec<u8> {
+    use super::interleaved::{interleave_x8, X8_ROWS};
+    let group = X8_ROWS * kb * ty.type_size();
+    let mut packed = vec![0u8; rows.len()];
+    for (src, dst) in rows.chunks(group).zip(packed.chunks_mut(group)) {
+        interleave_x8(ty, src, kb, dst);
+    }
+    packed
+}
+
 #[inline]
 fn block_scale(bytes: &[u8]) -> f32 {
     f16_bits_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
