@@ -3,6 +3,8 @@
 # format and lint checks, every Rust test, and the Python compatibility tests against our own outputs.
 # Needs ../shared/fixtures beside the checkout.
 set -euo pipefail
+# A failing command names itself and its line (set -e alone exits without a word).
+trap 'echo "error: scripts/test.sh line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 # Each section's start, in seconds since the script began, so a slow CI run shows where its time went.
 section() { echo "== $* [${SECONDS}s]"; }

@@ -24,6 +24,8 @@
 #   value here that scripts/test.sh's own aarch64 runs lack would rebuild v4l and everything above it twice.
 # - ring (rustls, `hub`): the cc crate picks aarch64-linux-gnu-gcc for this target by itself.
 set -euo pipefail
+# A failing command names itself and its line (set -e alone exits without a word).
+trap 'echo "error: scripts/ci/aarch64-e2e.sh line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/../.."
 
 TARGET=aarch64-unknown-linux-gnu

@@ -4,6 +4,8 @@
 # (no invalid reads or writes, no definite or indirect leaks). Then the staticlibs for Android and iOS.
 # Needs: cc, valgrind, ../shared/fixtures; called by scripts/test.sh.
 set -euo pipefail
+# A failing command names itself and its line (set -e alone exits without a word).
+trap 'echo "error: scripts/ci/c-api.sh line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/../.."
 
 for tool in cc valgrind; do
@@ -25,8 +27,10 @@ cc "${cflags[@]}" examples/c/describe.c -L"$lib" -lsail_edge -Wl,-rpath,"$PWD/$l
 build describe examples/c/describe.c
 build threads ffi/tests/c/threads.c
 build misuse ffi/tests/c/misuse.c
-# The shared build really loads the shared library.
-ldd "$dir/describe-shared" | grep -q "libsail_edge.so"
+# The shared build really loads the shared library. (ldd's output is kept first: `ldd | grep -q` under
+# pipefail fails at random when grep exits before ldd has written everything.)
+libs=$(ldd "$dir/describe-shared")
+grep -q "libsail_edge.so" <<< "$libs" || { echo "error: describe-shared does not load libsail_edge.so:" >&2; echo "$libs" >&2; exit 1; }
 
 ./target/release/sail-edge convert ../shared/fixtures/sailvl2-tiny --type q8_0 -o "$dir/tiny.gguf" >/dev/null
 model=(-m "$dir/tiny.gguf" --mmproj "$dir/mmproj-sailvl2-tiny-q8_0.gguf")
@@ -35,7 +39,7 @@ images=../shared/fixtures/images
 echo "-- examples/c/describe = sail-edge describe"
 for image in page.png astronaut.png; do
     args=("${model[@]}" --image "$images/$image" -p "What is in the picture?" -n 12)
-    ./target/release/sail-edge describe "${args[@]}" > "$dir/cli.txt" 2>/dev/null
+    ./target/release/sail-edge describe "${args[@]}" > "$dir/cli.txt" 2> "$dir/cli.err" || { cat "$dir/cli.err" >&2; exit 1; }
     for kind in static shared; do
         "$dir/describe-$kind" "${args[@]}" > "$dir/c.txt"
         cmp "$dir/c.txt" "$dir/cli.txt"
@@ -58,5 +62,6 @@ memcheck=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-ki
 "${memcheck[@]}" "$dir/describe-shared" "${model[@]}" --image "$images/page.png" -p "What is in the picture?" -n 12 \
     > "$dir/c.txt"
 ./target/release/sail-edge describe "${model[@]}" --image "$images/page.png" -p "What is in the picture?" -n 12 \
-    2>/dev/null | cmp - "$dir/c.txt"
+    > "$dir/cli.txt" 2> "$dir/cli.err" || { cat "$dir/cli.err" >&2; exit 1; }
+cmp "$dir/cli.txt" "$dir/c.txt"
 echo "valgrind: misuse, threads and describe clean"

@@ -5,6 +5,8 @@
 # The answers must equal `sail-edge describe`'s. Run from anywhere; needs a JDK (javac, java, jni.h: Debian's
 # default-jdk-headless) and ../shared/fixtures beside the checkout. Installs nothing.
 set -euo pipefail
+# A failing command names itself and its line (set -e alone exits without a word).
+trap 'echo "error: scripts/ci/jni-test.sh line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/../.."
 
 android=examples/android/sail-edge-android/src/main
