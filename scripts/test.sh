@@ -46,9 +46,10 @@ cargo clippy --release --all-targets -- -D warnings
 section "cargo test"
 # The kernel twin tests say which SIMD paths they compared and which this CPU lacks; SAIL_EDGE_EXPECT_ISA,
 # taken from the CPU's own flags, makes a path the CPU has but the tests did not run a failure (a CPU with
-# AVX-512 VNNI must run the VNNI tests).
+# AVX-512 VNNI or AVX-VNNI must run those tests).
 x86_expect=avx2
-grep -qw avx512_vnni /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && x86_expect=avx2,avx512vnni
+grep -qw avx512_vnni /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && x86_expect+=,avx512vnni
+grep -qw avx_vnni /proc/cpuinfo && x86_expect+=,avxvnni
 echo "x86 kernel paths expected on this CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)): $x86_expect"
 SAIL_EDGE_EXPECT_ISA=$x86_expect cargo test --release --workspace
 

@@ -32,7 +32,7 @@ fn doctor_json_has_the_fields() {
     assert!(r.get("profile").is_some(), "{r:#}");
     assert_eq!(r["arch"], std::env::consts::ARCH);
     let features = r["features"].as_object().unwrap();
-    for f in ["avx2", "avx512-vnni", "neon", "dotprod", "i8mm", "sve"] {
+    for f in ["avx2", "avx512-vnni", "avx-vnni", "neon", "dotprod", "i8mm", "sve"] {
         assert!(features[f].is_boolean(), "features.{f}: {r:#}");
     }
     // The kernel path is the one the kernels picked, by the name SAIL_EDGE_ISA takes.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The feature names `doctor` reports, in this order.
-pub const FEATURE_NAMES: [&str; 6] = ["avx2", "avx512-vnni", "neon", "dotprod", "i8mm", "sve"];
+pub const FEATURE_NAMES: [&str; 7] = ["avx2", "avx512-vnni", "avx-vnni", "neon", "dotprod", "i8mm", "sve"];
 
 /// Cores of one kind: same `cpu_capacity`, or else the same maximum frequency.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -118,6 +118,7 @@ fn block_features(block: &CpuBlock) -> Option<Vec<&'static str>> {
         let present = match name {
             "avx2" => has("avx2"),
             "avx512-vnni" => has("avx512_vnni"),
+            "avx-vnni" => has("avx_vnni"),
             // 64-bit kernels say asimd, 32-bit ones neon.
             "neon" => has("asimd") || has("neon"),
             "dotprod" => has("asimddp"),
@@ -181,6 +182,9 @@ impl HostInfo {
             }
             if is_x86_feature_detected!("avx512vnni") {
                 extra.push("avx512-vnni");
+            }
+            if is_x86_feature_detected!("avxvnni") {
+                extra.push("avx-vnni");
             }
         }
         #[cfg(target_arch = "aarch64")]
@@ -502,9 +506,9 @@ mod tests {
             "processor : 0\nmodel name : X\nflags : avx2 avx512_vnni\n\nprocessor : 1\nmodel name : X\nflags : avx2\n",
         );
         assert_eq!(HostInfo::detect_at(root, "x86_64", "linux").features, ["avx2"]);
-        write(root, "proc/cpuinfo", "processor : 0\nflags : avx2 avx512_vnni sve\n");
+        write(root, "proc/cpuinfo", "processor : 0\nflags : avx2 avx512_vnni avx_vnni sve\n");
         // `sve` in an x86 flags line would be a different flag name space, but we only map names: fine here.
-        assert_eq!(HostInfo::detect_at(root, "x86_64", "linux").features, ["avx2", "avx512-vnni", "sve"]);
+        assert_eq!(HostInfo::detect_at(root, "x86_64", "linux").features, ["avx2", "avx512-vnni", "avx-vnni", "sve"]);
     }
 
     #[test]

@@ -209,10 +209,10 @@ fn kquant_tiles(
     #[cfg(target_arch = "x86_64")]
     if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
         use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
-        let vnni = super::isa() == super::Isa::Avx2Vnni;
+        let step = super::x86::Step::for_isa(super::isa());
         return each_rows8(w, r0, r1, c1 - c0, local, |wr, out| match q4k {
-            true => rows8_q4k(KSource::Rows(wr), x, kb, out, vnni),
-            false => rows8_q6k(KSource::Rows(wr), x, kb, out, vnni),
+            true => rows8_q4k(KSource::Rows(wr), x, kb, out, step),
+            false => rows8_q6k(KSource::Rows(wr), x, kb, out, step),
         });
     }
     #[cfg(target_arch = "aarch64")]
@@ -349,8 +349,8 @@ fn int8_x8_tile(
             #[cfg(target_arch = "x86_64")]
             super::Isa::Avx2 | super::Isa::Avx2Vnni => {
                 let sums = &xs.sums[c0 * kb..(c0 + 1) * kb];
-                let vnni = super::isa() == super::Isa::Avx2Vnni;
-                super::x86::interleaved::gemv_int8_x8(w.ty, groups, x, sums, kb, local, vnni)
+                let step = super::x86::Step::for_isa(super::isa());
+                super::x86::interleaved::gemv_int8_x8(w.ty, groups, x, sums, kb, local, step)
             }
             #[cfg(target_arch = "aarch64")]
             isa @ (super::Isa::Neon | super::Isa::Dotprod | super::Isa::I8mm) => {
@@ -365,11 +365,11 @@ fn int8_x8_tile(
     #[cfg(target_arch = "x86_64")]
     if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
         use super::x86::tiles::IntWeights;
-        let vnni = super::isa() == super::Isa::Avx2Vnni;
+        let step = super::x86::Step::for_isa(super::isa());
         let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
         let (x, sums) = (&xs.q[c0 * kb..c1 * kb], &xs.sums[c0 * kb..c1 * kb]);
         return each_group8(groups, X8_ROWS * rb, c1 - c0, local, |group, out| {
-            super::x86::tiles::packed8(ty, group, x, sums, kb, out, vnni)
+            super::x86::tiles::packed8(ty, group, x, sums, kb, out, step)
         });
     }
     #[cfg(target_arch = "aarch64")]
@@ -416,13 +416,13 @@ fn k_x8_tile(
     #[cfg(target_arch = "x86_64")]
     if matches!(super::isa(), super::Isa::Avx2 | super::Isa::Avx2Vnni) {
         use super::x86::tiles::{rows8_q4k, rows8_q6k, KSource};
-        let vnni = super::isa() == super::Isa::Avx2Vnni;
+        let step = super::x86::Step::for_isa(super::isa());
         if ncols == 1 {
-            return super::x86::interleaved::gemv_k_x8(w.ty, groups, x, kb, local, vnni);
+            return super::x86::interleaved::gemv_k_x8(w.ty, groups, x, kb, local, step);
         }
         return each_group8(groups, X8_ROWS * rb, ncols, local, |group, out| match q4k {
-            true => rows8_q4k(KSource::Packed(group), x, kb, out, vnni),
-            false => rows8_q6k(KSource::Packed(group), x, kb, out, vnni),
+            true => rows8_q4k(KSource::Packed(group), x, kb, out, step),
+            false => rows8_q6k(KSource::Packed(group), x, kb, out, step),
         });
     }
     #[cfg(target_arch = "aarch64")]
@@ -503,11 +503,11 @@ fn avx2_tiles(
     let ty = if w.ty == GgmlType::Q8_0 { IntWeights::Q8_0 } else { IntWeights::Q4_0 };
     let (rows, kb) = (r1 - r0, xs.kb);
     let row = |r: usize| w.rows_bytes(r, r + 1);
-    let vnni = super::isa() == super::Isa::Avx2Vnni;
+    let step = super::x86::Step::for_isa(super::isa());
     if c1 - c0 == 1 {
         let (x, sums, d) = (xs.row(c0), &xs.sums[c0 * kb..(c0 + 1) * kb], &xs.d[c0 * kb..(c0 + 1) * kb]);
         for (r, o) in local.iter_mut().enumerate() {
-            *o = row1(ty, row(r0 + r), x, d, sums, kb, vnni);
+            *o = row1(ty, row(r0 + r), x, d, sums, kb, step);
         }
         return rows;
     }
@@ -517,7 +517,7 @@ fn avx2_tiles(
     let eights = rows / 8 * 8;
     let mut out = vec![0f32; ncols * 8];
     for g in (0..eights).step_by(8) {
-        rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out, vnni);
+        rows8(ty, std::array::from_fn(|j| row(r0 + g + j)), x, sums, kb, &mut out, step);
         put_rows8(local, rows, g, &out);
     }
     eights

@@ -26,7 +26,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// The same plus AVX-512 VNNI on 256-bit vectors (`vpdpbusd`) for the batch tiles.
+    /// The same plus `vpdpbusd` on 256-bit vectors for the integer step: AVX-512 VNNI with VL, or else
+    /// AVX-VNNI (its VEX form; see [`x86::Step`]).
     Avx2Vnni,
     /// aarch64 Advanced SIMD (armv8.0 NEON).
     Neon,
@@ -425,19 +426,14 @@ mod twin_tests {
     }
 }
 
-/// With `SAIL_EDGE_EXPECT_ISA=avx2` or `avx2,avx512vnni` (CI derives it from `/proc/cpuinfo`), the x86
-/// features this process detects must be exactly those and `Isa::detect` must pick the matching path: a CPU
-/// with AVX-512 VNNI then runs the VNNI twin tests, which are gated on the same detection.
+/// With `SAIL_EDGE_EXPECT_ISA=avx2`, `avx2,avx512vnni`, `avx2,avxvnni` or all three (CI derives it from
+/// `/proc/cpuinfo`), the x86 integer steps this process detects must be exactly those and `Isa::detect`
+/// must pick the matching path: a CPU with AVX-512 VNNI or AVX-VNNI then runs those twin tests, which are
+/// gated on the same detection.
 #[cfg(all(test, target_arch = "x86_64"))]
 #[test]
 fn x86_detected_features_are_the_expected_ones() {
-    let mut detected = Vec::new();
-    if x86::available() {
-        detected.push("avx2");
-    }
-    if x86::vnni_available() {
-        detected.push("avx512vnni");
-    }
+    let mut detected: Vec<&str> = x86::Step::ALL.iter().filter(|s| s.available()).map(|s| s.name()).collect();
     let isa = Isa::detect();
     eprintln!("x86-64 kernel features: {detected:?}; Isa::detect() = {isa:?}");
     let Ok(expect) = std::env::var("SAIL_EDGE_EXPECT_ISA") else {
@@ -446,12 +442,15 @@ fn x86_detected_features_are_the_expected_ones() {
     };
     let mut want: Vec<&str> = expect.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     for w in &want {
-        assert!(["avx2", "avx512vnni"].contains(w), "SAIL_EDGE_EXPECT_ISA: unknown x86 feature {w:?} in {expect:?}");
+        assert!(
+            x86::Step::ALL.iter().any(|s| s.name() == *w),
+            "SAIL_EDGE_EXPECT_ISA: unknown x86 feature {w:?} in {expect:?}"
+        );
     }
     want.sort_unstable();
     detected.sort_unstable();
     assert_eq!(detected, want, "SAIL_EDGE_EXPECT_ISA={expect}");
-    let want_isa = if want.contains(&"avx512vnni") {
+    let want_isa = if want.contains(&"avx512vnni") || want.contains(&"avxvnni") {
         Isa::Avx2Vnni
     } else if want.contains(&"avx2") {
         Isa::Avx2

@@ -5,17 +5,17 @@
 use std::arch::x86_64::*;
 
 use super::tiles::{q4k_finish_parts, q4k_packed_scales, q6_pair, q6k_finish_parts, q6k_packed_scales};
-use super::{available, vnni_available};
+use super::Step;
 use crate::kernels::interleaved::{Q4_K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, X8_ROWS};
 use crate::kernels::kquants::Q8KBlock;
 use crate::kernels::scalar::Q8Block;
 use crate::GgmlType;
 
 /// `out[g · 8 + r]` = row `r` of Q4_0 or Q8_0 group `g` · `x` (`xsum[b]` = Σ of activation block `b`'s
-/// bytes: the offset of unsigned weights is taken back with it). `vnni`: `dpbusd` for the integer step
-/// (the CPU must have it).
-pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || vnni_available()));
+/// bytes: the offset of unsigned weights is taken back with it). `step`: the integer step (the CPU must
+/// have it).
+pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], step: Step) {
+    assert!(step.available(), "gemv_int8_x8: the CPU lacks {step:?}");
     assert!(matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0), "gemv_int8_x8: {ty}");
     assert!(x.len() >= kb && xsum.len() >= kb && out.len().is_multiple_of(X8_ROWS));
     let block = X8_ROWS * ty.type_size();
@@ -23,11 +23,13 @@ pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], xsum: &[i32], kb
     // SAFETY: the target features were checked above; groups holds out.len() / 8 groups of kb blocks, x
     // and xsum kb entries.
     unsafe {
-        match (ty == GgmlType::Q4_0, vnni) {
-            (true, false) => gemv_avx2::<true>(groups, x, xsum, kb, out),
-            (true, true) => gemv_vnni::<true>(groups, x, xsum, kb, out),
-            (false, false) => gemv_avx2::<false>(groups, x, xsum, kb, out),
-            (false, true) => gemv_vnni::<false>(groups, x, xsum, kb, out),
+        match (ty == GgmlType::Q4_0, step) {
+            (true, Step::Avx2) => gemv_avx2::<true>(groups, x, xsum, kb, out),
+            (false, Step::Avx2) => gemv_avx2::<false>(groups, x, xsum, kb, out),
+            (true, Step::Avx512Vnni) => gemv_vnni::<true>(groups, x, xsum, kb, out),
+            (false, Step::Avx512Vnni) => gemv_vnni::<false>(groups, x, xsum, kb, out),
+            (true, Step::AvxVnni) => gemv_avxvnni::<true>(groups, x, xsum, kb, out),
+            (false, Step::AvxVnni) => gemv_avxvnni::<false>(groups, x, xsum, kb, out),
         }
     }
 }
@@ -37,7 +39,7 @@ pub fn gemv_int8_x8(ty: GgmlType, groups: &[u8], x: &[Q8Block], xsum: &[i32], kb
 /// eight steps add up exactly in i16 before one `madd` widens them; Q8_0 takes ggml's sign trick (|w|
 /// against x with w's signs, pairs ≤ 2·127·127) and widens every step.
 macro_rules! isum_maddubs {
-    ($q4:expr, $blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
+    ($dp:ident, $q4:expr, $blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         if $q4 {
             let mut s16 = _mm256_setzero_si256();
@@ -77,7 +79,7 @@ macro_rules! isum_maddubs {
 /// The same sums with `dpbusd` (u8 × i8 by fours straight into i32) on unsigned weights: Q4_0's nibbles
 /// (low and high in two chains), or Q8_0's bytes with the sign bit flipped (`w + 128`).
 macro_rules! isum_dpbusd {
-    ($q4:expr, $blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
+    ($dp:ident, $q4:expr, $blk:expr, $q:expr, $mask:expr, $ones:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         let _ = $ones;
         let (mut a, mut b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
@@ -91,8 +93,8 @@ macro_rules! isum_dpbusd {
                         _mm256_set1_epi32(q.add(4 + c).read_unaligned()),
                     )
                 };
-                a = _mm256_dpbusd_epi32(a, _mm256_and_si256(v, $mask), xlo);
-                b = _mm256_dpbusd_epi32(b, _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask), xhi);
+                a = $dp(a, _mm256_and_si256(v, $mask), xlo);
+                b = $dp(b, _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask), xhi);
             }
         } else {
             let flip = _mm256_set1_epi8(-128);
@@ -106,17 +108,17 @@ macro_rules! isum_dpbusd {
                         _mm256_set1_epi32(q.add(2 * c + 1).read_unaligned()),
                     )
                 };
-                a = _mm256_dpbusd_epi32(a, _mm256_xor_si256(v0, flip), x0);
-                b = _mm256_dpbusd_epi32(b, _mm256_xor_si256(v1, flip), x1);
+                a = $dp(a, _mm256_xor_si256(v0, flip), x0);
+                b = $dp(b, _mm256_xor_si256(v1, flip), x1);
             }
         }
         _mm256_add_epi32(a, b)
     }};
 }
 
-/// The kernel once per integer step (same body, different target features).
+/// The kernel once per integer step (same body, different target features and `dpbusd` form `$dp`).
 macro_rules! gemv_kernel {
-    ($name:ident, $features:literal, $isum:ident, $q8_offset:expr) => {
+    ($name:ident, $features:literal, $isum:ident, $dp:ident, $q8_offset:expr) => {
         #[target_feature(enable = $features)]
         unsafe fn $name<const Q4: bool>(groups: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32]) {
             let (mask, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
@@ -127,7 +129,7 @@ macro_rules! gemv_kernel {
                 let mut acc = _mm256_setzero_ps();
                 for (b, xb) in x[..kb].iter().enumerate() {
                     let blk = g[b * block..(b + 1) * block].as_ptr();
-                    let mut isum = $isum!(Q4, blk, xb.qs.as_ptr() as *const i32, mask, ones);
+                    let mut isum = $isum!($dp, Q4, blk, xb.qs.as_ptr() as *const i32, mask, ones);
                     if offset != 0 {
                         isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * xsum[b]));
                     }
@@ -144,13 +146,14 @@ macro_rules! gemv_kernel {
     };
 }
 
-gemv_kernel!(gemv_avx2, "avx2,f16c", isum_maddubs, 0);
-gemv_kernel!(gemv_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, 128);
+gemv_kernel!(gemv_avx2, "avx2,f16c", isum_maddubs, _mm256_dpbusd_epi32, 0);
+gemv_kernel!(gemv_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, _mm256_dpbusd_epi32, 128);
+gemv_kernel!(gemv_avxvnni, "avx2,f16c,avxvnni", isum_dpbusd, _mm256_dpbusd_avx_epi32, 128);
 
-/// `out[g · 8 + r]` = row `r` of Q4_K or Q6_K group `g` · `x` (one row of `kb` Q8_K blocks). `vnni`:
-/// `dpbusd` for the integer step (the CPU must have it).
-pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || vnni_available()));
+/// `out[g · 8 + r]` = row `r` of Q4_K or Q6_K group `g` · `x` (one row of `kb` Q8_K blocks). `step`: the
+/// integer step (the CPU must have it).
+pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32], step: Step) {
+    assert!(step.available(), "gemv_k_x8: the CPU lacks {step:?}");
     assert!(matches!(ty, GgmlType::Q4K | GgmlType::Q6K), "gemv_k_x8: {ty}");
     assert!(x.len() >= kb && out.len().is_multiple_of(X8_ROWS));
     let block = X8_ROWS * ty.type_size();
@@ -158,11 +161,13 @@ pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &m
     // SAFETY: the target features were checked above; groups holds out.len() / 8 groups of kb super-blocks
     // and x kb blocks.
     unsafe {
-        match (ty == GgmlType::Q4K, vnni) {
-            (true, true) => gemv_k_vnni(groups, x, kb, out),
-            (true, false) => gemv_k_avx2(groups, x, kb, out),
-            (false, true) => gemv_q6_vnni(groups, x, kb, out),
-            (false, false) => gemv_q6_avx2(groups, x, kb, out),
+        match (ty == GgmlType::Q4K, step) {
+            (true, Step::Avx2) => gemv_k_avx2(groups, x, kb, out),
+            (true, Step::Avx512Vnni) => gemv_k_vnni(groups, x, kb, out),
+            (true, Step::AvxVnni) => gemv_k_avxvnni(groups, x, kb, out),
+            (false, Step::Avx2) => gemv_q6_avx2(groups, x, kb, out),
+            (false, Step::Avx512Vnni) => gemv_q6_vnni(groups, x, kb, out),
+            (false, Step::AvxVnni) => gemv_q6_avxvnni(groups, x, kb, out),
         }
     }
 }
@@ -171,7 +176,7 @@ pub fn gemv_k_x8(ty: GgmlType, groups: &[u8], x: &[Q8KBlock], kb: usize, out: &m
 /// sub-block's eight nibble · byte steps fit an i16 (≤ 8 · 2·15·128 = 30720), and `madd` against the row's
 /// scale as an i16 pair widens and scales them in one step.
 macro_rules! k_isum_maddubs {
-    ($blk:expr, $q:expr, $scale:expr, $mask:expr) => {{
+    ($dp:ident, $blk:expr, $q:expr, $scale:expr, $mask:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         let mut isum = _mm256_setzero_si256();
         for c in 0..4 {
@@ -201,7 +206,7 @@ macro_rules! k_isum_maddubs {
 
 /// The same sums with `dpbusd` (exact i32 per sub-block) and an i32 multiply by the scales.
 macro_rules! k_isum_dpbusd {
-    ($blk:expr, $q:expr, $scale:expr, $mask:expr) => {{
+    ($dp:ident, $blk:expr, $q:expr, $scale:expr, $mask:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         let mut isum = _mm256_setzero_si256();
         for c in 0..4 {
@@ -215,8 +220,8 @@ macro_rules! k_isum_dpbusd {
                         _mm256_set1_epi32(q.add(16 * c + 8 + g).read_unaligned()),
                     )
                 };
-                lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v, $mask), xlo);
-                hi = _mm256_dpbusd_epi32(hi, _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask), xhi);
+                lo = $dp(lo, _mm256_and_si256(v, $mask), xlo);
+                hi = $dp(hi, _mm256_and_si256(_mm256_srli_epi16::<4>(v), $mask), xhi);
             }
             let scaled =
                 _mm256_add_epi32(_mm256_mullo_epi32(lo, $scale[2 * c]), _mm256_mullo_epi32(hi, $scale[2 * c + 1]));
@@ -226,9 +231,9 @@ macro_rules! k_isum_dpbusd {
     }};
 }
 
-/// The Q4_K kernel once per integer step (same body, different target features).
+/// The Q4_K kernel once per integer step (same body, different target features and `dpbusd` form).
 macro_rules! gemv_k_kernel {
-    ($name:ident, $features:literal, $isum:ident) => {
+    ($name:ident, $features:literal, $isum:ident, $dp:ident) => {
         #[target_feature(enable = $features)]
         unsafe fn $name(groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
             let mask = _mm256_set1_epi8(0x0F);
@@ -237,7 +242,7 @@ macro_rules! gemv_k_kernel {
                 for (b, xb) in x[..kb].iter().enumerate() {
                     let blk = &g[b * Q4_K_X8_BLOCK_BYTES..(b + 1) * Q4_K_X8_BLOCK_BYTES];
                     let s = q4k_packed_scales(blk);
-                    let isum = $isum!(blk.as_ptr(), xb.qs.as_ptr() as *const i32, s.scale, mask);
+                    let isum = $isum!($dp, blk.as_ptr(), xb.qs.as_ptr() as *const i32, s.scale, mask);
                     acc = q4k_finish_parts(acc, &s.mins, s.dw, s.dminw, xb, isum);
                 }
                 // SAFETY: o holds 8 f32.
@@ -247,8 +252,9 @@ macro_rules! gemv_k_kernel {
     };
 }
 
-gemv_k_kernel!(gemv_k_avx2, "avx2,f16c", k_isum_maddubs);
-gemv_k_kernel!(gemv_k_vnni, "avx2,f16c,avx512vnni,avx512vl", k_isum_dpbusd);
+gemv_k_kernel!(gemv_k_avx2, "avx2,f16c", k_isum_maddubs, _mm256_dpbusd_epi32);
+gemv_k_kernel!(gemv_k_vnni, "avx2,f16c,avx512vnni,avx512vl", k_isum_dpbusd, _mm256_dpbusd_epi32);
+gemv_k_kernel!(gemv_k_avxvnni, "avx2,f16c,avxvnni", k_isum_dpbusd, _mm256_dpbusd_avx_epi32);
 
 /// The 6-bit values of group `g` (4 elements of each row) of the four quarters of half `h`, in quarter
 /// order, from the unit's three loads.
@@ -272,7 +278,7 @@ macro_rules! q6_unit {
 /// scaled and widened at once by `madd` with the group's scale as an i16 pair. Quarter `k` of half `h`
 /// covers elements `32·(4h + k) ..`: its groups 0..4 have scale `2·(4h + k)`, groups 4..8 the next.
 macro_rules! q6_isum_maddubs {
-    ($blk:expr, $q:expr, $scale:expr, $m4:expr, $m2:expr) => {{
+    ($dp:ident, $blk:expr, $q:expr, $scale:expr, $m4:expr, $m2:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         let (s0, s2, lo16) = (_mm_cvtsi32_si128(0), _mm_cvtsi32_si128(2), _mm256_set1_epi32(0xFFFF));
         let mut isum = _mm256_setzero_si256();
@@ -299,7 +305,7 @@ macro_rules! q6_isum_maddubs {
 
 /// The same sums with `dpbusd` (exact i32 per 16-value group) and an i32 multiply by the scales.
 macro_rules! q6_isum_dpbusd {
-    ($blk:expr, $q:expr, $scale:expr, $m4:expr, $m2:expr) => {{
+    ($dp:ident, $blk:expr, $q:expr, $scale:expr, $m4:expr, $m2:expr) => {{
         let (blk, q): (*const u8, *const i32) = ($blk, $q);
         let (s0, s2) = (_mm_cvtsi32_si128(0), _mm_cvtsi32_si128(2));
         let mut isum = _mm256_setzero_si256();
@@ -311,7 +317,7 @@ macro_rules! q6_isum_dpbusd {
                     for k in 0..4 {
                         // SAFETY (caller): the activation block's 256 bytes are readable.
                         let xv = _mm256_set1_epi32(unsafe { q.add(8 * (4 * h + k) + g).read_unaligned() });
-                        acc[k] = _mm256_dpbusd_epi32(acc[k], v[k], xv);
+                        acc[k] = $dp(acc[k], v[k], xv);
                     }
                 }
                 for (k, a) in acc.iter().enumerate() {
@@ -323,9 +329,9 @@ macro_rules! q6_isum_dpbusd {
     }};
 }
 
-/// The Q6_K kernel once per integer step (same body, different target features).
+/// The Q6_K kernel once per integer step (same body, different target features and `dpbusd` form).
 macro_rules! gemv_q6_kernel {
-    ($name:ident, $features:literal, $isum:ident) => {
+    ($name:ident, $features:literal, $isum:ident, $dp:ident) => {
         #[target_feature(enable = $features)]
         unsafe fn $name(groups: &[u8], x: &[Q8KBlock], kb: usize, out: &mut [f32]) {
             let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
@@ -334,7 +340,7 @@ macro_rules! gemv_q6_kernel {
                 for (b, xb) in x[..kb].iter().enumerate() {
                     let blk = &g[b * Q6_K_X8_BLOCK_BYTES..(b + 1) * Q6_K_X8_BLOCK_BYTES];
                     let s = q6k_packed_scales(blk);
-                    let isum = $isum!(blk.as_ptr(), xb.qs.as_ptr() as *const i32, s.scale, m4, m2);
+                    let isum = $isum!($dp, blk.as_ptr(), xb.qs.as_ptr() as *const i32, s.scale, m4, m2);
                     acc = q6k_finish_parts(acc, &s.spair, s.dw, xb, isum);
                 }
                 // SAFETY: o holds 8 f32.
@@ -344,8 +350,9 @@ macro_rules! gemv_q6_kernel {
     };
 }
 
-gemv_q6_kernel!(gemv_q6_avx2, "avx2,f16c", q6_isum_maddubs);
-gemv_q6_kernel!(gemv_q6_vnni, "avx2,f16c,avx512vnni,avx512vl", q6_isum_dpbusd);
+gemv_q6_kernel!(gemv_q6_avx2, "avx2,f16c", q6_isum_maddubs, _mm256_dpbusd_epi32);
+gemv_q6_kernel!(gemv_q6_vnni, "avx2,f16c,avx512vnni,avx512vl", q6_isum_dpbusd, _mm256_dpbusd_epi32);
+gemv_q6_kernel!(gemv_q6_avxvnni, "avx2,f16c,avxvnni", q6_isum_dpbusd, _mm256_dpbusd_avx_epi32);
 
 #[cfg(test)]
 mod tests {
@@ -386,32 +393,32 @@ mod tests {
                     let x = crate::kernels::quantize_q8_k_activations(&xf);
                     let mut want = vec![0f32; m];
                     interleaved::gemv_k_x8(ty, &packed, &x, kb, &mut want);
-                    for vnni in [false, true] {
-                        if vnni
+                    for step in Step::ALL {
+                        if step.is_vnni()
                             && !crate::kernels::path_runs(
-                                "avx512vnni",
-                                crate::kernels::x86::vnni_available(),
+                                step.name(),
+                                step.available(),
                                 "simd_k_quant_gemv_and_tiles_are_bit_identical_to_the_scalar_twin",
                             )
                         {
                             continue;
                         }
                         let mut got = vec![0f32; m];
-                        gemv_k_x8(ty, &packed, &x, kb, &mut got, vnni);
+                        gemv_k_x8(ty, &packed, &x, kb, &mut got, step);
                         for r in 0..m {
-                            assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} kb={kb} vnni={vnni} row {r}");
+                            assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} kb={kb} step={step:?} row {r}");
                         }
                         // The batch tiles on the same groups: the same bits.
                         let mut tiles = vec![0f32; 8];
                         for (gi, grp) in packed.chunks(group).enumerate() {
                             if ty == GgmlType::Q4K {
-                                rows8_q4k(KSource::Packed(grp), &x, kb, &mut tiles, vnni);
+                                rows8_q4k(KSource::Packed(grp), &x, kb, &mut tiles, step);
                             } else {
-                                rows8_q6k(KSource::Packed(grp), &x, kb, &mut tiles, vnni);
+                                rows8_q6k(KSource::Packed(grp), &x, kb, &mut tiles, step);
                             }
                             for r in 0..8 {
                                 let w = want[gi * 8 + r];
-                                assert_eq!(tiles[r].to_bits(), w.to_bits(), "{ty} tiles kb={kb} vnni={vnni}");
+                                assert_eq!(tiles[r].to_bits(), w.to_bits(), "{ty} tiles kb={kb} step={step:?}");
                             }
                         }
                     }
@@ -449,20 +456,20 @@ mod tests {
                     let xsum = block_sums(&x);
                     let mut want = vec![0f32; m];
                     interleaved::gemv_int8_x8(ty, &packed, &x, kb, &mut want);
-                    for vnni in [false, true] {
-                        if vnni
+                    for step in Step::ALL {
+                        if step.is_vnni()
                             && !crate::kernels::path_runs(
-                                "avx512vnni",
-                                crate::kernels::x86::vnni_available(),
+                                step.name(),
+                                step.available(),
                                 "simd_int8_gemv_is_bit_identical_to_the_scalar_twin",
                             )
                         {
                             continue;
                         }
                         let mut got = vec![0f32; m];
-                        gemv_int8_x8(ty, &packed, &x, &xsum, kb, &mut got, vnni);
+                        gemv_int8_x8(ty, &packed, &x, &xsum, kb, &mut got, step);
                         for r in 0..m {
-                            assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} kb={kb} vnni={vnni} row {r}");
+                            assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} kb={kb} step={step:?} row {r}");
                         }
                     }
                 }

@@ -21,10 +21,67 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-/// Whether this CPU also has AVX-512 VNNI on 256-bit vectors (`vpdpbusd` with AVX512VL: Ice Lake, Zen 4 and
-/// later), used by the batch tiles' integer step.
+/// Whether this CPU also has a VNNI integer step on 256-bit vectors (see [`Step`]).
 pub fn vnni_available() -> bool {
-    available() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    Step::vnni().is_some()
+}
+
+/// The integer step of the x86 block kernels (tiles, one-row and one-token dots). Every step computes the
+/// same exact i32 sums, so the kernels are bit-identical whichever runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `maddubs` + `madd` (AVX2).
+    Avx2,
+    /// `vpdpbusd` on 256-bit vectors in its EVEX form: AVX-512 VNNI with VL (Ice Lake, Zen 4, Sapphire
+    /// Rapids and later).
+    Avx512Vnni,
+    /// The same instruction in its VEX form: AVX-VNNI, on CPUs without AVX-512 (Alder Lake and the N-series
+    /// kiosk chips, Arrow Lake, Sierra Forest; Zen 5 and Sapphire Rapids have it too).
+    AvxVnni,
+}
+
+impl Step {
+    /// Every step, in the order the tests compare them.
+    pub const ALL: [Step; 3] = [Step::Avx2, Step::Avx512Vnni, Step::AvxVnni];
+
+    /// Whether this CPU has the step.
+    pub fn available(self) -> bool {
+        available()
+            && match self {
+                Step::Avx2 => true,
+                Step::Avx512Vnni => is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"),
+                Step::AvxVnni => is_x86_feature_detected!("avxvnni"),
+            }
+    }
+
+    /// The VNNI step this CPU has, if any: the EVEX form where both are present (same instruction, same
+    /// throughput on 256-bit vectors), else the VEX form.
+    pub fn vnni() -> Option<Step> {
+        static VNNI: std::sync::OnceLock<Option<Step>> = std::sync::OnceLock::new();
+        *VNNI.get_or_init(|| [Step::Avx512Vnni, Step::AvxVnni].into_iter().find(|s| s.available()))
+    }
+
+    /// The step the x86 kernels take on path `isa` (`Avx2Vnni`: the VNNI form this CPU has).
+    pub fn for_isa(isa: super::Isa) -> Step {
+        match (isa, Step::vnni()) {
+            (super::Isa::Avx2Vnni, Some(v)) => v,
+            _ => Step::Avx2,
+        }
+    }
+
+    /// The name the tests and `SAIL_EDGE_EXPECT_ISA` use for it (the CPU flag's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Avx2 => "avx2",
+            Step::Avx512Vnni => "avx512vnni",
+            Step::AvxVnni => "avxvnni",
+        }
+    }
+
+    /// Whether `dpbusd` is the step (the kernels then feed it unsigned weights).
+    pub fn is_vnni(self) -> bool {
+        self != Step::Avx2
+    }
 }
 
 #[inline]

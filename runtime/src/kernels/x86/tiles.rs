@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::available;
+use super::Step;
 use crate::kernels::interleaved::{Q4_0_X8_BLOCK_BYTES, Q4_K_X8_BLOCK_BYTES, Q6_K_X8_BLOCK_BYTES, Q8_0_X8_BLOCK_BYTES};
 use crate::kernels::kquants::{scales_mins_k4, Q8KBlock, Q4_K_BYTES, Q6_K_BYTES};
 use crate::kernels::scalar::Q8Block;
@@ -41,10 +41,10 @@ impl IntWeights {
 /// row's partial sum in its own lane, and a block's 8 steps add up to the 8 rows' exact integer sums with
 /// no horizontal reduction. Each lane then adds `isum · (d_w · d_x)` block by block, like the scalar dot.
 ///
-/// With `vnni` (the CPU must have AVX-512 VNNI and VL, see [`super::vnni_available`]) the integer step is
-/// `dpbusd` instead of `maddubs` + `madd`: the same exact sums, so the same bits.
-pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || super::vnni_available()));
+/// With a VNNI `step` (the CPU must have it, see [`Step`]) the integer step is `dpbusd` instead of `maddubs` +
+/// `madd`: the same exact sums, so the same bits.
+pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], step: Step) {
+    assert!(step.available(), "rows8: the CPU lacks {step:?}");
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
     for r in &w {
@@ -54,11 +54,13 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb blocks, x and xsum
         // ncols · kb entries.
         unsafe {
-            match (ty, vnni) {
-                (IntWeights::Q8_0, false) => rows8_avx2::<false>(w, x, xsum, kb, c0, cn, o),
-                (IntWeights::Q4_0, false) => rows8_avx2::<true>(w, x, xsum, kb, c0, cn, o),
-                (IntWeights::Q8_0, true) => rows8_vnni::<false>(w, x, xsum, kb, c0, cn, o),
-                (IntWeights::Q4_0, true) => rows8_vnni::<true>(w, x, xsum, kb, c0, cn, o),
+            match (ty, step) {
+                (IntWeights::Q8_0, Step::Avx2) => rows8_avx2::<false>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, Step::Avx2) => rows8_avx2::<true>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, Step::Avx512Vnni) => rows8_vnni::<false>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, Step::Avx512Vnni) => rows8_vnni::<true>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, Step::AvxVnni) => rows8_avxvnni::<false>(w, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, Step::AvxVnni) => rows8_avxvnni::<true>(w, x, xsum, kb, c0, cn, o),
             }
         }
     });
@@ -67,8 +69,8 @@ pub fn rows8(ty: IntWeights, w: [&[u8]; 8], x: &[Q8Block], xsum: &[i32], kb: usi
 /// [`rows8`] for Q4_0 or Q8_0 rows repacked 8 at a time (`group`: one group of `kb` blocks in the layout
 /// of [`crate::kernels::interleaved`]): the same products without the unpacking and transposing, so the
 /// same bits.
-pub fn packed8(ty: IntWeights, group: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || super::vnni_available()));
+pub fn packed8(ty: IntWeights, group: &[u8], x: &[Q8Block], xsum: &[i32], kb: usize, out: &mut [f32], step: Step) {
+    assert!(step.available(), "packed8: the CPU lacks {step:?}");
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb && xsum.len() >= ncols * kb);
     assert_eq!(group.len(), kb * 8 * ty.block_bytes(), "packed8: one group of {kb} blocks");
@@ -76,11 +78,13 @@ pub fn packed8(ty: IntWeights, group: &[u8], x: &[Q8Block], xsum: &[i32], kb: us
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; the group holds kb blocks, x and xsum
         // ncols · kb entries.
         unsafe {
-            match (ty, vnni) {
-                (IntWeights::Q4_0, true) => packed8_vnni::<true>(group, x, xsum, kb, c0, cn, o),
-                (IntWeights::Q4_0, false) => packed8_avx2::<true>(group, x, xsum, kb, c0, cn, o),
-                (IntWeights::Q8_0, true) => packed8_vnni::<false>(group, x, xsum, kb, c0, cn, o),
-                (IntWeights::Q8_0, false) => packed8_avx2::<false>(group, x, xsum, kb, c0, cn, o),
+            match (ty, step) {
+                (IntWeights::Q4_0, Step::Avx2) => packed8_avx2::<true>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, Step::Avx2) => packed8_avx2::<false>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, Step::Avx512Vnni) => packed8_vnni::<true>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, Step::Avx512Vnni) => packed8_vnni::<false>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q4_0, Step::AvxVnni) => packed8_avxvnni::<true>(group, x, xsum, kb, c0, cn, o),
+                (IntWeights::Q8_0, Step::AvxVnni) => packed8_avxvnni::<false>(group, x, xsum, kb, c0, cn, o),
             }
         }
     });
@@ -131,7 +135,7 @@ fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
 
 /// The exact integer sums of one interleaved block against two columns with AVX2 `maddubs` + `madd`.
 macro_rules! isum_maddubs {
-    ($q4:expr, $mag:expr, $sgn:expr, $qa:expr, $qb:expr, $sa:expr, $sb:expr, $ones:expr) => {{
+    ($dp:ident, $q4:expr, $mag:expr, $sgn:expr, $qa:expr, $qb:expr, $sa:expr, $sb:expr, $ones:expr) => {{
         let (qa, qb, ones) = ($qa, $qb, $ones);
         if $q4 {
             // Nibble · byte pairs are at most 2·15·127 = 3810: eight of them fit an i16 exactly.
@@ -169,7 +173,7 @@ macro_rules! isum_maddubs {
 /// The same sums with VNNI's `dpbusd` (u8 × i8 products summed by fours straight into i32: no i16 step),
 /// two partial accumulators per column to shorten the dependency chains.
 macro_rules! isum_dpbusd {
-    ($q4:expr, $mag:expr, $sgn:expr, $qa:expr, $qb:expr, $sa:expr, $sb:expr, $ones:expr) => {{
+    ($dp:ident, $q4:expr, $mag:expr, $sgn:expr, $qa:expr, $qb:expr, $sa:expr, $sb:expr, $ones:expr) => {{
         let (qa, qb, _) = ($qa, $qb, $ones);
         let z = _mm256_setzero_si256();
         let (mut a0, mut a1, mut b0, mut b1) = (z, z, z, z);
@@ -185,10 +189,10 @@ macro_rules! isum_dpbusd {
             };
             // Unsigned weights either way: Q4_0's nibbles, or Q8_0's w + 128 (see rows8_kernel).
             let (m0, m1) = ($mag[g], $mag[g + 1]);
-            a0 = _mm256_dpbusd_epi32(a0, m0, ya0);
-            a1 = _mm256_dpbusd_epi32(a1, m1, ya1);
-            b0 = _mm256_dpbusd_epi32(b0, m0, yb0);
-            b1 = _mm256_dpbusd_epi32(b1, m1, yb1);
+            a0 = $dp(a0, m0, ya0);
+            a1 = $dp(a1, m1, ya1);
+            b0 = $dp(b0, m0, yb0);
+            b1 = $dp(b1, m1, yb1);
         }
         let _ = &$sgn;
         let (ta, tb) = (_mm256_add_epi32(a0, a1), _mm256_add_epi32(b0, b1));
@@ -282,9 +286,9 @@ macro_rules! fill_packed {
 }
 
 /// The 8-row interleaved kernel, once per integer step and weight source (the body is shared; the target
-/// features and the way blocks are unpacked differ).
+/// features, the `dpbusd` form `$dp` and the way blocks are unpacked differ).
 macro_rules! rows8_kernel {
-    ($name:ident, $features:literal, $isum:ident, $flip:expr, $fill:ident, $wty:ty) => {
+    ($name:ident, $features:literal, $isum:ident, $dp:ident, $flip:expr, $fill:ident, $wty:ty) => {
         #[target_feature(enable = $features)]
         unsafe fn $name<const Q4: bool>(
             w: $wty,
@@ -318,7 +322,7 @@ macro_rules! rows8_kernel {
                     let (mut av, mut bv) = (acc[c], acc[cb]);
                     for i in 0..bn {
                         let (qa, qb) = (xa[i].qs.as_ptr() as *const i32, xb[i].qs.as_ptr() as *const i32);
-                        let (isa, isb) = $isum!(Q4, mag[i], sgn[i], qa, qb, sa[i], sb[i], ones);
+                        let (isa, isb) = $isum!($dp, Q4, mag[i], sgn[i], qa, qb, sa[i], sb[i], ones);
                         // Separate multiply and add (no FMA): the scalar dot's two roundings, block by block.
                         let pa = _mm256_mul_ps(_mm256_cvtepi32_ps(isa), _mm256_mul_ps(dw[i], _mm256_set1_ps(xa[i].d)));
                         let pb = _mm256_mul_ps(_mm256_cvtepi32_ps(isb), _mm256_mul_ps(dw[i], _mm256_set1_ps(xb[i].d)));
@@ -337,10 +341,28 @@ macro_rules! rows8_kernel {
     };
 }
 
-rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs, false, fill_rows, [&[u8]; 8]);
-rows8_kernel!(rows8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true, fill_rows, [&[u8]; 8]);
-rows8_kernel!(packed8_avx2, "avx2,f16c", isum_maddubs, false, fill_packed, &[u8]);
-rows8_kernel!(packed8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true, fill_packed, &[u8]);
+rows8_kernel!(rows8_avx2, "avx2,f16c", isum_maddubs, _mm256_dpbusd_epi32, false, fill_rows, [&[u8]; 8]);
+rows8_kernel!(
+    rows8_vnni,
+    "avx2,f16c,avx512vnni,avx512vl",
+    isum_dpbusd,
+    _mm256_dpbusd_epi32,
+    true,
+    fill_rows,
+    [&[u8]; 8]
+);
+rows8_kernel!(rows8_avxvnni, "avx2,f16c,avxvnni", isum_dpbusd, _mm256_dpbusd_avx_epi32, true, fill_rows, [&[u8]; 8]);
+rows8_kernel!(packed8_avx2, "avx2,f16c", isum_maddubs, _mm256_dpbusd_epi32, false, fill_packed, &[u8]);
+rows8_kernel!(
+    packed8_vnni,
+    "avx2,f16c,avx512vnni,avx512vl",
+    isum_dpbusd,
+    _mm256_dpbusd_epi32,
+    true,
+    fill_packed,
+    &[u8]
+);
+rows8_kernel!(packed8_avxvnni, "avx2,f16c,avxvnni", isum_dpbusd, _mm256_dpbusd_avx_epi32, true, fill_packed, &[u8]);
 
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q4_K weight rows and `ncols` Q8_K activation rows of
 /// `kb` super-blocks, interleaved like [`rows8`]: each lane is one row, each 32-element sub-block's nibble
@@ -348,13 +370,14 @@ rows8_kernel!(packed8_vnni, "avx2,f16c,avx512vnni,avx512vl", isum_dpbusd, true, 
 /// `bsums`, and each lane runs the scalar twin's float steps (`d·isum − dmin·msum`, added block by block),
 /// so every output is bit-identical to [`crate::kernels::kquants::dot_q4_k`].
 ///
-/// With `vnni` each sub-block's nibble sums come from `dpbusd` (exact i32, two columns per pass sharing
-/// each interleaved weight vector) and are scaled with an i32 multiply: the same integers, so the same bits.
+/// With a VNNI `step` each sub-block's nibble sums come from `dpbusd` (exact i32, two columns per pass
+/// sharing each interleaved weight vector) and are scaled with an i32 multiply: the same integers, so the
+/// same bits.
 ///
 /// The 8 rows come either as rows of the model or as one group repacked by
 /// [`crate::kernels::interleaved::interleave_x8`] (then nothing is transposed: the same bits, sooner).
-pub fn rows8_q4k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || super::vnni_available()));
+pub fn rows8_q4k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], step: Step) {
+    assert!(step.available(), "rows8_q4k: the CPU lacks {step:?}");
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
     match &w {
@@ -368,10 +391,10 @@ pub fn rows8_q4k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnn
     column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
         unsafe {
-            if vnni {
-                rows8_q4k_vnni(&w, x, kb, c0, cn, o)
-            } else {
-                rows8_q4k_avx2(&w, x, kb, c0, cn, o)
+            match step {
+                Step::Avx2 => rows8_q4k_avx2(&w, x, kb, c0, cn, o),
+                Step::Avx512Vnni => rows8_q4k_vnni(&w, x, kb, c0, cn, o),
+                Step::AvxVnni => rows8_q4k_avxvnni(&w, x, kb, c0, cn, o),
             }
         }
     });
@@ -586,39 +609,48 @@ pub(super) fn q4k_finish_parts(
     _mm256_add_ps(acc, v)
 }
 
-#[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
-unsafe fn rows8_q4k_vnni(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
-    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
-    for b in 0..kb {
-        let t = q4k_block(w, b);
-        // Two columns per pass: each interleaved weight vector is loaded once for both. An odd last column
-        // is paired with itself.
-        for c in (0..cn).step_by(2) {
-            let cb = if c + 1 < cn { c + 1 } else { c };
-            let (xa, xb) = (&x[(c0 + c) * kb + b], &x[(c0 + cb) * kb + b]);
-            let (qa, qb) = (xa.qs.as_ptr() as *const i32, xb.qs.as_ptr() as *const i32);
-            let (mut ia, mut ib) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for j in 0..8 {
-                let (mut sa, mut sb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                for (g, nv) in t.nib[j].iter().enumerate() {
-                    // SAFETY: group g of sub-block j is 4 of the block's 256 bytes.
-                    let (ya, yb) = unsafe { (qa.add(8 * j + g).read_unaligned(), qb.add(8 * j + g).read_unaligned()) };
-                    sa = _mm256_dpbusd_epi32(sa, *nv, _mm256_set1_epi32(ya));
-                    sb = _mm256_dpbusd_epi32(sb, *nv, _mm256_set1_epi32(yb));
+/// The Q4_K tile with a `dpbusd` step, once per form of the instruction (`$dp`; the body is shared).
+macro_rules! rows8_q4k_dpbusd {
+    ($name:ident, $features:literal, $dp:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+            let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+            for b in 0..kb {
+                let t = q4k_block(w, b);
+                // Two columns per pass: each interleaved weight vector is loaded once for both. An odd last column
+                // is paired with itself.
+                for c in (0..cn).step_by(2) {
+                    let cb = if c + 1 < cn { c + 1 } else { c };
+                    let (xa, xb) = (&x[(c0 + c) * kb + b], &x[(c0 + cb) * kb + b]);
+                    let (qa, qb) = (xa.qs.as_ptr() as *const i32, xb.qs.as_ptr() as *const i32);
+                    let (mut ia, mut ib) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for j in 0..8 {
+                        let (mut sa, mut sb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                        for (g, nv) in t.nib[j].iter().enumerate() {
+                            // SAFETY: group g of sub-block j is 4 of the block's 256 bytes.
+                            let (ya, yb) =
+                                unsafe { (qa.add(8 * j + g).read_unaligned(), qb.add(8 * j + g).read_unaligned()) };
+                            sa = $dp(sa, *nv, _mm256_set1_epi32(ya));
+                            sb = $dp(sb, *nv, _mm256_set1_epi32(yb));
+                        }
+                        ia = _mm256_add_epi32(ia, _mm256_mullo_epi32(sa, t.scale[j]));
+                        ib = _mm256_add_epi32(ib, _mm256_mullo_epi32(sb, t.scale[j]));
+                    }
+                    let (av, bv) = (q4k_finish(acc[c], &t, xa, ia), q4k_finish(acc[cb], &t, xb, ib));
+                    acc[c] = av;
+                    acc[cb] = bv;
                 }
-                ia = _mm256_add_epi32(ia, _mm256_mullo_epi32(sa, t.scale[j]));
-                ib = _mm256_add_epi32(ib, _mm256_mullo_epi32(sb, t.scale[j]));
             }
-            let (av, bv) = (q4k_finish(acc[c], &t, xa, ia), q4k_finish(acc[cb], &t, xb, ib));
-            acc[c] = av;
-            acc[cb] = bv;
+            for (c, a) in acc.iter().enumerate().take(cn) {
+                // SAFETY: out holds cn · 8 f32.
+                unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+            }
         }
-    }
-    for (c, a) in acc.iter().enumerate().take(cn) {
-        // SAFETY: out holds cn · 8 f32.
-        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
-    }
+    };
 }
+
+rows8_q4k_dpbusd!(rows8_q4k_vnni, "avx2,f16c,avx512vnni,avx512vl", _mm256_dpbusd_epi32);
+rows8_q4k_dpbusd!(rows8_q4k_avxvnni, "avx2,f16c,avxvnni", _mm256_dpbusd_avx_epi32);
 
 /// `out[c * 8 + r] = dot(w[r], x column c)` for 8 Q6_K weight rows and `ncols` Q8_K activation rows of
 /// `kb` super-blocks, interleaved like [`rows8`]: the 6-bit values (0..63) meet the activations in `maddubs`,
@@ -626,13 +658,13 @@ unsafe fn rows8_q4k_vnni(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, 
 /// back as `32 · Σ scale · bsum`, and each lane adds `(d_w · d_x) · isum` block by block like
 /// [`crate::kernels::kquants::dot_q6_k`], so every output is bit-identical to it.
 ///
-/// With `vnni` each 16-value group's sums come from `dpbusd` (two columns per pass) and are scaled with an
-/// i32 multiply: the same integers, so the same bits.
+/// With a VNNI `step` each 16-value group's sums come from `dpbusd` (two columns per pass) and are scaled
+/// with an i32 multiply: the same integers, so the same bits.
 ///
 /// The 8 rows come as rows of the model or as one group repacked by
 /// [`crate::kernels::interleaved::interleave_x8`] (nothing to transpose then: the same bits, sooner).
-pub fn rows8_q6k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnni: bool) {
-    assert!(available() && (!vnni || super::vnni_available()));
+pub fn rows8_q6k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], step: Step) {
+    assert!(step.available(), "rows8_q6k: the CPU lacks {step:?}");
     let ncols = out.len() / 8;
     assert!(out.len() == ncols * 8 && x.len() >= ncols * kb);
     match &w {
@@ -646,10 +678,10 @@ pub fn rows8_q6k(w: KSource<'_>, x: &[Q8KBlock], kb: usize, out: &mut [f32], vnn
     column_passes(out, |c0, cn, o| {
         // SAFETY: AVX2/F16C (and VNNI when used) were checked above; rows hold kb super-blocks, x ncols · kb.
         unsafe {
-            if vnni {
-                rows8_q6k_vnni(&w, x, kb, c0, cn, o)
-            } else {
-                rows8_q6k_avx2(&w, x, kb, c0, cn, o)
+            match step {
+                Step::Avx2 => rows8_q6k_avx2(&w, x, kb, c0, cn, o),
+                Step::Avx512Vnni => rows8_q6k_vnni(&w, x, kb, c0, cn, o),
+                Step::AvxVnni => rows8_q6k_avxvnni(&w, x, kb, c0, cn, o),
             }
         }
     });
@@ -879,42 +911,50 @@ pub(super) fn q6k_finish_parts(acc: __m256, spair: &[__m256i; 8], dw: __m256, xb
     _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum)))
 }
 
-#[target_feature(enable = "avx2,f16c,avx512vnni,avx512vl")]
-unsafe fn rows8_q6k_vnni(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
-    let mut acc = [_mm256_setzero_ps(); MAX_COLS];
-    for b in 0..kb {
-        let t = q6k_block(w, b);
-        // Two columns per pass (an odd last one paired with itself), sharing each weight vector.
-        for c in (0..cn).step_by(2) {
-            let cb = if c + 1 < cn { c + 1 } else { c };
-            let (xa, xb) = (&x[(c0 + c) * kb + b], &x[(c0 + cb) * kb + b]);
-            let (qa, qb) = (xa.qs.as_ptr() as *const i32, xb.qs.as_ptr() as *const i32);
-            let (mut ia, mut ib) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            // 16 groups of 16 values: chunk t (32 values) holds groups 2t (its groups 0..4) and 2t + 1.
-            for s in 0..16 {
-                let (mut sa, mut sb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                for g in 0..4 {
-                    let (t8, gg) = (s / 2, 4 * (s % 2) + g);
-                    let nv = t.q6[t8][gg];
-                    // SAFETY: group gg of chunk t8 is 4 of the block's 256 bytes.
-                    let (ya, yb) =
-                        unsafe { (qa.add(8 * t8 + gg).read_unaligned(), qb.add(8 * t8 + gg).read_unaligned()) };
-                    sa = _mm256_dpbusd_epi32(sa, nv, _mm256_set1_epi32(ya));
-                    sb = _mm256_dpbusd_epi32(sb, nv, _mm256_set1_epi32(yb));
+/// The Q6_K tile with a `dpbusd` step, once per form of the instruction (`$dp`; the body is shared).
+macro_rules! rows8_q6k_dpbusd {
+    ($name:ident, $features:literal, $dp:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, cn: usize, out: &mut [f32]) {
+            let mut acc = [_mm256_setzero_ps(); MAX_COLS];
+            for b in 0..kb {
+                let t = q6k_block(w, b);
+                // Two columns per pass (an odd last one paired with itself), sharing each weight vector.
+                for c in (0..cn).step_by(2) {
+                    let cb = if c + 1 < cn { c + 1 } else { c };
+                    let (xa, xb) = (&x[(c0 + c) * kb + b], &x[(c0 + cb) * kb + b]);
+                    let (qa, qb) = (xa.qs.as_ptr() as *const i32, xb.qs.as_ptr() as *const i32);
+                    let (mut ia, mut ib) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    // 16 groups of 16 values: chunk t (32 values) holds groups 2t (its groups 0..4) and 2t + 1.
+                    for s in 0..16 {
+                        let (mut sa, mut sb) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                        for g in 0..4 {
+                            let (t8, gg) = (s / 2, 4 * (s % 2) + g);
+                            let nv = t.q6[t8][gg];
+                            // SAFETY: group gg of chunk t8 is 4 of the block's 256 bytes.
+                            let (ya, yb) =
+                                unsafe { (qa.add(8 * t8 + gg).read_unaligned(), qb.add(8 * t8 + gg).read_unaligned()) };
+                            sa = $dp(sa, nv, _mm256_set1_epi32(ya));
+                            sb = $dp(sb, nv, _mm256_set1_epi32(yb));
+                        }
+                        ia = _mm256_add_epi32(ia, _mm256_mullo_epi32(sa, t.scale[s]));
+                        ib = _mm256_add_epi32(ib, _mm256_mullo_epi32(sb, t.scale[s]));
+                    }
+                    let (av, bv) = (q6k_finish(acc[c], &t, xa, ia), q6k_finish(acc[cb], &t, xb, ib));
+                    acc[c] = av;
+                    acc[cb] = bv;
                 }
-                ia = _mm256_add_epi32(ia, _mm256_mullo_epi32(sa, t.scale[s]));
-                ib = _mm256_add_epi32(ib, _mm256_mullo_epi32(sb, t.scale[s]));
             }
-            let (av, bv) = (q6k_finish(acc[c], &t, xa, ia), q6k_finish(acc[cb], &t, xb, ib));
-            acc[c] = av;
-            acc[cb] = bv;
+            for (c, a) in acc.iter().enumerate().take(cn) {
+                // SAFETY: out holds cn · 8 f32.
+                unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
+            }
         }
-    }
-    for (c, a) in acc.iter().enumerate().take(cn) {
-        // SAFETY: out holds cn · 8 f32.
-        unsafe { _mm256_storeu_ps(out[c * 8..].as_mut_ptr(), *a) };
-    }
+    };
 }
+
+rows8_q6k_dpbusd!(rows8_q6k_vnni, "avx2,f16c,avx512vnni,avx512vl", _mm256_dpbusd_epi32);
+rows8_q6k_dpbusd!(rows8_q6k_avxvnni, "avx2,f16c,avxvnni", _mm256_dpbusd_avx_epi32);
 
 /// `dot(w, x)` for one weight row of `kb` blocks, reading the row front to back (one memory stream, which
 /// the hardware prefetchers follow), eight blocks per step: their integer sums come out of one transpose,
@@ -923,20 +963,22 @@ unsafe fn rows8_q6k_vnni(w: &KSource<'_>, x: &[Q8KBlock], kb: usize, c0: usize, 
 /// differs from the scalar dot (which adds the products one by one): a serial chain of scalar adds was
 /// what limited decoding, not the integer work.
 ///
-/// `xd` holds the activation blocks' scales side by side (one load per step instead of eight). With `vnni`
-/// (see [`super::vnni_available`]) the integer step is one `dpbusd` per block: Q8_0 weights are moved to
+/// `xd` holds the activation blocks' scales side by side (one load per step instead of eight). With a VNNI
+/// `step` (see [`Step`]) the integer step is one `dpbusd` per block: Q8_0 weights are moved to
 /// unsigned bytes by flipping their sign bit and the `128 · Σx` that adds is taken back, so the sums are
 /// the same.
-pub fn row1(ty: IntWeights, w: &[u8], x: &[Q8Block], xd: &[f32], xsum: &[i32], kb: usize, vnni: bool) -> f32 {
-    assert!(available() && (!vnni || super::vnni_available()));
+pub fn row1(ty: IntWeights, w: &[u8], x: &[Q8Block], xd: &[f32], xsum: &[i32], kb: usize, step: Step) -> f32 {
+    assert!(step.available(), "row1: the CPU lacks {step:?}");
     assert!(w.len() >= kb * ty.block_bytes() && x.len() >= kb && xd.len() >= kb && xsum.len() >= kb);
     // SAFETY: the target features were checked above; the row holds kb blocks, x, xd and xsum kb entries.
     unsafe {
-        match (ty, vnni) {
-            (IntWeights::Q8_0, false) => row1_avx2::<false>(w, x, xd, xsum, kb),
-            (IntWeights::Q4_0, false) => row1_avx2::<true>(w, x, xd, xsum, kb),
-            (IntWeights::Q8_0, true) => row1_vnni::<false>(w, x, xd, xsum, kb),
-            (IntWeights::Q4_0, true) => row1_vnni::<true>(w, x, xd, xsum, kb),
+        match (ty, step) {
+            (IntWeights::Q8_0, Step::Avx2) => row1_avx2::<false>(w, x, xd, xsum, kb),
+            (IntWeights::Q4_0, Step::Avx2) => row1_avx2::<true>(w, x, xd, xsum, kb),
+            (IntWeights::Q8_0, Step::Avx512Vnni) => row1_vnni::<false>(w, x, xd, xsum, kb),
+            (IntWeights::Q4_0, Step::Avx512Vnni) => row1_vnni::<true>(w, x, xd, xsum, kb),
+            (IntWeights::Q8_0, Step::AvxVnni) => row1_avxvnni::<false>(w, x, xd, xsum, kb),
+            (IntWeights::Q4_0, Step::AvxVnni) => row1_avxvnni::<true>(w, x, xd, xsum, kb),
         }
     }
 }
@@ -944,7 +986,7 @@ pub fn row1(ty: IntWeights, w: &[u8], x: &[Q8Block], xd: &[f32], xsum: &[i32], k
 /// The 8 lane partial sums of one block pair for [`row1`] (elements 4l..4l+4 in lane l), without the
 /// offset correction (Q4_0: `8 · Σx`; Q8_0 with VNNI: `128 · Σx`).
 macro_rules! row1_block {
-    (maddubs, $q4:expr, $blk:expr, $xv:expr, $shifts:expr, $mask:expr, $ones:expr) => {{
+    (maddubs, $dp:ident, $q4:expr, $blk:expr, $xv:expr, $shifts:expr, $mask:expr, $ones:expr) => {{
         let (blk, xv): (*const u8, __m256i) = ($blk, $xv);
         if $q4 {
             // The 16 packed bytes in both halves, shifted by 0 (low nibbles: elements 0..16) and by 4 (high
@@ -959,7 +1001,7 @@ macro_rules! row1_block {
             _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), $ones)
         }
     }};
-    (dpbusd, $q4:expr, $blk:expr, $xv:expr, $shifts:expr, $mask:expr, $ones:expr) => {{
+    (dpbusd, $dp:ident, $q4:expr, $blk:expr, $xv:expr, $shifts:expr, $mask:expr, $ones:expr) => {{
         let (blk, xv): (*const u8, __m256i) = ($blk, $xv);
         let _ = $ones;
         let unsigned = if $q4 {
@@ -971,13 +1013,14 @@ macro_rules! row1_block {
             let wv = unsafe { _mm256_loadu_si256(blk.add(2) as *const __m256i) };
             _mm256_xor_si256(wv, _mm256_set1_epi8(-128))
         };
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned, xv)
+        $dp(_mm256_setzero_si256(), unsigned, xv)
     }};
 }
 
-/// The single-row kernel, once per integer step (the body is shared; the target features differ).
+/// The single-row kernel, once per integer step (the body is shared; the target features and the `dpbusd`
+/// form `$dp` differ).
 macro_rules! row1_kernel {
-    ($name:ident, $features:literal, $step:ident, $q8_offset:expr) => {
+    ($name:ident, $features:literal, $step:ident, $dp:ident, $q8_offset:expr) => {
         #[target_feature(enable = $features)]
         unsafe fn $name<const Q4: bool>(w: &[u8], x: &[Q8Block], xd: &[f32], xsum: &[i32], kb: usize) -> f32 {
             let bb = if Q4 { 18 } else { 34 };
@@ -995,7 +1038,7 @@ macro_rules! row1_kernel {
                     // SAFETY: a Q8Block holds 32 readable bytes; block j of the 8 is inside the row.
                     let xv = unsafe { _mm256_loadu_si256(x[b0 + j].qs.as_ptr() as *const __m256i) };
                     let blk = unsafe { base.add(j * bb) };
-                    parts[j] = row1_block!($step, Q4, blk, xv, shifts, mask, ones);
+                    parts[j] = row1_block!($step, $dp, Q4, blk, xv, shifts, mask, ones);
                     // SAFETY: the block's first two bytes are its scale (little-endian, as x86 reads it).
                     h[j] = unsafe { (blk as *const i16).read_unaligned() };
                 }
@@ -1021,7 +1064,7 @@ macro_rules! row1_kernel {
                 let blk = &w[b * bb..(b + 1) * bb];
                 // SAFETY: blk is one whole block; a Q8Block holds 32 readable bytes.
                 let v = unsafe { _mm256_loadu_si256(x[b].qs.as_ptr() as *const __m256i) };
-                let m = row1_block!($step, Q4, blk.as_ptr(), v, shifts, mask, ones);
+                let m = row1_block!($step, $dp, Q4, blk.as_ptr(), v, shifts, mask, ones);
                 let isum = _mm256_extract_epi32::<0>(reduce8([m, m, m, m, m, m, m, m])) - offset * xsum[b];
                 let d = crate::quant::f16_bits_to_f32(scale_bits(blk) as u16);
                 sum += isum as f32 * (d * xd[b]);
@@ -1031,8 +1074,9 @@ macro_rules! row1_kernel {
     };
 }
 
-row1_kernel!(row1_avx2, "avx2,f16c", maddubs, 0);
-row1_kernel!(row1_vnni, "avx2,f16c,avx512vnni,avx512vl", dpbusd, 128);
+row1_kernel!(row1_avx2, "avx2,f16c", maddubs, _mm256_dpbusd_epi32, 0);
+row1_kernel!(row1_vnni, "avx2,f16c,avx512vnni,avx512vl", dpbusd, _mm256_dpbusd_epi32, 128);
+row1_kernel!(row1_avxvnni, "avx2,f16c,avxvnni", dpbusd, _mm256_dpbusd_avx_epi32, 128);
 
 /// A weight block ready for `maddubs`: unsigned magnitudes and the signs to move onto the activations.
 #[derive(Clone, Copy)]
@@ -1132,29 +1176,29 @@ mod tests {
                     .collect();
                 let mut out = vec![0f32; ncols * 8];
                 let wr: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
-                for vnni in [false, true] {
+                for step in Step::ALL {
                     if ty == GgmlType::Q4K {
-                        if vnni
+                        if step.is_vnni()
                             && !crate::kernels::path_runs(
-                                "avx512vnni",
-                                crate::kernels::x86::vnni_available(),
+                                step.name(),
+                                step.available(),
                                 "k_quant_tiles_are_bit_identical_to_scalar_dots",
                             )
                         {
                             continue;
                         }
-                        rows8_q4k(KSource::Rows(wr), &x, kb, &mut out, vnni);
+                        rows8_q4k(KSource::Rows(wr), &x, kb, &mut out, step);
                     } else {
-                        if vnni
+                        if step.is_vnni()
                             && !crate::kernels::path_runs(
-                                "avx512vnni",
-                                crate::kernels::x86::vnni_available(),
+                                step.name(),
+                                step.available(),
                                 "k_quant_tiles_are_bit_identical_to_scalar_dots",
                             )
                         {
                             continue;
                         }
-                        rows8_q6k(KSource::Rows(wr), &x, kb, &mut out, vnni);
+                        rows8_q6k(KSource::Rows(wr), &x, kb, &mut out, step);
                     }
                     for c in 0..ncols {
                         for r in 0..8 {
@@ -1168,7 +1212,7 @@ mod tests {
                             assert_eq!(
                                 s.to_bits(),
                                 v.to_bits(),
-                                "{ty} vnni={vnni} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}"
+                                "{ty} step={step:?} k={k} ncols={ncols} r={r} c={c}: {s} vs {v}"
                             );
                         }
                     }
@@ -1204,17 +1248,17 @@ mod tests {
                     let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
                     let mut out8 = vec![0f32; ncols * 8];
                     let w8: [&[u8]; 8] = std::array::from_fn(|r| rows[r].as_slice());
-                    for vnni in [false, true] {
-                        if vnni
+                    for step in Step::ALL {
+                        if step.is_vnni()
                             && !crate::kernels::path_runs(
-                                "avx512vnni",
-                                crate::kernels::x86::vnni_available(),
+                                step.name(),
+                                step.available(),
                                 "tiles_are_bit_identical_to_scalar_dots",
                             )
                         {
                             continue;
                         }
-                        rows8(ty, w8, &x, &xsum, kb, &mut out8, vnni);
+                        rows8(ty, w8, &x, &xsum, kb, &mut out8, step);
                         for c in 0..ncols {
                             for r in 0..8 {
                                 let s = scalar_dot(ty, &rows[r], &x[c * kb..(c + 1) * kb]);
@@ -1222,7 +1266,7 @@ mod tests {
                                 assert_eq!(
                                     s.to_bits(),
                                     v.to_bits(),
-                                    "{ty:?} rows8 vnni={vnni} k={k} n={ncols} r={r} c={c}"
+                                    "{ty:?} rows8 step={step:?} k={k} n={ncols} r={r} c={c}"
                                 );
                             }
                         }
@@ -1231,9 +1275,9 @@ mod tests {
                             let mut group = vec![0u8; 8 * kb * ty.block_bytes()];
                             crate::kernels::interleaved::interleave_x8(gty, &rows.concat(), kb, &mut group);
                             let mut packed_out = vec![0f32; ncols * 8];
-                            packed8(ty, &group, &x, &xsum, kb, &mut packed_out, vnni);
+                            packed8(ty, &group, &x, &xsum, kb, &mut packed_out, step);
                             for (i, (a, b)) in out8.iter().zip(&packed_out).enumerate() {
-                                assert_eq!(a.to_bits(), b.to_bits(), "packed8 vnni={vnni} k={k} n={ncols} at {i}");
+                                assert_eq!(a.to_bits(), b.to_bits(), "packed8 step={step:?} k={k} n={ncols} at {i}");
                             }
                         }
                     }
@@ -1243,22 +1287,22 @@ mod tests {
                         let s = scalar_dot(ty, wr, &x[..kb]);
                         let mag = scalar::dot_magnitude(wr, &x[..kb], ty == IntWeights::Q4_0);
                         let bound = 2.0 * kb as f64 * 2f64.powi(-24) * mag;
-                        for vnni in [false, true] {
-                            if vnni
+                        for step in Step::ALL {
+                            if step.is_vnni()
                                 && !crate::kernels::path_runs(
-                                    "avx512vnni",
-                                    crate::kernels::x86::vnni_available(),
+                                    step.name(),
+                                    step.available(),
                                     "tiles_are_bit_identical_to_scalar_dots",
                                 )
                             {
                                 continue;
                             }
-                            let v = row1(ty, wr, &x[..kb], &xd[..kb], &xsum[..kb], kb, vnni);
+                            let v = row1(ty, wr, &x[..kb], &xd[..kb], &xsum[..kb], kb, step);
                             let diff = (s as f64 - v as f64).abs();
-                            assert!(diff <= bound, "{ty:?} row1 vnni={vnni} k={k} r={r}: {s} vs {v} (bound {bound})");
+                            assert!(diff <= bound, "{ty:?} row1 step={step:?} k={k} r={r}: {s} vs {v} (bound {bound})");
                             if kb < 8 {
                                 // No full step of 8 blocks: the products are added one by one, like the scalar.
-                                assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} row1 vnni={vnni} k={k} r={r}");
+                                assert_eq!(s.to_bits(), v.to_bits(), "{ty:?} row1 step={step:?} k={k} r={r}");
                             }
                         }
                     }
