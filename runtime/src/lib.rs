@@ -15,5 +15,7 @@ pub mod quant;
 pub mod repack;
 pub mod tensor;
 pub mod tokenizer;
+#[cfg(feature = "vulkan")]
+pub mod vulkan;
 
 pub use ggml_type::{GgmlType, QK_K};

@@ -1,0 +1,55 @@
+#version 450
+// Q8_0 weight rows · one Q8_0-quantized activation row (kernels::quantize_q8_0_activations), one row per
+// workgroup: each block's integer sum is exact in 32-bit ints (any device: the bytes are unpacked from
+// 32-bit words, no 8-bit storage or integer-dot feature needed) and scaled as the CPU scales it,
+// isum · (d_w · d_x); only the order in which the blocks' products are added differs from scalar::dot_q8_0.
+
+layout(local_size_x = 64) in;
+
+// Weight rows of `blocks` 34-byte blocks (f16 scale, 32 signed bytes), back to back, zero-padded to 4 bytes.
+layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };
+// The activation's 32 signed bytes per block, 8 words per block.
+layout(std430, binding = 1) readonly buffer ActQuants { uint xq[]; };
+// The activation blocks' scales.
+layout(std430, binding = 2) readonly buffer ActScales { float xd[]; };
+layout(std430, binding = 3) writeonly buffer Output { float o[]; };
+
+layout(push_constant) uniform Params {
+    uint blocks;  // blocks per row
+} p;
+
+shared float partial[64];
+
+uint byte_at(uint offset) {
+    return (wq[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xFFu;
+}
+
+void main() {
+    const uint t = gl_LocalInvocationID.x;
+    const uint row = gl_WorkGroupID.x;
+    float acc = 0.0;
+    for (uint b = t; b < p.blocks; b += 64u) {
+        const uint at = (row * p.blocks + b) * 34u;
+        const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
+        int isum = 0;
+        for (uint j = 0u; j < 8u; j++) {
+            const int xw = int(xq[b * 8u + j]);
+            for (uint k = 0u; k < 4u; k++) {
+                const int wv = bitfieldExtract(int(byte_at(at + 2u + 4u * j + k)), 0, 8);
+                isum += wv * bitfieldExtract(xw, int(8u * k), 8);
+            }
+        }
+        acc += float(isum) * (dw * xd[b]);
+    }
+    partial[t] = acc;
+    barrier();
+    for (uint k = 32u; k > 0u; k >>= 1u) {
+        if (t < k) {
+            partial[t] += partial[t + k];
+        }
+        barrier();
+    }
+    if (t == 0u) {
+        o[row] = partial[0];
+    }
+}

@@ -1,0 +1,293 @@
+//! The compute shaders (runtime/shaders/*.comp, compiled by build.rs) and the operations that record them
+//! into a [`Batch`], each checking its buffers' sizes first.
+
+use super::{Batch, Buffer, Kernel, VulkanError};
+
+/// One compute shader: its SPIR-V and the interface its kernel is created with.
+pub struct Shader {
+    pub name: &'static str,
+    pub spirv: &'static [u8],
+    /// Storage buffers at bindings 0..n, in the order the operation passes them.
+    pub bindings: u32,
+    pub push_bytes: u32,
+}
+
+macro_rules! shader {
+    ($name:literal, $bindings:expr, $push:expr) => {
+        Shader {
+            name: $name,
+            spirv: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".spv")),
+            bindings: $bindings,
+            push_bytes: $push,
+        }
+    };
+}
+
+/// RMSNorm over rows (x, weight, out; push: d, eps).
+pub const RMS_NORM: Shader = shader!("rms_norm", 3, 8);
+/// Q8_0 weight rows · one Q8_0 activation row (weights, activation quants, activation scales, out; push:
+/// blocks per row).
+pub const MAT_VEC_Q8_0: Shader = shader!("mat_vec_q8_0", 4, 4);
+
+/// Every shader, for tests and for building all kernels at once.
+pub const ALL: [&Shader; 2] = [&RMS_NORM, &MAT_VEC_Q8_0];
+
+/// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
+pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
+
+fn check_kernel(kernel: &Kernel, shader: &Shader) -> Result<(), VulkanError> {
+    if kernel.name() != shader.name {
+        return Err(VulkanError::Usage(format!("kernel {} given where {} is needed", kernel.name(), shader.name)));
+    }
+    Ok(())
+}
+
+fn check_size(buffer: &Buffer, bytes: u64, what: &str) -> Result<(), VulkanError> {
+    if buffer.bytes() < bytes {
+        return Err(VulkanError::Usage(format!("{what}: {} bytes, {bytes} needed", buffer.bytes())));
+    }
+    Ok(())
+}
+
+/// `out[r] = weight · x[r] / sqrt(mean(x[r]²) + eps)` for `rows` rows of `d` f32 (kernels::rms_norm).
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    x: &Buffer,
+    weight: &Buffer,
+    out: &Buffer,
+    rows: u32,
+    d: u32,
+    eps: f32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &RMS_NORM)?;
+    let n = rows as u64 * d as u64 * 4;
+    check_size(x, n, "rms_norm input")?;
+    check_size(weight, d as u64 * 4, "rms_norm weight")?;
+    check_size(out, n, "rms_norm output")?;
+    let mut push = Vec::with_capacity(8);
+    push.extend_from_slice(&d.to_le_bytes());
+    push.extend_from_slice(&eps.to_le_bytes());
+    batch.dispatch(kernel, &[x, weight, out], &push, [rows, 1, 1])
+}
+
+/// `out[r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 weight rows of `blocks` blocks (34 bytes each, back to
+/// back) against one activation row quantized to Q8_0: `xq` its 32 bytes per block, `xd` its scales.
+#[allow(clippy::too_many_arguments)]
+pub fn mat_vec_q8_0(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    weights: &Buffer,
+    xq: &Buffer,
+    xd: &Buffer,
+    out: &Buffer,
+    rows: u32,
+    blocks: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &MAT_VEC_Q8_0)?;
+    check_size(weights, rows as u64 * blocks as u64 * 34, "mat_vec_q8_0 weights")?;
+    check_size(xq, blocks as u64 * 32, "mat_vec_q8_0 activation quants")?;
+    check_size(xd, blocks as u64 * 4, "mat_vec_q8_0 activation scales")?;
+    check_size(out, rows as u64 * 4, "mat_vec_q8_0 output")?;
+    batch.dispatch(kernel, &[weights, xq, xd, out], &blocks.to_le_bytes(), [rows, 1, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::kernels::scalar;
+    use crate::vulkan::{Gpu, MemoryKind, Vulkan};
+    use crate::GgmlType;
+
+    /// Unit roundoff of f32.
+    const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+    fn expected(tool: &str) -> bool {
+        std::env::var("SAIL_EDGE_EXPECT_TOOLS").unwrap_or_default().split(',').any(|t| t.trim() == tool)
+    }
+
+    /// Device `SAIL_EDGE_VULKAN_DEVICE` (default 0), or the reason there is none said aloud: a failure when
+    /// `SAIL_EDGE_EXPECT_TOOLS` names `vulkan` (CI, with lavapipe installed).
+    fn gpu(test: &str) -> Option<Gpu> {
+        let index: usize = std::env::var("SAIL_EDGE_VULKAN_DEVICE").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        match Vulkan::load().and_then(|vk| Gpu::open(&vk, index)) {
+            Ok(g) => {
+                eprintln!("{test}: on Vulkan device {index}: {} ({:?})", g.info().name, g.info().kind);
+                Some(g)
+            }
+            Err(e) => {
+                assert!(!expected("vulkan"), "{test}: SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
+                eprintln!("{test}: NOT run: {e}");
+                None
+            }
+        }
+    }
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn the_spirv_is_the_committed_spirv() {
+        if !SPIRV_FROM.starts_with("glslc") {
+            assert!(!expected("glslc"), "SAIL_EDGE_EXPECT_TOOLS names glslc, but build.rs used {SPIRV_FROM}");
+            eprintln!("the SPIR-V was copied from the committed files (no glslc): nothing to compare");
+            return;
+        }
+        for shader in ALL {
+            let path = format!("{}/shaders/{}.spv", env!("CARGO_MANIFEST_DIR"), shader.name);
+            let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(
+                committed == shader.spirv,
+                "{path} is not what {SPIRV_FROM} makes of {}.comp: run `glslc --target-env=vulkan1.1 -O -o {path} \
+                 runtime/shaders/{}.comp`",
+                shader.name,
+                shader.name
+            );
+        }
+        eprintln!("{} shaders: {SPIRV_FROM} output = the committed .spv", ALL.len());
+    }
+
+    #[test]
+    fn devices_are_described() {
+        let vk = match Vulkan::load() {
+            Ok(vk) => vk,
+            Err(e) => {
+                assert!(!expected("vulkan"), "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
+                eprintln!("devices_are_described: NOT run: {e}");
+                return;
+            }
+        };
+        let devices = vk.devices().unwrap();
+        assert!(!devices.is_empty() || !expected("vulkan"), "no Vulkan device");
+        for d in &devices {
+            eprintln!("{d:?}");
+            assert!(!d.name.is_empty());
+            assert!(d.max_workgroup_invocations >= 128, "Vulkan guarantees 128 invocations: {d:?}");
+            assert!(d.max_shared_memory_bytes >= 16384, "Vulkan guarantees 16 KiB of shared memory: {d:?}");
+        }
+        // The shaders run 256-wide workgroups with 1 KiB of shared memory.
+        if let Some(g) = gpu("devices_are_described") {
+            assert!(g.info().max_workgroup_size[0] >= 256 && g.info().max_workgroup_invocations >= 256);
+            for shader in ALL {
+                g.kernel(shader).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_the_cpu() {
+        let Some(g) = gpu("rms_norm_matches_the_cpu") else { return };
+        let kernel = g.kernel(&RMS_NORM).unwrap();
+        let mut rng = SmallRng::seed_from_u64(41);
+        for &d in &[1usize, 7, 256, 1000, 2048] {
+            let rows = 3;
+            let x: Vec<f32> = (0..rows * d).map(|_| rng.gen_range(-4.0f32..4.0)).collect();
+            let w: Vec<f32> = (0..d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+            let eps = 1e-6;
+            let mut want = vec![0f32; rows * d];
+            scalar::rms_norm(&x, &w, eps, &mut want);
+            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+            let wb = Buffer::with_data(&g, &f32_bytes(&w), MemoryKind::Device, "weight").unwrap();
+            let ob = Buffer::new(&g, (rows * d * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            rms_norm(&mut batch, &kernel, &xb, &wb, &ob, rows as u32, d as u32, eps).unwrap();
+            batch.run("rms_norm").unwrap();
+            let got = ob.read_f32(rows * d).unwrap();
+            // The sums of squares (d positive terms) are each within (d−1)·u of the exact one in relative
+            // terms, so they differ by 2(d−1)·u at most and their square roots by (d−1)·u. The rest: the
+            // CPU rounds the division, the add, sqrt and 1/x once each (4u); the GPU's division is good to
+            // 2.5 ULP and sqrt to 4.5 ULP (Vulkan's precision rules, 1 ULP = 2u), plus the add: 5 + 9 + 5 +
+            // 1 = 20u; both round the two products of the output (4u). In all (d + 27)·u of |out|; d + 32
+            // leaves a few u for second-order terms.
+            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                let bound = (d as f64 + 32.0) * U * a.abs() as f64 + f32::MIN_POSITIVE as f64;
+                let diff = (*a as f64 - *b as f64).abs();
+                assert!(diff <= bound, "d={d} at {i}: cpu {a} gpu {b} (bound {bound:e})");
+            }
+        }
+    }
+
+    #[test]
+    fn mat_vec_q8_0_matches_the_cpu() {
+        let Some(g) = gpu("mat_vec_q8_0_matches_the_cpu") else { return };
+        let kernel = g.kernel(&MAT_VEC_Q8_0).unwrap();
+        let mut rng = SmallRng::seed_from_u64(42);
+        for &k in &[32usize, 96, 1024, 2080] {
+            let (rows, blocks) = (5usize, k / 32);
+            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
+            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
+            let mut w = vec![0u8; GgmlType::Q8_0.row_size(k).unwrap() * rows];
+            crate::quant::quantize_rows(GgmlType::Q8_0, &wf, k, &mut w).unwrap();
+            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+            let x = scalar::quantize_q8_0_activations(&xf);
+            let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
+            let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
+            let wb = Buffer::with_data(&g, &w, MemoryKind::Device, "weights").unwrap();
+            let xqb = Buffer::with_data(&g, &xq, MemoryKind::Host, "xq").unwrap();
+            let xdb = Buffer::with_data(&g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
+            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            mat_vec_q8_0(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
+            batch.run("mat_vec_q8_0").unwrap();
+            let got = ob.read_f32(rows).unwrap();
+            let row_bytes = blocks * 34;
+            for r in 0..rows {
+                let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+                let want = scalar::dot_q8_0(wr, &x);
+                // The block sums are exact integers and each block's product isum · (d_w · d_x) is rounded
+                // the same way on both (or not at all where the GPU fuses it into the add: u·|p_b|); only the
+                // order of the additions differs. Each order's sum of the nb products is within (nb − 1)·u ·
+                // Σ|p_b| of the exact sum, so the two differ by at most (2·nb − 1)·u · Σ|p_b|.
+                let bound = 2.0 * blocks as f64 * U * scalar::dot_magnitude(wr, &x, false);
+                let diff = (want as f64 - got[r] as f64).abs();
+                assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+            }
+        }
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_crash() {
+        let Some(g) = gpu("misuse_is_an_error_not_a_crash") else { return };
+        let kernel = g.kernel(&RMS_NORM).unwrap();
+        let other = g.kernel(&MAT_VEC_Q8_0).unwrap();
+        let small = Buffer::new(&g, 16, MemoryKind::Host, "small").unwrap();
+        let mut batch = g.batch().unwrap();
+        let e = rms_norm(&mut batch, &kernel, &small, &small, &small, 2, 8, 1e-6).unwrap_err().to_string();
+        assert!(e.contains("rms_norm input") && e.contains("64 needed"), "{e}");
+        let e = rms_norm(&mut batch, &other, &small, &small, &small, 1, 4, 1e-6).unwrap_err().to_string();
+        assert!(e.contains("mat_vec_q8_0 given where rms_norm"), "{e}");
+        let e = batch.dispatch(&kernel, &[&small], &[0; 8], [1, 1, 1]).unwrap_err().to_string();
+        assert!(e.contains("1 buffers") && e.contains("takes 3"), "{e}");
+        let e = batch.dispatch(&kernel, &[&small, &small, &small], &[0; 8], [0, 1, 1]).unwrap_err().to_string();
+        assert!(e.contains("workgroups"), "{e}");
+        let e = small.write(12, &[0; 8]).unwrap_err().to_string();
+        assert!(e.contains("outside small"), "{e}");
+        // Nothing was recorded; an empty batch runs.
+        batch.run("nothing").unwrap();
+    }
+
+    #[test]
+    fn a_missing_loader_is_a_clear_error() {
+        // Another process's environment: the variable is read once per Vulkan::load, so a child process
+        // keeps this test from racing the others.
+        if std::env::var_os("SAIL_EDGE_VULKAN_LOADER_TEST").is_some() {
+            let e = Vulkan::load().err().expect("no library at that path").to_string();
+            assert!(e.contains("no Vulkan loader") && e.contains("/nonexistent/libvulkan.so.1"), "{e}");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "vulkan::shaders::tests::a_missing_loader_is_a_clear_error", "--nocapture"])
+            .env("SAIL_EDGE_VULKAN_LOADER_TEST", "1")
+            .env("SAIL_EDGE_VULKAN_LOADER", "/nonexistent/libvulkan.so.1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
+}
