@@ -170,3 +170,32 @@ fn auto_picks_what_doctor_reports() {
         None => assert!(err.contains("no profile fits"), "{err}"),
     }
 }
+
+/// Vulkan devices in `doctor --json`: with the `vulkan` feature and a driver (CI: lavapipe, named by
+/// `SAIL_EDGE_EXPECT_TOOLS=vulkan`) at least one described device; without the feature the reason.
+#[test]
+fn doctor_lists_vulkan_devices() {
+    let r = json(&sail_edge(&["doctor", "--json"]));
+    let devices = r["vulkan_devices"].as_array().unwrap_or_else(|| panic!("no vulkan_devices: {r:#}"));
+    let error = r["vulkan_error"].as_str();
+    if !cfg!(feature = "vulkan") {
+        assert!(devices.is_empty() && error.is_some_and(|e| e.contains("`vulkan` feature")), "{r:#}");
+        eprintln!("doctor_lists_vulkan_devices: this build has no `vulkan` feature; its reason was checked");
+        return;
+    }
+    let expected = std::env::var("SAIL_EDGE_EXPECT_TOOLS").unwrap_or_default().split(',').any(|t| t == "vulkan");
+    if devices.is_empty() {
+        assert!(!expected, "SAIL_EDGE_EXPECT_TOOLS names vulkan, but doctor lists no device: {r:#}");
+        eprintln!("doctor_lists_vulkan_devices: no Vulkan device here ({error:?})");
+        return;
+    }
+    for d in devices {
+        for key in ["index", "name", "kind", "api_version", "max_shared_memory_bytes", "subgroup_size", "shader_int8"] {
+            assert!(d.get(key).is_some(), "no {key}: {d:#}");
+        }
+    }
+    let text = sail_edge(&["doctor"]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    let first = devices[0]["name"].as_str().unwrap();
+    assert!(out.lines().any(|l| l.starts_with("vulkan:") && l.contains(first)), "{out}");
+}

@@ -54,12 +54,29 @@ fn serial_ports() -> (Vec<Value>, Option<String>) {
     }
 }
 
+/// Vulkan devices as JSON values, or why there are none to list (no loader, no driver, or a build without
+/// the `vulkan` feature).
+fn vulkan_devices() -> (Vec<Value>, Option<String>) {
+    #[cfg(feature = "vulkan")]
+    {
+        match runtime::vulkan::Vulkan::load().and_then(|vk| vk.devices()) {
+            Ok(list) => (list.iter().map(|d| serde_json::to_value(d).unwrap_or(Value::Null)).collect(), None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        }
+    }
+    #[cfg(not(feature = "vulkan"))]
+    {
+        (Vec::new(), Some("this build has no Vulkan support (the `vulkan` feature)".into()))
+    }
+}
+
 /// The report as one JSON object.
 pub fn report(host: &HostInfo, profile: Option<&Profile>) -> Value {
     let features: serde_json::Map<String, Value> =
         FEATURE_NAMES.iter().map(|f| (f.to_string(), Value::Bool(host.has_feature(f)))).collect();
     let (cams, cam_error) = cameras();
     let (ports, port_error) = serial_ports();
+    let (gpus, gpu_error) = vulkan_devices();
     let isa = runtime::kernels::isa();
     json!({
         "cpu_model": host.cpu_model,
@@ -76,6 +93,8 @@ pub fn report(host: &HostInfo, profile: Option<&Profile>) -> Value {
         "cameras_error": cam_error,
         "serial_ports": ports,
         "serial_ports_error": port_error,
+        "vulkan_devices": gpus,
+        "vulkan_error": gpu_error,
         "kernel_path": isa.name(),
         "kernel_path_forced": std::env::var("SAIL_EDGE_ISA").ok(),
         "profile": profile.map(|p| p.name.clone()),
@@ -174,6 +193,45 @@ pub fn run(a: DoctorArgs) -> Result<()> {
         (Some(list), None) => {
             for p in list {
                 println!("serial:    {} ({})", p["name"].as_str().unwrap_or(""), p["kind"].as_str().unwrap_or(""));
+            }
+        }
+        _ => {}
+    }
+    match (r["vulkan_devices"].as_array(), r["vulkan_error"].as_str()) {
+        (_, Some(e)) => println!("vulkan:    {e}"),
+        (Some(list), None) if list.is_empty() => println!("vulkan:    no devices"),
+        (Some(list), None) => {
+            for d in list {
+                let flag =
+                    |k: &str, name: &str| if d[k].as_bool() == Some(true) { Some(name.to_string()) } else { None };
+                let features: Vec<String> = [
+                    flag("subgroup_arithmetic", "subgroup-arithmetic"),
+                    flag("shader_int8", "int8"),
+                    flag("storage_8bit", "storage8"),
+                    flag("shader_float16", "float16"),
+                    flag("storage_16bit", "storage16"),
+                    flag("integer_dot_product", "integer-dot"),
+                    flag("unified_memory", "unified-memory"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                println!(
+                    "vulkan:    {} {} ({}, Vulkan {}, {})",
+                    d["index"],
+                    d["name"].as_str().unwrap_or(""),
+                    d["kind"].as_str().unwrap_or(""),
+                    d["api_version"].as_str().unwrap_or(""),
+                    d["driver"].as_str().unwrap_or("")
+                );
+                println!(
+                    "           {} device-local, {} B shared memory, {} invocations per workgroup, subgroup {}; {}",
+                    human_bytes(d["device_local_bytes"].as_u64().unwrap_or(0)),
+                    d["max_shared_memory_bytes"],
+                    d["max_workgroup_invocations"],
+                    d["subgroup_size"],
+                    if features.is_empty() { "no optional features".to_string() } else { features.join(" ") }
+                );
             }
         }
         _ => {}
