@@ -18,10 +18,11 @@ section "system packages"
 # libclang + kernel headers: the v4l crate generates its V4L2 bindings at build time. ffmpeg and socat: the
 # live-video tests make their streams with ffmpeg and run serial output through socat. valgrind: the C API
 # tests run under memcheck. A JDK: the Android JNI shim is tested on the host JVM. The cross compiler and
-# qemu-user: the aarch64 runs at the end.
+# qemu-user: the aarch64 runs at the end. Mesa's lavapipe (a CPU Vulkan driver) and glslc: the Vulkan
+# shaders are compiled from source and run against the CPU kernels.
 missing=()
 for pkg in libclang-dev linux-libc-dev ffmpeg socat valgrind default-jdk-headless gcc-aarch64-linux-gnu \
-           libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user; do
+           libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user mesa-vulkan-drivers glslc; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -30,8 +31,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${as_root[@]}" apt-get update -q
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The tests that need these tools fail (rather than skip) when one is missing.
-export SAIL_EDGE_EXPECT_TOOLS=ffmpeg,socat
+# The tests that need these tools fail (rather than skip) when one is missing: `vulkan` is a Vulkan device
+# (lavapipe here), `glslc` the shader compiler build.rs must have used.
+export SAIL_EDGE_EXPECT_TOOLS=ffmpeg,socat,vulkan,glslc
 
 section "python test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
