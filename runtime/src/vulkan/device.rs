@@ -20,15 +20,19 @@ pub struct Gpu {
 }
 
 struct GpuInner {
-    /// Kept alive (and destroyed after the device) through this reference.
-    _instance: Arc<Instance>,
+    /// Kept alive (and destroyed after the device) through this reference; never released when the device
+    /// failed, since the device may still be running work that the instance's driver owns.
+    instance: std::mem::ManuallyDrop<Arc<Instance>>,
     raw: ash::Device,
     info: DeviceInfo,
     family: u32,
     /// The queue; submissions to it must not overlap (Vulkan's external synchronisation rule).
     queue: Mutex<vk::Queue>,
     memory: vk::PhysicalDeviceMemoryProperties,
-    timeout: Duration,
+    /// The largest memory heap: no buffer can be larger (and asking Vulkan for one is invalid usage).
+    largest_heap: u64,
+    /// Nanoseconds a batch may run (see [`Gpu::set_timeout`]).
+    timeout_ns: std::sync::atomic::AtomicU64,
     /// Set once the device was lost or timed out: nothing more is submitted and nothing it may still be
     /// using is destroyed.
     failed: AtomicBool,
@@ -38,11 +42,13 @@ struct GpuInner {
 impl Drop for GpuInner {
     fn drop(&mut self) {
         // SAFETY: every buffer, kernel and batch holds an Arc to this device, so none is left; a device that
-        // failed may still be running work, and then its memory is left to the process's end.
+        // failed may still be running work, and then it, its memory and the instance are left to the
+        // process's end.
         unsafe {
             if !self.failed.load(Ordering::SeqCst) {
                 let _ = self.raw.device_wait_idle();
                 self.raw.destroy_device(None);
+                std::mem::ManuallyDrop::drop(&mut self.instance);
             }
         }
     }
@@ -85,13 +91,14 @@ impl Gpu {
         );
         Ok(Gpu {
             inner: Arc::new(GpuInner {
-                _instance: instance,
+                instance: std::mem::ManuallyDrop::new(instance),
                 raw,
                 info,
                 family,
                 queue: Mutex::new(queue),
                 memory,
-                timeout,
+                largest_heap: memory.memory_heaps_as_slice().iter().map(|h| h.size).max().unwrap_or(0),
+                timeout_ns: std::sync::atomic::AtomicU64::new(timeout.as_nanos().min(u64::MAX as u128) as u64),
                 failed: AtomicBool::new(false),
                 failure: Mutex::new(String::new()),
             }),
@@ -100,6 +107,12 @@ impl Gpu {
 
     pub fn info(&self) -> &DeviceInfo {
         &self.inner.info
+    }
+
+    /// How long a batch may run before the device is declared hung and not used again (default 120 s, or
+    /// `SAIL_EDGE_VULKAN_TIMEOUT_S`).
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.inner.timeout_ns.store(timeout.as_nanos().min(u64::MAX as u128) as u64, Ordering::SeqCst);
     }
 
     /// A compute kernel from one of [`super::shaders`]' shaders.
@@ -186,6 +199,14 @@ impl Buffer {
     pub fn new(gpu: &Gpu, bytes: u64, kind: MemoryKind, what: &str) -> Result<Buffer, VulkanError> {
         gpu.check_usable()?;
         let bytes = bytes.max(4).div_ceil(4) * 4;
+        if bytes > gpu.inner.largest_heap {
+            return Err(VulkanError::OutOfMemory {
+                device: gpu.name().to_string(),
+                kind: "device",
+                bytes,
+                what: format!("{what} (its largest memory heap holds {} bytes)", gpu.inner.largest_heap),
+            });
+        }
         let raw_dev = &gpu.inner.raw;
         let create = vk::BufferCreateInfo::default()
             .size(bytes)
@@ -701,9 +722,9 @@ impl Batch {
             return Err(e);
         }
         self.in_flight = true;
-        let timeout = gpu.inner.timeout;
+        let timeout_ns = gpu.inner.timeout_ns.load(Ordering::SeqCst);
         // SAFETY: the fence belongs to this device.
-        let waited = unsafe { raw.wait_for_fences(&[fence], true, timeout.as_nanos().min(u64::MAX as u128) as u64) };
+        let waited = unsafe { raw.wait_for_fences(&[fence], true, timeout_ns) };
         match waited {
             Ok(()) => {
                 self.in_flight = false;
@@ -715,7 +736,7 @@ impl Batch {
                 // The device may still be running this work (timeout) or be gone (lost): nothing it might
                 // use is freed, and the device is not used again.
                 let e = if r == vk::Result::TIMEOUT {
-                    VulkanError::Timeout { device: name, what: what.to_string(), seconds: timeout.as_secs() }
+                    VulkanError::Timeout { device: name, what: what.to_string(), seconds: timeout_ns / 1_000_000_000 }
                 } else {
                     VulkanError::call("vkWaitForFences", r, &name)
                 };

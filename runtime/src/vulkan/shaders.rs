@@ -269,6 +269,44 @@ mod tests {
         assert!(e.contains("outside small"), "{e}");
         // Nothing was recorded; an empty batch runs.
         batch.run("nothing").unwrap();
+        // More memory than the device has: an error naming the buffer, and the device stays usable.
+        let e = Buffer::new(&g, 1 << 50, MemoryKind::Device, "a huge buffer").err().expect("too big").to_string();
+        assert!(e.contains("out of device memory") && e.contains("a huge buffer"), "{e}");
+        Buffer::new(&g, 16, MemoryKind::Device, "after").unwrap();
+    }
+
+    #[test]
+    fn a_batch_past_its_timeout_retires_the_device() {
+        let Some(g) = gpu("a_batch_past_its_timeout_retires_the_device") else { return };
+        let kernel = g.kernel(&MAT_VEC_Q8_0).unwrap();
+        // Work that takes lavapipe milliseconds, against a timeout of zero: the wait gives up at once. (A
+        // device fast enough to finish before the wait would pass the batch; then the work grows.)
+        g.set_timeout(std::time::Duration::ZERO);
+        let mut rows = 1024u32;
+        let blocks = 64u32;
+        let e = loop {
+            let w = Buffer::new(&g, rows as u64 * blocks as u64 * 34, MemoryKind::Device, "weights").unwrap();
+            let xq = Buffer::new(&g, blocks as u64 * 32, MemoryKind::Host, "xq").unwrap();
+            let xd = Buffer::new(&g, blocks as u64 * 4, MemoryKind::Host, "xd").unwrap();
+            let o = Buffer::new(&g, rows as u64 * 4, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            for _ in 0..8 {
+                mat_vec_q8_0(&mut batch, &kernel, &w, &xq, &xd, &o, rows, blocks).unwrap();
+            }
+            match batch.run("the timed-out work") {
+                Err(e) => break e.to_string(),
+                Ok(()) => {
+                    assert!(rows < 65535, "a zero timeout never expired");
+                    rows = (rows * 4).min(65535);
+                }
+            }
+        };
+        assert!(e.contains("did not finish the timed-out work within 0 s"), "{e}");
+        // The device is not used again: every later call says why.
+        let later = g.batch().err().expect("the device was retired").to_string();
+        assert!(later.contains("failed earlier") && later.contains("did not finish"), "{later}");
+        let later = Buffer::new(&g, 16, MemoryKind::Host, "after").err().expect("retired").to_string();
+        assert!(later.contains("failed earlier"), "{later}");
     }
 
     #[test]
