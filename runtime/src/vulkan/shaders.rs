@@ -29,8 +29,16 @@ pub const RMS_NORM: Shader = shader!("rms_norm", 3, 8);
 /// blocks per row).
 pub const MAT_VEC_Q8_0: Shader = shader!("mat_vec_q8_0", 4, 4);
 
+/// Q4_0 weight rows · one Q8_0 activation row (the same interface as [`MAT_VEC_Q8_0`]).
+pub const MAT_VEC_Q4_0: Shader = shader!("mat_vec_q4_0", 4, 4);
+/// Q4_K weight rows · one Q8_K activation row (weights, activation quants, scales, sums of 16, out; push:
+/// super-blocks per row).
+pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 4);
+/// `out = a + b` (a, b, out; push: n).
+pub const ADD: Shader = shader!("add", 3, 4);
+
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 2] = [&RMS_NORM, &MAT_VEC_Q8_0];
+pub const ALL: [&Shader; 5] = [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &ADD];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
 pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
@@ -72,8 +80,9 @@ pub fn rms_norm(
     batch.dispatch(kernel, &[x, weight, out], &push, [rows, 1, 1])
 }
 
-/// `out[r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 weight rows of `blocks` blocks (34 bytes each, back to
-/// back) against one activation row quantized to Q8_0: `xq` its 32 bytes per block, `xd` its scales.
+/// `out[r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 (`kernel` from [`MAT_VEC_Q8_0`], 34-byte blocks) or
+/// Q4_0 ([`MAT_VEC_Q4_0`], 18-byte blocks) weight rows of `blocks` blocks, back to back, against one
+/// activation row quantized to Q8_0: `xq` its 32 bytes per block, `xd` its scales.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_q8_0(
     batch: &mut Batch,
@@ -85,12 +94,59 @@ pub fn mat_vec_q8_0(
     rows: u32,
     blocks: u32,
 ) -> Result<(), VulkanError> {
-    check_kernel(kernel, &MAT_VEC_Q8_0)?;
-    check_size(weights, rows as u64 * blocks as u64 * 34, "mat_vec_q8_0 weights")?;
-    check_size(xq, blocks as u64 * 32, "mat_vec_q8_0 activation quants")?;
-    check_size(xd, blocks as u64 * 4, "mat_vec_q8_0 activation scales")?;
-    check_size(out, rows as u64 * 4, "mat_vec_q8_0 output")?;
+    let (name, block_bytes) = match kernel.name() {
+        "mat_vec_q8_0" => ("mat_vec_q8_0", 34),
+        "mat_vec_q4_0" => ("mat_vec_q4_0", 18),
+        other => {
+            return Err(VulkanError::Usage(format!(
+                "kernel {other} given where mat_vec_q8_0 or mat_vec_q4_0 is needed"
+            )))
+        }
+    };
+    check_size(weights, rows as u64 * blocks as u64 * block_bytes, &format!("{name} weights"))?;
+    check_size(xq, blocks as u64 * 32, &format!("{name} activation quants"))?;
+    check_size(xd, blocks as u64 * 4, &format!("{name} activation scales"))?;
+    check_size(out, rows as u64 * 4, &format!("{name} output"))?;
     batch.dispatch(kernel, &[weights, xq, xd, out], &blocks.to_le_bytes(), [rows, 1, 1])
+}
+
+/// `out[r]` = Q4_K weight row `r` (`blocks` 144-byte super-blocks, rows back to back) · one activation row
+/// quantized to Q8_K: `xq` its 256 bytes per super-block, `xd` its scales, `xs` its sums of 16 (as i32).
+#[allow(clippy::too_many_arguments)]
+pub fn mat_vec_q4_k(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    weights: &Buffer,
+    xq: &Buffer,
+    xd: &Buffer,
+    xs: &Buffer,
+    out: &Buffer,
+    rows: u32,
+    blocks: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &MAT_VEC_Q4_K)?;
+    check_size(weights, rows as u64 * blocks as u64 * 144, "mat_vec_q4_k weights")?;
+    check_size(xq, blocks as u64 * 256, "mat_vec_q4_k activation quants")?;
+    check_size(xd, blocks as u64 * 4, "mat_vec_q4_k activation scales")?;
+    check_size(xs, blocks as u64 * 64, "mat_vec_q4_k activation sums")?;
+    check_size(out, rows as u64 * 4, "mat_vec_q4_k output")?;
+    batch.dispatch(kernel, &[weights, xq, xd, xs, out], &blocks.to_le_bytes(), [rows, 1, 1])
+}
+
+/// `out = a + b` over `n` f32.
+pub fn add(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    a: &Buffer,
+    b: &Buffer,
+    out: &Buffer,
+    n: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &ADD)?;
+    for (buf, what) in [(a, "add input a"), (b, "add input b"), (out, "add output")] {
+        check_size(buf, n as u64 * 4, what)?;
+    }
+    batch.dispatch(kernel, &[a, b, out], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
 }
 
 #[cfg(test)]
@@ -213,39 +269,125 @@ mod tests {
     }
 
     #[test]
-    fn mat_vec_q8_0_matches_the_cpu() {
-        let Some(g) = gpu("mat_vec_q8_0_matches_the_cpu") else { return };
-        let kernel = g.kernel(&MAT_VEC_Q8_0).unwrap();
+    fn mat_vec_q8_0_and_q4_0_match_the_cpu() {
+        let Some(g) = gpu("mat_vec_q8_0_and_q4_0_match_the_cpu") else { return };
         let mut rng = SmallRng::seed_from_u64(42);
+        for (ty, shader) in [(GgmlType::Q8_0, &MAT_VEC_Q8_0), (GgmlType::Q4_0, &MAT_VEC_Q4_0)] {
+            let kernel = g.kernel(shader).unwrap();
+            mat_vec_case(&g, &kernel, ty, &mut rng);
+        }
+    }
+
+    fn mat_vec_case(g: &Gpu, kernel: &Kernel, ty: GgmlType, rng: &mut SmallRng) {
         for &k in &[32usize, 96, 1024, 2080] {
             let (rows, blocks) = (5usize, k / 32);
             let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
-            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
-            let mut w = vec![0u8; GgmlType::Q8_0.row_size(k).unwrap() * rows];
-            crate::quant::quantize_rows(GgmlType::Q8_0, &wf, k, &mut w).unwrap();
-            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(rng)).collect();
+            let mut w = vec![0u8; ty.row_size(k).unwrap() * rows];
+            crate::quant::quantize_rows(ty, &wf, k, &mut w).unwrap();
+            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(rng)).collect();
             let x = scalar::quantize_q8_0_activations(&xf);
             let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
             let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
-            let wb = Buffer::with_data(&g, &w, MemoryKind::Device, "weights").unwrap();
-            let xqb = Buffer::with_data(&g, &xq, MemoryKind::Host, "xq").unwrap();
-            let xdb = Buffer::with_data(&g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
-            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let wb = Buffer::with_data(g, &w, MemoryKind::Device, "weights").unwrap();
+            let xqb = Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap();
+            let xdb = Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
+            let ob = Buffer::new(g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
-            mat_vec_q8_0(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
-            batch.run("mat_vec_q8_0").unwrap();
+            mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
+            batch.run(kernel.name()).unwrap();
             let got = ob.read_f32(rows).unwrap();
-            let row_bytes = blocks * 34;
+            let q4 = ty == GgmlType::Q4_0;
+            let row_bytes = ty.row_size(k).unwrap();
             for r in 0..rows {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let want = scalar::dot_q8_0(wr, &x);
+                let want = if q4 { scalar::dot_q4_0(wr, &x) } else { scalar::dot_q8_0(wr, &x) };
                 // The block sums are exact integers and each block's product isum · (d_w · d_x) is rounded
                 // the same way on both (or not at all where the GPU fuses it into the add: u·|p_b|); only the
                 // order of the additions differs. Each order's sum of the nb products is within (nb − 1)·u ·
                 // Σ|p_b| of the exact sum, so the two differ by at most (2·nb − 1)·u · Σ|p_b|.
-                let bound = 2.0 * blocks as f64 * U * scalar::dot_magnitude(wr, &x, false);
+                let bound = 2.0 * blocks as f64 * U * scalar::dot_magnitude(wr, &x, q4);
+                let diff = (want as f64 - got[r] as f64).abs();
+                assert!(diff <= bound, "{ty} k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+            }
+        }
+    }
+
+    #[test]
+    fn mat_vec_q4_k_matches_the_cpu() {
+        let Some(g) = gpu("mat_vec_q4_k_matches_the_cpu") else { return };
+        let kernel = g.kernel(&MAT_VEC_Q4_K).unwrap();
+        let mut rng = SmallRng::seed_from_u64(43);
+        for &k in &[256usize, 768, 2048] {
+            let (rows, blocks) = (5usize, k / 256);
+            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
+            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
+            let mut w = vec![0u8; GgmlType::Q4K.row_size(k).unwrap() * rows];
+            crate::quant::quantize_rows(GgmlType::Q4K, &wf, k, &mut w).unwrap();
+            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+            let x = crate::kernels::quantize_q8_k_activations(&xf);
+            let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
+            let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
+            let xs: Vec<u8> = x.iter().flat_map(|b| b.bsums.iter().flat_map(|s| (*s as i32).to_le_bytes())).collect();
+            let wb = Buffer::with_data(&g, &w, MemoryKind::Device, "weights").unwrap();
+            let xqb = Buffer::with_data(&g, &xq, MemoryKind::Host, "xq").unwrap();
+            let xdb = Buffer::with_data(&g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
+            let xsb = Buffer::with_data(&g, &xs, MemoryKind::Host, "xs").unwrap();
+            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, rows as u32, blocks as u32).unwrap();
+            batch.run("mat_vec_q4_k").unwrap();
+            let got = ob.read_f32(rows).unwrap();
+            let row_bytes = GgmlType::Q4K.row_size(k).unwrap();
+            for r in 0..rows {
+                let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+                let want = crate::kernels::kquants::dot_q4_k(wr, &x);
+                // Each super-block's term d·isum − dmin·msum is computed with the same roundings on both, or
+                // with one or both products fused into the subtraction or the running sum on the GPU (at most
+                // 2u·(|d·isum| + |dmin·msum|) apart); the two orders of adding the nb terms are each within
+                // (nb − 1)·u·Σ|term| of the exact sum. So |cpu − gpu| ≤ (2·nb + 2)·u·Σ(|d·isum| + |dmin·msum|).
+                let mag: f64 = wr
+                    .chunks_exact(144)
+                    .zip(&x)
+                    .map(|(wb, xb)| {
+                        let one = std::slice::from_ref(xb);
+                        // |d·isum| and |dmin·msum| separately: the block's dot with dmin zeroed, and with d zeroed.
+                        let mut d_only = wb.to_vec();
+                        d_only[2..4].fill(0);
+                        let d_part = crate::kernels::kquants::dot_q4_k(&d_only, one).abs() as f64;
+                        let mut min_only = wb.to_vec();
+                        min_only[0..2].fill(0);
+                        let m_part = crate::kernels::kquants::dot_q4_k(&min_only, one).abs() as f64;
+                        d_part + m_part
+                    })
+                    .sum();
+                let bound = (2.0 * blocks as f64 + 2.0) * U * mag;
                 let diff = (want as f64 - got[r] as f64).abs();
                 assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+            }
+        }
+    }
+
+    #[test]
+    fn add_is_bit_identical() {
+        let Some(g) = gpu("add_is_bit_identical") else { return };
+        let kernel = g.kernel(&ADD).unwrap();
+        let mut rng = SmallRng::seed_from_u64(44);
+        for &n in &[1usize, 255, 256, 257, 10_000] {
+            let a: Vec<f32> = (0..n).map(|_| rng.gen_range(-1e3f32..1e3)).collect();
+            let b: Vec<f32> = (0..n).map(|_| rng.gen_range(-1e3f32..1e3)).collect();
+            let (ab, bb) = (
+                Buffer::with_data(&g, &f32_bytes(&a), MemoryKind::Host, "a").unwrap(),
+                Buffer::with_data(&g, &f32_bytes(&b), MemoryKind::Host, "b").unwrap(),
+            );
+            let ob = Buffer::new(&g, (n * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            add(&mut batch, &kernel, &ab, &bb, &ob, n as u32).unwrap();
+            batch.run("add").unwrap();
+            let got = ob.read_f32(n).unwrap();
+            // One IEEE addition each (Vulkan requires OpFAdd to be correctly rounded): the same bits.
+            for i in 0..n {
+                assert_eq!((a[i] + b[i]).to_bits(), got[i].to_bits(), "n={n} at {i}");
             }
         }
     }

@@ -1,0 +1,55 @@
+#version 450
+// Q4_0 weight rows · one Q8_0-quantized activation row, one row per workgroup, as mat_vec_q8_0: exact
+// integer block sums ((nibble − 8) · x), each scaled as scalar::dot_q4_0 scales it, isum · (d_w · d_x);
+// only the order in which the blocks' products are added differs.
+
+layout(local_size_x = 64) in;
+
+// Weight rows of `blocks` 18-byte blocks (f16 scale; 16 bytes: elements 0..16 in the low nibbles, 16..32 in
+// the high ones), back to back, zero-padded to 4 bytes.
+layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };
+layout(std430, binding = 1) readonly buffer ActQuants { uint xq[]; };
+layout(std430, binding = 2) readonly buffer ActScales { float xd[]; };
+layout(std430, binding = 3) writeonly buffer Output { float o[]; };
+
+layout(push_constant) uniform Params {
+    uint blocks;
+} p;
+
+shared float partial[64];
+
+uint byte_at(uint offset) {
+    return (wq[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xFFu;
+}
+
+int x_at(uint block, uint i) {
+    return bitfieldExtract(int(xq[block * 8u + (i >> 2u)]), int(8u * (i & 3u)), 8);
+}
+
+void main() {
+    const uint t = gl_LocalInvocationID.x;
+    const uint row = gl_WorkGroupID.x;
+    float acc = 0.0;
+    for (uint b = t; b < p.blocks; b += 64u) {
+        const uint at = (row * p.blocks + b) * 18u;
+        const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
+        int isum = 0;
+        for (uint j = 0u; j < 16u; j++) {
+            const uint q = byte_at(at + 2u + j);
+            isum += (int(q & 15u) - 8) * x_at(b, j);
+            isum += (int(q >> 4u) - 8) * x_at(b, j + 16u);
+        }
+        acc += float(isum) * (dw * xd[b]);
+    }
+    partial[t] = acc;
+    barrier();
+    for (uint k = 32u; k > 0u; k >>= 1u) {
+        if (t < k) {
+            partial[t] += partial[t + k];
+        }
+        barrier();
+    }
+    if (t == 0u) {
+        o[row] = partial[0];
+    }
+}

@@ -1,0 +1,84 @@
+#version 450
+// Q4_K weight rows · one Q8_K-quantized activation row (kernels::quantize_q8_k_activations), one row per
+// workgroup. Per 256-element super-block, as kquants::dot_q4_k: the eight 6-bit scales and mins, the exact
+// integer sum Σ_j sc_j · Σ q·x and the mins' Σ_j m_j · (bsum_2j + bsum_2j+1), then
+// (d_w·d_x)·isum − (dmin_w·d_x)·msum; only the order in which the super-blocks' terms are added differs.
+
+layout(local_size_x = 64) in;
+
+// Weight rows of `blocks` 144-byte super-blocks (f16 d, f16 dmin, 12 bytes of scales and mins, 128 bytes
+// of nibbles), back to back.
+layout(std430, binding = 0) readonly buffer Weights { uint wq[]; };
+// The activation's 256 signed bytes per super-block (64 words each).
+layout(std430, binding = 1) readonly buffer ActQuants { uint xq[]; };
+// Its scales.
+layout(std430, binding = 2) readonly buffer ActScales { float xd[]; };
+// Its sums of 16 quants (16 per super-block).
+layout(std430, binding = 3) readonly buffer ActSums { int xs[]; };
+layout(std430, binding = 4) writeonly buffer Output { float o[]; };
+
+layout(push_constant) uniform Params {
+    uint blocks;
+} p;
+
+shared float partial[64];
+
+uint byte_at(uint offset) {
+    return (wq[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xFFu;
+}
+
+int x_at(uint block, uint i) {
+    return bitfieldExtract(int(xq[block * 64u + (i >> 2u)]), int(8u * (i & 3u)), 8);
+}
+
+void main() {
+    const uint t = gl_LocalInvocationID.x;
+    const uint row = gl_WorkGroupID.x;
+    float acc = 0.0;
+    for (uint b = t; b < p.blocks; b += 64u) {
+        const uint at = (row * p.blocks + b) * 144u;
+        const float d = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
+        const float dmin = unpackHalf2x16(byte_at(at + 2u) | (byte_at(at + 3u) << 8u)).x;
+        // ggml's get_scale_min_k4 for j = 0..8 over the 12 bytes at 4..16.
+        int sc[8];
+        int mn[8];
+        for (uint j = 0u; j < 4u; j++) {
+            const uint s0 = byte_at(at + 4u + j);
+            const uint s4 = byte_at(at + 8u + j);
+            const uint s8 = byte_at(at + 12u + j);
+            sc[j] = int(s0 & 63u);
+            mn[j] = int(s4 & 63u);
+            sc[j + 4u] = int((s8 & 15u) | ((s0 >> 6u) << 4u));
+            mn[j + 4u] = int((s8 >> 4u) | ((s4 >> 6u) << 4u));
+        }
+        int isum = 0;
+        for (uint c = 0u; c < 4u; c++) {
+            int lo = 0;
+            int hi = 0;
+            for (uint l = 0u; l < 32u; l++) {
+                const uint q = byte_at(at + 16u + 32u * c + l);
+                lo += int(q & 15u) * x_at(b, 64u * c + l);
+                hi += int(q >> 4u) * x_at(b, 64u * c + 32u + l);
+            }
+            isum += sc[2u * c] * lo + sc[2u * c + 1u] * hi;
+        }
+        int msum = 0;
+        for (uint j = 0u; j < 8u; j++) {
+            msum += mn[j] * (xs[b * 16u + 2u * j] + xs[b * 16u + 2u * j + 1u]);
+        }
+        const float dd = d * xd[b];
+        const float dm = dmin * xd[b];
+        acc += dd * float(isum) - dm * float(msum);
+    }
+    partial[t] = acc;
+    barrier();
+    for (uint k = 32u; k > 0u; k >>= 1u) {
+        if (t < k) {
+            partial[t] += partial[t + k];
+        }
+        barrier();
+    }
+    if (t == 0u) {
+        o[row] = partial[0];
+    }
+}
