@@ -34,11 +34,14 @@ pub const MAT_VEC_Q4_0: Shader = shader!("mat_vec_q4_0", 4, 4);
 /// Q4_K weight rows · one Q8_K activation row (weights, activation quants, scales, sums of 16, out; push:
 /// super-blocks per row).
 pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 4);
+/// Q6_K weight rows · one Q8_K activation row (weights, activation quants, scales, out; push: super-blocks
+/// per row).
+pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 4);
 /// `out = a + b` (a, b, out; push: n).
 pub const ADD: Shader = shader!("add", 3, 4);
 
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 5] = [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &ADD];
+pub const ALL: [&Shader; 6] = [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &ADD];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
 pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
@@ -131,6 +134,27 @@ pub fn mat_vec_q4_k(
     check_size(xs, blocks as u64 * 64, "mat_vec_q4_k activation sums")?;
     check_size(out, rows as u64 * 4, "mat_vec_q4_k output")?;
     batch.dispatch(kernel, &[weights, xq, xd, xs, out], &blocks.to_le_bytes(), [rows, 1, 1])
+}
+
+/// `out[r]` = Q6_K weight row `r` (`blocks` 210-byte super-blocks, rows back to back) · one activation row
+/// quantized to Q8_K: `xq` its 256 bytes per super-block, `xd` its scales.
+#[allow(clippy::too_many_arguments)]
+pub fn mat_vec_q6_k(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    weights: &Buffer,
+    xq: &Buffer,
+    xd: &Buffer,
+    out: &Buffer,
+    rows: u32,
+    blocks: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &MAT_VEC_Q6_K)?;
+    check_size(weights, rows as u64 * blocks as u64 * 210, "mat_vec_q6_k weights")?;
+    check_size(xq, blocks as u64 * 256, "mat_vec_q6_k activation quants")?;
+    check_size(xd, blocks as u64 * 4, "mat_vec_q6_k activation scales")?;
+    check_size(out, rows as u64 * 4, "mat_vec_q6_k output")?;
+    batch.dispatch(kernel, &[weights, xq, xd, out], &blocks.to_le_bytes(), [rows, 1, 1])
 }
 
 /// `out = a + b` over `n` f32.
@@ -362,6 +386,48 @@ mod tests {
                     })
                     .sum();
                 let bound = (2.0 * blocks as f64 + 2.0) * U * mag;
+                let diff = (want as f64 - got[r] as f64).abs();
+                assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+            }
+        }
+    }
+
+    #[test]
+    fn mat_vec_q6_k_matches_the_cpu() {
+        let Some(g) = gpu("mat_vec_q6_k_matches_the_cpu") else { return };
+        let kernel = g.kernel(&MAT_VEC_Q6_K).unwrap();
+        let mut rng = SmallRng::seed_from_u64(45);
+        for &k in &[256usize, 768, 2048] {
+            let (rows, blocks) = (5usize, k / 256);
+            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
+            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
+            let mut w = vec![0u8; GgmlType::Q6K.row_size(k).unwrap() * rows];
+            crate::quant::quantize_rows(GgmlType::Q6K, &wf, k, &mut w).unwrap();
+            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+            let x = crate::kernels::quantize_q8_k_activations(&xf);
+            let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
+            let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
+            let wb = Buffer::with_data(&g, &w, MemoryKind::Device, "weights").unwrap();
+            let xqb = Buffer::with_data(&g, &xq, MemoryKind::Host, "xq").unwrap();
+            let xdb = Buffer::with_data(&g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
+            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
+            batch.run("mat_vec_q6_k").unwrap();
+            let got = ob.read_f32(rows).unwrap();
+            let row_bytes = GgmlType::Q6K.row_size(k).unwrap();
+            for r in 0..rows {
+                let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+                let want = crate::kernels::kquants::dot_q6_k(wr, &x);
+                // Each super-block's term (d_w·d_x)·isum is rounded alike on both (or fused into the running
+                // sum on the GPU: u·|term|); the two orders of adding the nb terms are each within
+                // (nb − 1)·u·Σ|term| of the exact sum, so |cpu − gpu| ≤ 2·nb·u·Σ|term|.
+                let mag: f64 = wr
+                    .chunks_exact(210)
+                    .zip(&x)
+                    .map(|(wb, xb)| crate::kernels::kquants::dot_q6_k(wb, std::slice::from_ref(xb)).abs() as f64)
+                    .sum();
+                let bound = 2.0 * blocks as f64 * U * mag;
                 let diff = (want as f64 - got[r] as f64).abs();
                 assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
             }
