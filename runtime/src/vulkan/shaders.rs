@@ -39,9 +39,11 @@ pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 4);
 pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 4);
 /// `out = a + b` (a, b, out; push: n).
 pub const ADD: Shader = shader!("add", 3, 4);
+/// Rotary embedding of one token's heads in place (x, cos, sin; push: heads, head_dim).
+pub const ROPE: Shader = shader!("rope", 3, 8);
 
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 6] = [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &ADD];
+pub const ALL: [&Shader; 7] = [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &ADD, &ROPE];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
 pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
@@ -155,6 +157,30 @@ pub fn mat_vec_q6_k(
     check_size(xd, blocks as u64 * 4, "mat_vec_q6_k activation scales")?;
     check_size(out, rows as u64 * 4, "mat_vec_q6_k output")?;
     batch.dispatch(kernel, &[weights, xq, xd, out], &blocks.to_le_bytes(), [rows, 1, 1])
+}
+
+/// Rotate `heads` heads of `head_dim` f32 in `x` in place with one position's `cos`/`sin` tables
+/// (`head_dim / 2` each), as [`crate::kernels::scalar::rope_half_split`].
+pub fn rope(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    x: &Buffer,
+    cos: &Buffer,
+    sin: &Buffer,
+    heads: u32,
+    head_dim: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &ROPE)?;
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
+        return Err(VulkanError::Usage(format!("rope: head_dim {head_dim} is not a positive even number")));
+    }
+    check_size(x, heads as u64 * head_dim as u64 * 4, "rope input")?;
+    check_size(cos, head_dim as u64 / 2 * 4, "rope cos table")?;
+    check_size(sin, head_dim as u64 / 2 * 4, "rope sin table")?;
+    let mut push = heads.to_le_bytes().to_vec();
+    push.extend_from_slice(&head_dim.to_le_bytes());
+    let pairs = heads * (head_dim / 2);
+    batch.dispatch(kernel, &[x, cos, sin], &push, [pairs.div_ceil(256).max(1), 1, 1])
 }
 
 /// `out = a + b` over `n` f32.
@@ -432,6 +458,36 @@ mod tests {
                 assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
             }
         }
+    }
+
+    #[test]
+    fn rope_is_bit_identical() {
+        let Some(g) = gpu("rope_is_bit_identical") else { return };
+        let kernel = g.kernel(&ROPE).unwrap();
+        let mut rng = SmallRng::seed_from_u64(46);
+        for &(heads, head_dim) in &[(1usize, 2usize), (16, 128), (8, 64), (3, 6)] {
+            let mut x: Vec<f32> = (0..heads * head_dim).map(|_| rng.gen_range(-8.0f32..8.0)).collect();
+            let angles: Vec<f32> = (0..head_dim / 2).map(|_| rng.gen_range(-100.0f32..100.0)).collect();
+            let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
+            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+            let cb = Buffer::with_data(&g, &f32_bytes(&cos), MemoryKind::Device, "cos").unwrap();
+            let sb = Buffer::with_data(&g, &f32_bytes(&sin), MemoryKind::Device, "sin").unwrap();
+            let mut batch = g.batch().unwrap();
+            rope(&mut batch, &kernel, &xb, &cb, &sb, heads as u32, head_dim as u32).unwrap();
+            batch.run("rope").unwrap();
+            let got = xb.read_f32(heads * head_dim).unwrap();
+            scalar::rope_half_split(&mut x, head_dim, &cos, &sin);
+            // Four products and two sums per pair, each correctly rounded on both (Vulkan's OpFMul/OpFAdd;
+            // the shader's `precise` forbids fusing them): the same bits. (Vulkan may flush subnormal results
+            // to zero; with these magnitudes none occurs.)
+            for (i, (a, b)) in x.iter().zip(&got).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "heads {heads} × {head_dim} at {i}: cpu {a} gpu {b}");
+            }
+        }
+        let mut batch = g.batch().unwrap();
+        let tiny = Buffer::new(&g, 64, MemoryKind::Host, "tiny").unwrap();
+        let e = rope(&mut batch, &kernel, &tiny, &tiny, &tiny, 1, 3).unwrap_err().to_string();
+        assert!(e.contains("not a positive even number"), "{e}");
     }
 
     #[test]
