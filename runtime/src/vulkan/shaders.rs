@@ -42,8 +42,12 @@ pub const ADD: Shader = shader!("add", 3, 4);
 /// Rotary embedding of one token's heads in place (x, cos, sin; push: heads, head_dim).
 pub const ROPE: Shader = shader!("rope", 3, 8);
 
+/// `gate = silu(gate) · up` in place (gate, up; push: n).
+pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
+
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 7] = [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &ADD, &ROPE];
+pub const ALL: [&Shader; 8] =
+    [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &ADD, &ROPE, &SILU_MUL];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
 pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
@@ -181,6 +185,14 @@ pub fn rope(
     push.extend_from_slice(&head_dim.to_le_bytes());
     let pairs = heads * (head_dim / 2);
     batch.dispatch(kernel, &[x, cos, sin], &push, [pairs.div_ceil(256).max(1), 1, 1])
+}
+
+/// `gate = silu(gate) · up` over `n` f32, in place ([`crate::kernels::scalar::silu_mul`]).
+pub fn silu_mul(batch: &mut Batch, kernel: &Kernel, gate: &Buffer, up: &Buffer, n: u32) -> Result<(), VulkanError> {
+    check_kernel(kernel, &SILU_MUL)?;
+    check_size(gate, n as u64 * 4, "silu_mul gate")?;
+    check_size(up, n as u64 * 4, "silu_mul up")?;
+    batch.dispatch(kernel, &[gate, up], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
 }
 
 /// `out = a + b` over `n` f32.
@@ -488,6 +500,34 @@ mod tests {
         let tiny = Buffer::new(&g, 64, MemoryKind::Host, "tiny").unwrap();
         let e = rope(&mut batch, &kernel, &tiny, &tiny, &tiny, 1, 3).unwrap_err().to_string();
         assert!(e.contains("not a positive even number"), "{e}");
+    }
+
+    #[test]
+    fn silu_mul_matches_the_cpu() {
+        let Some(g) = gpu("silu_mul_matches_the_cpu") else { return };
+        let kernel = g.kernel(&SILU_MUL).unwrap();
+        let mut rng = SmallRng::seed_from_u64(47);
+        let n = 20_000;
+        let mut gate: Vec<f32> = (0..n).map(|_| rng.gen_range(-20.0f32..20.0)).collect();
+        let up: Vec<f32> = (0..n).map(|_| rng.gen_range(-4.0f32..4.0)).collect();
+        let gb = Buffer::with_data(&g, &f32_bytes(&gate), MemoryKind::Host, "gate").unwrap();
+        let ub = Buffer::with_data(&g, &f32_bytes(&up), MemoryKind::Host, "up").unwrap();
+        let mut batch = g.batch().unwrap();
+        silu_mul(&mut batch, &kernel, &gb, &ub, n as u32).unwrap();
+        batch.run("silu_mul").unwrap();
+        let got = gb.read_f32(n).unwrap();
+        let x = gate.clone();
+        scalar::silu_mul(&mut gate, &up);
+        for i in 0..n {
+            // In ULPs of the result (1 ULP ≤ 2u relative): the CPU's silu is within 3 of the exact value
+            // (its own test) and its product with up adds ½; the GPU's exp is within 3 + 2·|x| (Vulkan's
+            // precision rules), 1 + e^−x adds ½ (the error of e^−x shrinks by e/(1 + e) ≤ 1), the division
+            // 2.5 and the product ½. So |cpu − gpu| ≤ (10 + 2·|x|) ULP; 12 + 2·|x| covers second-order terms.
+            let ulps = 12.0 + 2.0 * x[i].abs() as f64;
+            let bound = ulps * 2.0 * U * gate[i].abs() as f64 + f32::MIN_POSITIVE as f64;
+            let diff = (gate[i] as f64 - got[i] as f64).abs();
+            assert!(diff <= bound, "x {} up {}: cpu {} gpu {} (bound {bound:e})", x[i], up[i], gate[i], got[i]);
+        }
     }
 
     #[test]
