@@ -45,9 +45,12 @@ pub const ROPE: Shader = shader!("rope", 3, 8);
 /// `gate = silu(gate) · up` in place (gate, up; push: n).
 pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
 
+/// F16 weight rows · one f32 activation row (weights, x, out; push: columns).
+pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 4);
+
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 8] =
-    [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &ADD, &ROPE, &SILU_MUL];
+pub const ALL: [&Shader; 9] =
+    [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &MAT_VEC_F16, &ADD, &ROPE, &SILU_MUL];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
 pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
@@ -185,6 +188,24 @@ pub fn rope(
     push.extend_from_slice(&head_dim.to_le_bytes());
     let pairs = heads * (head_dim / 2);
     batch.dispatch(kernel, &[x, cos, sin], &push, [pairs.div_ceil(256).max(1), 1, 1])
+}
+
+/// `out[r]` = F16 weight row `r` (`cols` little-endian halves, rows back to back) · the f32 row `x`.
+#[allow(clippy::too_many_arguments)]
+pub fn mat_vec_f16(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    weights: &Buffer,
+    x: &Buffer,
+    out: &Buffer,
+    rows: u32,
+    cols: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &MAT_VEC_F16)?;
+    check_size(weights, rows as u64 * cols as u64 * 2, "mat_vec_f16 weights")?;
+    check_size(x, cols as u64 * 4, "mat_vec_f16 input")?;
+    check_size(out, rows as u64 * 4, "mat_vec_f16 output")?;
+    batch.dispatch(kernel, &[weights, x, out], &cols.to_le_bytes(), [rows, 1, 1])
 }
 
 /// `gate = silu(gate) · up` over `n` f32, in place ([`crate::kernels::scalar::silu_mul`]).
@@ -527,6 +548,49 @@ mod tests {
             let bound = ulps * 2.0 * U * gate[i].abs() as f64 + f32::MIN_POSITIVE as f64;
             let diff = (gate[i] as f64 - got[i] as f64).abs();
             assert!(diff <= bound, "x {} up {}: cpu {} gpu {} (bound {bound:e})", x[i], up[i], gate[i], got[i]);
+        }
+    }
+
+    #[test]
+    fn mat_vec_f16_matches_the_cpu() {
+        let Some(g) = gpu("mat_vec_f16_matches_the_cpu") else { return };
+        let kernel = g.kernel(&MAT_VEC_F16).unwrap();
+        let mut rng = SmallRng::seed_from_u64(48);
+        for &cols in &[1usize, 7, 64, 1000, 2048] {
+            let rows = 5;
+            // Normal halves only (|w| ≥ 2⁻¹⁰ ≫ the smallest normal half 2⁻¹⁴): Vulkan may flush subnormals.
+            let w: Vec<u16> = (0..rows * cols)
+                .map(|_| {
+                    let v = rng.gen_range(1e-3f32..2.0) * if rng.gen_bool(0.5) { -1.0 } else { 1.0 };
+                    crate::quant::f32_to_f16_bits(v)
+                })
+                .collect();
+            let wbytes: Vec<u8> = w.iter().flat_map(|h| h.to_le_bytes()).collect();
+            let x: Vec<f32> = (0..cols).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+            let wb = Buffer::with_data(&g, &wbytes, MemoryKind::Device, "weights").unwrap();
+            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            mat_vec_f16(&mut batch, &kernel, &wb, &xb, &ob, rows as u32, cols as u32).unwrap();
+            batch.run("mat_vec_f16").unwrap();
+            let got = ob.read_f32(rows).unwrap();
+            for r in 0..rows {
+                let wr = &wbytes[r * cols * 2..(r + 1) * cols * 2];
+                let want = crate::kernels::kquants::dot_f16(wr, &x);
+                // The widened weights are exact; each product is rounded alike on both (or fused into the
+                // GPU's running sum: u·|p|), and the two orders of summing n products are each within
+                // (n − 1)·u·Σ|p| of the exact sum: |cpu − gpu| ≤ 2n·u·Σ|w·x|.
+                let mag: f64 = wr
+                    .chunks_exact(2)
+                    .zip(&x)
+                    .map(|(h, v)| {
+                        (crate::quant::f16_bits_to_f32(u16::from_le_bytes([h[0], h[1]])) as f64 * *v as f64).abs()
+                    })
+                    .sum();
+                let bound = 2.0 * cols as f64 * U * mag;
+                let diff = (want as f64 - got[r] as f64).abs();
+                assert!(diff <= bound, "cols={cols} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+            }
         }
     }
 
