@@ -594,6 +594,37 @@ mod tests {
         }
     }
 
+    /// Several dependent operations in one batch (one submission; each dispatch reads what the one before
+    /// it wrote, through the batch's barriers): c = a + b, e = c + d, RoPE on e, all exact, so the chain
+    /// equals the CPU's bit for bit.
+    #[test]
+    fn a_batch_chains_dependent_operations() {
+        let Some(g) = gpu("a_batch_chains_dependent_operations") else { return };
+        let (add_k, rope_k) = (g.kernel(&ADD).unwrap(), g.kernel(&ROPE).unwrap());
+        let mut rng = SmallRng::seed_from_u64(49);
+        let (heads, head_dim) = (8usize, 64usize);
+        let n = heads * head_dim;
+        let mut v = || -> Vec<f32> { (0..n).map(|_| rng.gen_range(-4.0f32..4.0)).collect() };
+        let (a, b, d) = (v(), v(), v());
+        let angles: Vec<f32> = (0..head_dim / 2).map(|i| 0.37 * i as f32).collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|x| (x.cos(), x.sin())).unzip();
+        let buf = |v: &[f32], what: &str| Buffer::with_data(&g, &f32_bytes(v), MemoryKind::Device, what).unwrap();
+        let (ab, bb, db, cb, sb) = (buf(&a, "a"), buf(&b, "b"), buf(&d, "d"), buf(&cos, "cos"), buf(&sin, "sin"));
+        let c = Buffer::new(&g, (n * 4) as u64, MemoryKind::Device, "c").unwrap();
+        let e = Buffer::new(&g, (n * 4) as u64, MemoryKind::Host, "e").unwrap();
+        let mut batch = g.batch().unwrap();
+        add(&mut batch, &add_k, &ab, &bb, &c, n as u32).unwrap();
+        add(&mut batch, &add_k, &c, &db, &e, n as u32).unwrap();
+        rope(&mut batch, &rope_k, &e, &cb, &sb, heads as u32, head_dim as u32).unwrap();
+        batch.run("the chain").unwrap();
+        let got = e.read_f32(n).unwrap();
+        let mut want: Vec<f32> = (0..n).map(|i| (a[i] + b[i]) + d[i]).collect();
+        scalar::rope_half_split(&mut want, head_dim, &cos, &sin);
+        for i in 0..n {
+            assert_eq!(want[i].to_bits(), got[i].to_bits(), "at {i}: cpu {} gpu {}", want[i], got[i]);
+        }
+    }
+
     #[test]
     fn add_is_bit_identical() {
         let Some(g) = gpu("add_is_bit_identical") else { return };
