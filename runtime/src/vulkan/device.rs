@@ -168,11 +168,13 @@ struct BufferInner {
     bytes: u64,
     /// The host mapping, where the memory is host-visible (coherent: no flushes needed).
     mapped: Option<*mut u8>,
+    /// Held while the host copies into or out of the mapping, so two threads never touch it at once.
+    host_io: Mutex<()>,
     what: String,
 }
 
-// SAFETY: the mapping is only touched through &self methods that copy into or out of it while no batch uses
-// the buffer (they wait for the device); the handles are plain values.
+// SAFETY: the mapping is only touched by `write` and `read`, which hold `host_io` while they copy; the
+// handles are plain values.
 unsafe impl Send for BufferInner {}
 // SAFETY: as above.
 unsafe impl Sync for BufferInner {}
@@ -284,7 +286,15 @@ impl Buffer {
             None
         };
         Ok(Buffer {
-            inner: Arc::new(BufferInner { gpu: gpu.clone(), raw, memory, bytes, mapped, what: what.to_string() }),
+            inner: Arc::new(BufferInner {
+                gpu: gpu.clone(),
+                raw,
+                memory,
+                bytes,
+                mapped,
+                host_io: Mutex::new(()),
+                what: what.to_string(),
+            }),
         })
     }
 
@@ -300,12 +310,16 @@ impl Buffer {
     }
 
     /// Copy `data` into the buffer at byte `offset` (mapped memory directly, else through a staging buffer).
+    /// Writing a buffer that a batch on another thread is using gives that batch undefined values (Vulkan's
+    /// rule for host writes), never memory unsafety on the host.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), VulkanError> {
         self.check_range(offset, data.len() as u64, "write")?;
         match self.inner.mapped {
             Some(p) => {
-                // SAFETY: the range is inside the mapping (checked above); no batch is using the buffer
-                // while the caller holds it outside one (batches finish before returning).
+                let _io =
+                    self.inner.host_io.lock().map_err(|_| VulkanError::Usage("a buffer lock was poisoned".into()))?;
+                // SAFETY: the range is inside the mapping (checked above) and this thread alone copies (the
+                // lock); batches run to completion before `run` returns, so the device is not using it.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p.add(offset as usize), data.len()) };
                 Ok(())
             }
@@ -325,6 +339,8 @@ impl Buffer {
         self.check_range(offset, out.len() as u64, "read")?;
         match self.inner.mapped {
             Some(p) => {
+                let _io =
+                    self.inner.host_io.lock().map_err(|_| VulkanError::Usage("a buffer lock was poisoned".into()))?;
                 // SAFETY: as in `write`.
                 unsafe { std::ptr::copy_nonoverlapping(p.add(offset as usize), out.as_mut_ptr(), out.len()) };
                 Ok(())
