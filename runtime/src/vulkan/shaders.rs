@@ -47,10 +47,22 @@ pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
 
 /// F16 weight rows · one f32 activation row (weights, x, out; push: columns).
 pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 4);
+/// LayerNorm with weight and bias over rows (x, weight, bias, out; push: d, eps).
+pub const LAYER_NORM: Shader = shader!("layer_norm", 4, 8);
 
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 9] =
-    [&RMS_NORM, &MAT_VEC_Q8_0, &MAT_VEC_Q4_0, &MAT_VEC_Q4_K, &MAT_VEC_Q6_K, &MAT_VEC_F16, &ADD, &ROPE, &SILU_MUL];
+pub const ALL: [&Shader; 10] = [
+    &RMS_NORM,
+    &LAYER_NORM,
+    &MAT_VEC_Q8_0,
+    &MAT_VEC_Q4_0,
+    &MAT_VEC_Q4_K,
+    &MAT_VEC_Q6_K,
+    &MAT_VEC_F16,
+    &ADD,
+    &ROPE,
+    &SILU_MUL,
+];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
 pub const SPIRV_FROM: &str = env!("SAIL_EDGE_SPIRV_FROM");
@@ -90,6 +102,32 @@ pub fn rms_norm(
     push.extend_from_slice(&d.to_le_bytes());
     push.extend_from_slice(&eps.to_le_bytes());
     batch.dispatch(kernel, &[x, weight, out], &push, [rows, 1, 1])
+}
+
+/// `out[r] = (x[r] − mean) / sqrt(var + eps) · weight + bias` for `rows` rows of `d` f32
+/// ([`crate::kernels::scalar::layer_norm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    x: &Buffer,
+    weight: &Buffer,
+    bias: &Buffer,
+    out: &Buffer,
+    rows: u32,
+    d: u32,
+    eps: f32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &LAYER_NORM)?;
+    let n = rows as u64 * d as u64 * 4;
+    check_size(x, n, "layer_norm input")?;
+    check_size(weight, d as u64 * 4, "layer_norm weight")?;
+    check_size(bias, d as u64 * 4, "layer_norm bias")?;
+    check_size(out, n, "layer_norm output")?;
+    let mut push = Vec::with_capacity(8);
+    push.extend_from_slice(&d.to_le_bytes());
+    push.extend_from_slice(&eps.to_le_bytes());
+    batch.dispatch(kernel, &[x, weight, bias, out], &push, [rows, 1, 1])
 }
 
 /// `out[r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 (`kernel` from [`MAT_VEC_Q8_0`], 34-byte blocks) or
@@ -347,6 +385,55 @@ mod tests {
                 let bound = (d as f64 + 32.0) * U * a.abs() as f64 + f32::MIN_POSITIVE as f64;
                 let diff = (*a as f64 - *b as f64).abs();
                 assert!(diff <= bound, "d={d} at {i}: cpu {a} gpu {b} (bound {bound:e})");
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_the_cpu() {
+        let Some(g) = gpu("layer_norm_matches_the_cpu") else { return };
+        let kernel = g.kernel(&LAYER_NORM).unwrap();
+        let mut rng = SmallRng::seed_from_u64(50);
+        for &d in &[2usize, 7, 256, 1000, 1536] {
+            let rows = 3;
+            // An offset mean, as activations have: the deviations then cancel part of each value.
+            let x: Vec<f32> = (0..rows * d).map(|_| 1.5 + rng.gen_range(-4.0f32..4.0)).collect();
+            let w: Vec<f32> = (0..d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+            let b: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let eps = 1e-6;
+            let mut want = vec![0f32; rows * d];
+            scalar::layer_norm(&x, &w, &b, eps, &mut want);
+            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+            let wb = Buffer::with_data(&g, &f32_bytes(&w), MemoryKind::Device, "weight").unwrap();
+            let bb = Buffer::with_data(&g, &f32_bytes(&b), MemoryKind::Device, "bias").unwrap();
+            let ob = Buffer::new(&g, (rows * d * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            layer_norm(&mut batch, &kernel, &xb, &wb, &bb, &ob, rows as u32, d as u32, eps).unwrap();
+            batch.run("layer_norm").unwrap();
+            let got = ob.read_f32(rows * d).unwrap();
+            for r in 0..rows {
+                let row = &x[r * d..(r + 1) * d];
+                let mean = row.iter().map(|v| *v as f64).sum::<f64>() / d as f64;
+                let var = row.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                let inv = 1.0 / (var + eps as f64).sqrt();
+                let abs_sum: f64 = row.iter().map(|v| v.abs() as f64).sum();
+                // Each side's mean is within (d − 1)·u·Σ|x| / d of the exact one (the sum) plus its division
+                // (u on the CPU, 2.5 ULP = 5u on the GPU): they differ by at most dm below.
+                let dm = U * (2.0 * (d as f64 - 1.0) * abs_sum / d as f64 + 6.0 * mean.abs());
+                for i in 0..d {
+                    let (cpu, gpu) = (want[r * d + i] as f64, got[r * d + i] as f64);
+                    // The variance: d non-negative terms, each rounded twice (3u), summed ((d − 1)u), divided
+                    // (u / 5u) and offset by eps (u): the two differ by 2(d + 8)u relative (the means' error
+                    // enters only squared); the square root halves that, sqrt and 1/x add 2u on the CPU and 14u
+                    // on the GPU (4.5 and 2.5 ULP): 1/sqrt differs by (d + 24)u relative. Then x − mean (the
+                    // means' dm, plus u each), the two products and the bias add (u each, on each side).
+                    let t = (x[r * d + i] as f64 - mean).abs() * inv * w[i].abs() as f64;
+                    let bound = w[i].abs() as f64 * inv * dm
+                        + (d as f64 + 32.0) * U * t
+                        + 4.0 * U * (t + b[i].abs() as f64)
+                        + f32::MIN_POSITIVE as f64;
+                    assert!((cpu - gpu).abs() <= bound, "d={d} row {r} at {i}: cpu {cpu} gpu {gpu} (bound {bound:e})");
+                }
             }
         }
     }
