@@ -49,11 +49,14 @@ pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
 pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 4);
 /// LayerNorm with weight and bias over rows (x, weight, bias, out; push: d, eps).
 pub const LAYER_NORM: Shader = shader!("layer_norm", 4, 8);
+/// Softmax of each row in place (x; push: n).
+pub const SOFTMAX: Shader = shader!("softmax", 1, 4);
 
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 10] = [
+pub const ALL: [&Shader; 11] = [
     &RMS_NORM,
     &LAYER_NORM,
+    &SOFTMAX,
     &MAT_VEC_Q8_0,
     &MAT_VEC_Q4_0,
     &MAT_VEC_Q4_K,
@@ -128,6 +131,13 @@ pub fn layer_norm(
     push.extend_from_slice(&d.to_le_bytes());
     push.extend_from_slice(&eps.to_le_bytes());
     batch.dispatch(kernel, &[x, weight, bias, out], &push, [rows, 1, 1])
+}
+
+/// Softmax of each of `rows` rows of `n` f32 in place ([`crate::kernels::scalar::softmax_in_place`]).
+pub fn softmax(batch: &mut Batch, kernel: &Kernel, x: &Buffer, rows: u32, n: u32) -> Result<(), VulkanError> {
+    check_kernel(kernel, &SOFTMAX)?;
+    check_size(x, rows as u64 * n as u64 * 4, "softmax rows")?;
+    batch.dispatch(kernel, &[x], &n.to_le_bytes(), [rows, 1, 1])
 }
 
 /// `out[r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 (`kernel` from [`MAT_VEC_Q8_0`], 34-byte blocks) or
@@ -433,6 +443,46 @@ mod tests {
                         + 4.0 * U * (t + b[i].abs() as f64)
                         + f32::MIN_POSITIVE as f64;
                     assert!((cpu - gpu).abs() <= bound, "d={d} row {r} at {i}: cpu {cpu} gpu {gpu} (bound {bound:e})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_matches_the_cpu() {
+        let Some(g) = gpu("softmax_matches_the_cpu") else { return };
+        let kernel = g.kernel(&SOFTMAX).unwrap();
+        let mut rng = SmallRng::seed_from_u64(51);
+        for &n in &[1usize, 5, 256, 1000, 4096] {
+            let rows = 3;
+            let x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-12.0f32..12.0)).collect();
+            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "scores").unwrap();
+            let mut batch = g.batch().unwrap();
+            softmax(&mut batch, &kernel, &xb, rows as u32, n as u32).unwrap();
+            batch.run("softmax").unwrap();
+            let got = xb.read_f32(rows * n).unwrap();
+            let mut want = x.clone();
+            for row in want.chunks_mut(n) {
+                scalar::softmax_in_place(row);
+            }
+            for r in 0..rows {
+                let row = &x[r * n..(r + 1) * n];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                // The exponent a = x − max is the same float on both. e = exp(a): the CPU's within 2 ULP, the
+                // GPU's within 3 + 2·|a| (Vulkan), 1 ULP ≤ 2u relative. The sum of the n positive e's: each
+                // side within (n − 1)·u of its exact sum, plus its terms' own errors, weighted by their share
+                // (`w` below for the GPU; at most 4u on the CPU). 1/sum: u and 2.5 ULP; the product: u each.
+                let a: Vec<f64> = row.iter().map(|v| (v - max) as f64).collect();
+                let e: Vec<f64> = a.iter().map(|a| a.exp()).collect();
+                let sum: f64 = e.iter().sum();
+                let w: f64 = e.iter().zip(&a).map(|(e, a)| e * 2.0 * (3.0 + 2.0 * a.abs())).sum::<f64>() / sum;
+                for i in 0..n {
+                    let (cpu, gpu) = (want[r * n + i] as f64, got[r * n + i] as f64);
+                    // Terms in units of u: exp (4 + GPU's), the sums (4 + w, and 2(n − 1)), 1/sum (1 + 5),
+                    // the products (2), and 4 for second-order terms.
+                    let rel = 4.0 + 2.0 * (3.0 + 2.0 * a[i].abs()) + 4.0 + w + 2.0 * (n as f64 - 1.0) + 6.0 + 2.0 + 4.0;
+                    let bound = rel * U * cpu.abs() + f32::MIN_POSITIVE as f64;
+                    assert!((cpu - gpu).abs() <= bound, "n={n} row {r} at {i}: cpu {cpu} gpu {gpu} (bound {bound:e})");
                 }
             }
         }
