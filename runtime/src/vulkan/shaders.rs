@@ -498,21 +498,47 @@ mod tests {
         }
     }
 
+    /// `rows` random weight rows of `k` values quantized to `ty` (2% of the values 40× larger, as outliers
+    /// are) and a random activation row of `k`: the weights' bytes, the activation, the weights uploaded and
+    /// an output buffer of `rows` f32.
+    fn random_mat_vec(
+        g: &Gpu,
+        ty: GgmlType,
+        k: usize,
+        rows: usize,
+        rng: &mut SmallRng,
+    ) -> (Vec<u8>, Vec<f32>, Buffer, Buffer) {
+        let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
+        let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(rng)).collect();
+        let mut w = vec![0u8; ty.row_size(k).unwrap() * rows];
+        crate::quant::quantize_rows(ty, &wf, k, &mut w).unwrap();
+        let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(rng)).collect();
+        let wb = Buffer::with_data(g, &w, MemoryKind::Device, "weights").unwrap();
+        let ob = Buffer::new(g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+        (w, xf, wb, ob)
+    }
+
+    /// A Q8_K activation row uploaded: its quants, its scales and its sums of 16 (as i32).
+    fn q8_k_buffers(g: &Gpu, x: &[crate::kernels::kquants::Q8KBlock]) -> (Buffer, Buffer, Buffer) {
+        let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
+        let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
+        let xs: Vec<u8> = x.iter().flat_map(|b| b.bsums.iter().flat_map(|s| (*s as i32).to_le_bytes())).collect();
+        (
+            Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap(),
+            Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap(),
+            Buffer::with_data(g, &xs, MemoryKind::Host, "xs").unwrap(),
+        )
+    }
+
     fn mat_vec_case(g: &Gpu, kernel: &Kernel, ty: GgmlType, rng: &mut SmallRng) {
         for &k in &[32usize, 96, 1024, 2080] {
             let (rows, blocks) = (5usize, k / 32);
-            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
-            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(rng)).collect();
-            let mut w = vec![0u8; ty.row_size(k).unwrap() * rows];
-            crate::quant::quantize_rows(ty, &wf, k, &mut w).unwrap();
-            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(rng)).collect();
+            let (w, xf, wb, ob) = random_mat_vec(g, ty, k, rows, rng);
             let x = scalar::quantize_q8_0_activations(&xf);
             let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
             let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
-            let wb = Buffer::with_data(g, &w, MemoryKind::Device, "weights").unwrap();
             let xqb = Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap();
             let xdb = Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
-            let ob = Buffer::new(g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
             mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
             batch.run(kernel.name()).unwrap();
@@ -540,20 +566,9 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(43);
         for &k in &[256usize, 768, 2048] {
             let (rows, blocks) = (5usize, k / 256);
-            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
-            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
-            let mut w = vec![0u8; GgmlType::Q4K.row_size(k).unwrap() * rows];
-            crate::quant::quantize_rows(GgmlType::Q4K, &wf, k, &mut w).unwrap();
-            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q4K, k, rows, &mut rng);
             let x = crate::kernels::quantize_q8_k_activations(&xf);
-            let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
-            let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
-            let xs: Vec<u8> = x.iter().flat_map(|b| b.bsums.iter().flat_map(|s| (*s as i32).to_le_bytes())).collect();
-            let wb = Buffer::with_data(&g, &w, MemoryKind::Device, "weights").unwrap();
-            let xqb = Buffer::with_data(&g, &xq, MemoryKind::Host, "xq").unwrap();
-            let xdb = Buffer::with_data(&g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
-            let xsb = Buffer::with_data(&g, &xs, MemoryKind::Host, "xs").unwrap();
-            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let (xqb, xdb, xsb) = q8_k_buffers(&g, &x);
             let mut batch = g.batch().unwrap();
             mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, rows as u32, blocks as u32).unwrap();
             batch.run("mat_vec_q4_k").unwrap();
@@ -595,18 +610,9 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(45);
         for &k in &[256usize, 768, 2048] {
             let (rows, blocks) = (5usize, k / 256);
-            let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
-            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(&mut rng)).collect();
-            let mut w = vec![0u8; GgmlType::Q6K.row_size(k).unwrap() * rows];
-            crate::quant::quantize_rows(GgmlType::Q6K, &wf, k, &mut w).unwrap();
-            let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(&mut rng)).collect();
+            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q6K, k, rows, &mut rng);
             let x = crate::kernels::quantize_q8_k_activations(&xf);
-            let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
-            let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
-            let wb = Buffer::with_data(&g, &w, MemoryKind::Device, "weights").unwrap();
-            let xqb = Buffer::with_data(&g, &xq, MemoryKind::Host, "xq").unwrap();
-            let xdb = Buffer::with_data(&g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
-            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let (xqb, xdb, _) = q8_k_buffers(&g, &x);
             let mut batch = g.batch().unwrap();
             mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
             batch.run("mat_vec_q6_k").unwrap();
