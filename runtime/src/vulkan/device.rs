@@ -205,8 +205,7 @@ impl Buffer {
             return Err(VulkanError::OutOfMemory {
                 device: gpu.name().to_string(),
                 kind: "device",
-                bytes,
-                what: format!("{what} (its largest memory heap holds {} bytes)", gpu.inner.largest_heap),
+                what: format!("{bytes} bytes for {what}: its largest memory heap holds {}", gpu.inner.largest_heap),
             });
         }
         let raw_dev = &gpu.inner.raw;
@@ -218,25 +217,22 @@ impl Buffer {
                     | vk::BufferUsageFlags::TRANSFER_DST,
             )
             .sharing_mode(vk::SharingMode::EXCLUSIVE);
-        let oom = |r: vk::Result| match VulkanError::call("vkCreateBuffer", r, gpu.name()) {
+        // A failed call's error; out of memory names the buffer and its size.
+        let fail = |call: &'static str, r: vk::Result| match VulkanError::call(call, r, gpu.name()) {
             VulkanError::OutOfMemory { device, kind, .. } => {
-                VulkanError::OutOfMemory { device, kind, bytes, what: what.to_string() }
+                VulkanError::OutOfMemory { device, kind, what: format!("{bytes} bytes for {what} (in {call})") }
             }
             e => e,
         };
         // SAFETY: a valid create info on a live device.
-        let raw = unsafe { raw_dev.create_buffer(&create, None) }.map_err(oom)?;
+        let raw = unsafe { raw_dev.create_buffer(&create, None) }.map_err(|r| fail("vkCreateBuffer", r))?;
         // SAFETY: `raw` was just created on this device.
         let needs = unsafe { raw_dev.get_buffer_memory_requirements(raw) };
-        let wanted = match kind {
-            MemoryKind::Device => [
-                vk::MemoryPropertyFlags::DEVICE_LOCAL,
-                vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT,
-            ],
-            MemoryKind::Host => [
-                vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT,
-                vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT,
-            ],
+        // Memory properties in order of preference: device buffers fall back to host-visible memory.
+        let host = vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT;
+        let wanted: &[vk::MemoryPropertyFlags] = match kind {
+            MemoryKind::Device => &[vk::MemoryPropertyFlags::DEVICE_LOCAL, host],
+            MemoryKind::Host => &[host],
         };
         let types = gpu.inner.memory.memory_types_as_slice();
         let pick = |flags: vk::MemoryPropertyFlags| {
@@ -257,12 +253,7 @@ impl Buffer {
             Err(r) => {
                 // SAFETY: unused buffer of this device.
                 unsafe { raw_dev.destroy_buffer(raw, None) };
-                return Err(match VulkanError::call("vkAllocateMemory", r, gpu.name()) {
-                    VulkanError::OutOfMemory { device, kind, .. } => {
-                        VulkanError::OutOfMemory { device, kind, bytes, what: what.to_string() }
-                    }
-                    e => e,
-                });
+                return Err(fail("vkAllocateMemory", r));
             }
         };
         let free = |e: VulkanError| {
@@ -274,13 +265,12 @@ impl Buffer {
             e
         };
         // SAFETY: fresh memory of a type the buffer accepts, at offset 0.
-        unsafe { raw_dev.bind_buffer_memory(raw, memory, 0) }
-            .map_err(|r| free(VulkanError::call("vkBindBufferMemory", r, gpu.name())))?;
+        unsafe { raw_dev.bind_buffer_memory(raw, memory, 0) }.map_err(|r| free(fail("vkBindBufferMemory", r)))?;
         let host_visible = types[type_index].property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE);
         let mapped = if host_visible {
             // SAFETY: host-visible memory, mapped once for the buffer's life.
             let p = unsafe { raw_dev.map_memory(memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty()) }
-                .map_err(|r| free(VulkanError::call("vkMapMemory", r, gpu.name())))?;
+                .map_err(|r| free(fail("vkMapMemory", r)))?;
             Some(p as *mut u8)
         } else {
             None

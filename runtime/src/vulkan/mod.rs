@@ -39,8 +39,8 @@ pub enum VulkanError {
     NoComputeQueue { device: String },
     #[error("Vulkan device {device} has no memory type for {what}")]
     NoMemoryType { device: String, what: String },
-    #[error("out of {kind} memory on Vulkan device {device} allocating {bytes} bytes for {what}")]
-    OutOfMemory { device: String, kind: &'static str, bytes: u64, what: String },
+    #[error("out of {kind} memory on Vulkan device {device}: {what}")]
+    OutOfMemory { device: String, kind: &'static str, what: String },
     #[error("Vulkan device {device} was lost during {call}; it cannot be used again in this process")]
     DeviceLost { device: String, call: &'static str },
     #[error("Vulkan device {device} did not finish {what} within {seconds} s; it is not used again")]
@@ -60,8 +60,7 @@ impl VulkanError {
             vk::Result::ERROR_OUT_OF_DEVICE_MEMORY | vk::Result::ERROR_OUT_OF_HOST_MEMORY => VulkanError::OutOfMemory {
                 device: device.to_string(),
                 kind: if result == vk::Result::ERROR_OUT_OF_DEVICE_MEMORY { "device" } else { "host" },
-                bytes: 0,
-                what: call.to_string(),
+                what: format!("in {call}"),
             },
             result => VulkanError::Call { call, result },
         }
