@@ -403,6 +403,10 @@ impl Drop for KernelInner {
 impl Kernel {
     fn new(gpu: &Gpu, shader: &Shader) -> Result<Kernel, VulkanError> {
         gpu.check_usable()?;
+        if shader.bindings > MAX_BINDINGS {
+            // A batch's descriptor pools are sized for at most this many buffers per dispatch.
+            return Err(VulkanError::Usage(format!("shader {}: more than {MAX_BINDINGS} bindings", shader.name)));
+        }
         let raw = &gpu.inner.raw;
         let words = ash::util::read_spv(&mut std::io::Cursor::new(shader.spirv))
             .map_err(|e| VulkanError::Usage(format!("shader {}: not SPIR-V: {e}", shader.name)))?;
@@ -600,9 +604,6 @@ impl Batch {
                 k.bindings,
                 k.push_bytes
             )));
-        }
-        if k.bindings > MAX_BINDINGS {
-            return Err(VulkanError::Usage(format!("kernel {}: more than {MAX_BINDINGS} bindings", k.name)));
         }
         if !Arc::ptr_eq(&k.gpu.inner, &self.gpu.inner) || buffers.iter().any(|b| !b.same_device(&self.gpu)) {
             return Err(VulkanError::Usage(format!("kernel {}: a kernel or buffer of another device", k.name)));
