@@ -1,7 +1,9 @@
 #version 450
-// Q4_0 weight rows · one Q8_0-quantized activation row, one row per workgroup, as mat_vec_q8_0: exact
+// Q4_0 weight rows · Q8_0-quantized input rows, one output per workgroup, as mat_vec_q8_0: exact
 // integer block sums ((nibble − 8) · x), each scaled as scalar::dot_q4_0 scales it, isum · (d_w · d_x);
 // only the order in which the blocks' products are added differs.
+// Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
+// (each workgroup reads its weight row itself; no tiling through shared memory).
 
 layout(local_size_x = 64) in;
 
@@ -13,7 +15,10 @@ layout(std430, binding = 2) readonly buffer ActScales { float xd[]; };
 layout(std430, binding = 3) writeonly buffer Output { float o[]; };
 
 layout(push_constant) uniform Params {
-    uint blocks;
+    uint blocks;  // blocks per row (weights and inputs alike)
+    uint rows;    // weight rows: the output row stride
+    uint row0;    // first weight row of this dispatch
+    uint col0;    // first input row of this dispatch
 } p;
 
 shared float partial[64];
@@ -28,18 +33,20 @@ int x_at(uint block, uint i) {
 
 void main() {
     const uint t = gl_LocalInvocationID.x;
-    const uint row = gl_WorkGroupID.x;
+    const uint row = p.row0 + gl_WorkGroupID.x;
+    const uint col = p.col0 + gl_WorkGroupID.y;
     float acc = 0.0;
     for (uint b = t; b < p.blocks; b += 64u) {
+        const uint xb = col * p.blocks + b;  // the input row's block b
         const uint at = (row * p.blocks + b) * 18u;
         const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
         int isum = 0;
         for (uint j = 0u; j < 16u; j++) {
             const uint q = byte_at(at + 2u + j);
-            isum += (int(q & 15u) - 8) * x_at(b, j);
-            isum += (int(q >> 4u) - 8) * x_at(b, j + 16u);
+            isum += (int(q & 15u) - 8) * x_at(xb, j);
+            isum += (int(q >> 4u) - 8) * x_at(xb, j + 16u);
         }
-        acc += float(isum) * (dw * xd[b]);
+        acc += float(isum) * (dw * xd[xb]);
     }
     partial[t] = acc;
     barrier();
@@ -50,6 +57,6 @@ void main() {
         barrier();
     }
     if (t == 0u) {
-        o[row] = partial[0];
+        o[col * p.rows + row] = partial[0];
     }
 }

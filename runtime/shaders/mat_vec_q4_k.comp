@@ -1,8 +1,10 @@
 #version 450
-// Q4_K weight rows · one Q8_K-quantized activation row (kernels::quantize_q8_k_activations), one row per
+// Q4_K weight rows · Q8_K-quantized input rows (kernels::quantize_q8_k_activations), one output per
 // workgroup. Per 256-element super-block, as kquants::dot_q4_k: the eight 6-bit scales and mins, the exact
 // integer sum Σ_j sc_j · Σ q·x and the mins' Σ_j m_j · (bsum_2j + bsum_2j+1), then
 // (d_w·d_x)·isum − (dmin_w·d_x)·msum; only the order in which the super-blocks' terms are added differs.
+// Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
+// (each workgroup reads its weight row itself; no tiling through shared memory).
 
 layout(local_size_x = 64) in;
 
@@ -18,7 +20,10 @@ layout(std430, binding = 3) readonly buffer ActSums { int xs[]; };
 layout(std430, binding = 4) writeonly buffer Output { float o[]; };
 
 layout(push_constant) uniform Params {
-    uint blocks;
+    uint blocks;  // blocks per row (weights and inputs alike)
+    uint rows;    // weight rows: the output row stride
+    uint row0;    // first weight row of this dispatch
+    uint col0;    // first input row of this dispatch
 } p;
 
 shared float partial[64];
@@ -33,9 +38,11 @@ int x_at(uint block, uint i) {
 
 void main() {
     const uint t = gl_LocalInvocationID.x;
-    const uint row = gl_WorkGroupID.x;
+    const uint row = p.row0 + gl_WorkGroupID.x;
+    const uint col = p.col0 + gl_WorkGroupID.y;
     float acc = 0.0;
     for (uint b = t; b < p.blocks; b += 64u) {
+        const uint xb = col * p.blocks + b;  // the input row's block b
         const uint at = (row * p.blocks + b) * 144u;
         const float d = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
         const float dmin = unpackHalf2x16(byte_at(at + 2u) | (byte_at(at + 3u) << 8u)).x;
@@ -57,17 +64,17 @@ void main() {
             int hi = 0;
             for (uint l = 0u; l < 32u; l++) {
                 const uint q = byte_at(at + 16u + 32u * c + l);
-                lo += int(q & 15u) * x_at(b, 64u * c + l);
-                hi += int(q >> 4u) * x_at(b, 64u * c + 32u + l);
+                lo += int(q & 15u) * x_at(xb, 64u * c + l);
+                hi += int(q >> 4u) * x_at(xb, 64u * c + 32u + l);
             }
             isum += sc[2u * c] * lo + sc[2u * c + 1u] * hi;
         }
         int msum = 0;
         for (uint j = 0u; j < 8u; j++) {
-            msum += mn[j] * (xs[b * 16u + 2u * j] + xs[b * 16u + 2u * j + 1u]);
+            msum += mn[j] * (xs[xb * 16u + 2u * j] + xs[xb * 16u + 2u * j + 1u]);
         }
-        const float dd = d * xd[b];
-        const float dm = dmin * xd[b];
+        const float dd = d * xd[xb];
+        const float dm = dmin * xd[xb];
         acc += dd * float(isum) - dm * float(msum);
     }
     partial[t] = acc;
@@ -79,6 +86,6 @@ void main() {
         barrier();
     }
     if (t == 0u) {
-        o[row] = partial[0];
+        o[col * p.rows + row] = partial[0];
     }
 }

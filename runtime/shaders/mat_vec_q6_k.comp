@@ -1,7 +1,9 @@
 #version 450
-// Q6_K weight rows · one Q8_K-quantized activation row, one row per workgroup. Per 256-element super-block,
+// Q6_K weight rows · Q8_K-quantized input rows, one output per workgroup. Per 256-element super-block,
 // as kquants::dot_q6_k: the exact integer sum Σ_g scale_g · Σ (q − 32)·x over its sixteen groups of 16,
 // then (d_w·d_x)·isum; only the order in which the super-blocks' terms are added differs.
+// Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
+// (each workgroup reads its weight row itself; no tiling through shared memory).
 
 layout(local_size_x = 64) in;
 
@@ -13,7 +15,10 @@ layout(std430, binding = 2) readonly buffer ActScales { float xd[]; };
 layout(std430, binding = 3) writeonly buffer Output { float o[]; };
 
 layout(push_constant) uniform Params {
-    uint blocks;
+    uint blocks;  // blocks per row (weights and inputs alike)
+    uint rows;    // weight rows: the output row stride
+    uint row0;    // first weight row of this dispatch
+    uint col0;    // first input row of this dispatch
 } p;
 
 shared float partial[64];
@@ -28,9 +33,11 @@ int x_at(uint block, uint i) {
 
 void main() {
     const uint t = gl_LocalInvocationID.x;
-    const uint row = gl_WorkGroupID.x;
+    const uint row = p.row0 + gl_WorkGroupID.x;
+    const uint col = p.col0 + gl_WorkGroupID.y;
     float acc = 0.0;
     for (uint b = t; b < p.blocks; b += 64u) {
+        const uint xb = col * p.blocks + b;  // the input row's block b
         const uint at = (row * p.blocks + b) * 210u;
         int isum = 0;
         for (uint h = 0u; h < 2u; h++) {
@@ -44,13 +51,13 @@ void main() {
                     for (uint l = 16u * hf; l < 16u * hf + 16u; l++) {
                         const uint q = ((byte_at(low + l) >> shift) & 15u)
                             | (((byte_at(at + 128u + 32u * h + l) >> (2u * k)) & 3u) << 4u);
-                        s += (int(q) - 32) * x_at(b, 128u * h + 32u * k + l);
+                        s += (int(q) - 32) * x_at(xb, 128u * h + 32u * k + l);
                     }
                     isum += bitfieldExtract(int(byte_at(at + 192u + 8u * h + 2u * k + hf)), 0, 8) * s;
                 }
             }
         }
-        const float d = unpackHalf2x16(byte_at(at + 208u) | (byte_at(at + 209u) << 8u)).x * xd[b];
+        const float d = unpackHalf2x16(byte_at(at + 208u) | (byte_at(at + 209u) << 8u)).x * xd[xb];
         acc += d * float(isum);
     }
     partial[t] = acc;
@@ -62,6 +69,6 @@ void main() {
         barrier();
     }
     if (t == 0u) {
-        o[row] = partial[0];
+        o[col * p.rows + row] = partial[0];
     }
 }

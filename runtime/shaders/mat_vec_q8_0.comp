@@ -1,8 +1,10 @@
 #version 450
-// Q8_0 weight rows · one Q8_0-quantized activation row (kernels::quantize_q8_0_activations), one row per
+// Q8_0 weight rows · Q8_0-quantized input rows (kernels::quantize_q8_0_activations), one output per
 // workgroup: each block's integer sum is exact in 32-bit ints (any device: the bytes are unpacked from
 // 32-bit words, no 8-bit storage or integer-dot feature needed) and scaled as the CPU scales it,
 // isum · (d_w · d_x); only the order in which the blocks' products are added differs from scalar::dot_q8_0.
+// Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
+// (each workgroup reads its weight row itself; no tiling through shared memory).
 
 layout(local_size_x = 64) in;
 
@@ -15,7 +17,10 @@ layout(std430, binding = 2) readonly buffer ActScales { float xd[]; };
 layout(std430, binding = 3) writeonly buffer Output { float o[]; };
 
 layout(push_constant) uniform Params {
-    uint blocks;  // blocks per row
+    uint blocks;  // blocks per row (weights and inputs alike)
+    uint rows;    // weight rows: the output row stride
+    uint row0;    // first weight row of this dispatch
+    uint col0;    // first input row of this dispatch
 } p;
 
 shared float partial[64];
@@ -26,20 +31,22 @@ uint byte_at(uint offset) {
 
 void main() {
     const uint t = gl_LocalInvocationID.x;
-    const uint row = gl_WorkGroupID.x;
+    const uint row = p.row0 + gl_WorkGroupID.x;
+    const uint col = p.col0 + gl_WorkGroupID.y;
     float acc = 0.0;
     for (uint b = t; b < p.blocks; b += 64u) {
+        const uint xb = col * p.blocks + b;  // the input row's block b
         const uint at = (row * p.blocks + b) * 34u;
         const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
         int isum = 0;
         for (uint j = 0u; j < 8u; j++) {
-            const int xw = int(xq[b * 8u + j]);
+            const int xw = int(xq[xb * 8u + j]);
             for (uint k = 0u; k < 4u; k++) {
                 const int wv = bitfieldExtract(int(byte_at(at + 2u + 4u * j + k)), 0, 8);
                 isum += wv * bitfieldExtract(xw, int(8u * k), 8);
             }
         }
-        acc += float(isum) * (dw * xd[b]);
+        acc += float(isum) * (dw * xd[xb]);
     }
     partial[t] = acc;
     barrier();
@@ -50,6 +57,6 @@ void main() {
         barrier();
     }
     if (t == 0u) {
-        o[row] = partial[0];
+        o[col * p.rows + row] = partial[0];
     }
 }

@@ -586,6 +586,11 @@ impl Batch {
         Ok(set)
     }
 
+    /// The device the batch runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// Record `kernel` over `groups` workgroups with `buffers` bound in order and `push` as its push constants.
     pub fn dispatch(
         &mut self,

@@ -25,18 +25,19 @@ macro_rules! shader {
 
 /// RMSNorm over rows (x, weight, out; push: d, eps).
 pub const RMS_NORM: Shader = shader!("rms_norm", 3, 8);
-/// Q8_0 weight rows · one Q8_0 activation row (weights, activation quants, activation scales, out; push:
-/// blocks per row).
-pub const MAT_VEC_Q8_0: Shader = shader!("mat_vec_q8_0", 4, 4);
+/// Q8_0 weight rows · Q8_0 activation rows (weights, activation quants, activation scales, out; push:
+/// blocks per row, rows, first row, first input row). Every `mat_vec` shader is matrix × vector over a grid of
+/// (weight row, input row) workgroups: with several input rows it is matrix × matrix.
+pub const MAT_VEC_Q8_0: Shader = shader!("mat_vec_q8_0", 4, 16);
 
-/// Q4_0 weight rows · one Q8_0 activation row (the same interface as [`MAT_VEC_Q8_0`]).
-pub const MAT_VEC_Q4_0: Shader = shader!("mat_vec_q4_0", 4, 4);
-/// Q4_K weight rows · one Q8_K activation row (weights, activation quants, scales, sums of 16, out; push:
-/// super-blocks per row).
-pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 4);
-/// Q6_K weight rows · one Q8_K activation row (weights, activation quants, scales, out; push: super-blocks
-/// per row).
-pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 4);
+/// Q4_0 weight rows · Q8_0 activation rows (the same interface as [`MAT_VEC_Q8_0`]).
+pub const MAT_VEC_Q4_0: Shader = shader!("mat_vec_q4_0", 4, 16);
+/// Q4_K weight rows · Q8_K activation rows (weights, activation quants, scales, sums of 16, out; push:
+/// super-blocks per row, rows, first row, first input row).
+pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 16);
+/// Q6_K weight rows · Q8_K activation rows (weights, activation quants, scales, out; push: super-blocks
+/// per row, rows, first row, first input row).
+pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 16);
 /// `out = a + b` (a, b, out; push: n).
 pub const ADD: Shader = shader!("add", 3, 4);
 /// Rotary embedding of one token's heads in place (x, cos, sin; push: heads, head_dim).
@@ -45,15 +46,17 @@ pub const ROPE: Shader = shader!("rope", 3, 8);
 /// `gate = silu(gate) · up` in place (gate, up; push: n).
 pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
 
-/// F16 weight rows · one f32 activation row (weights, x, out; push: columns).
-pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 4);
+/// F16 weight rows · f32 input rows (weights, x, out; push: columns, rows, first row, first input row).
+pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 16);
+/// F32 weight rows · f32 input rows (the interface of [`MAT_VEC_F16`]).
+pub const MAT_VEC_F32: Shader = shader!("mat_vec_f32", 3, 16);
 /// LayerNorm with weight and bias over rows (x, weight, bias, out; push: d, eps).
 pub const LAYER_NORM: Shader = shader!("layer_norm", 4, 8);
 /// Softmax of each row in place (x; push: n).
 pub const SOFTMAX: Shader = shader!("softmax", 1, 4);
 
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 11] = [
+pub const ALL: [&Shader; 12] = [
     &RMS_NORM,
     &LAYER_NORM,
     &SOFTMAX,
@@ -62,6 +65,7 @@ pub const ALL: [&Shader; 11] = [
     &MAT_VEC_Q4_K,
     &MAT_VEC_Q6_K,
     &MAT_VEC_F16,
+    &MAT_VEC_F32,
     &ADD,
     &ROPE,
     &SILU_MUL,
@@ -80,6 +84,31 @@ fn check_kernel(kernel: &Kernel, shader: &Shader) -> Result<(), VulkanError> {
 fn check_size(buffer: &Buffer, bytes: u64, what: &str) -> Result<(), VulkanError> {
     if buffer.bytes() < bytes {
         return Err(VulkanError::Usage(format!("{what}: {} bytes, {bytes} needed", buffer.bytes())));
+    }
+    Ok(())
+}
+
+/// Record a `mat_vec` kernel over `rows` weight rows × `n` input rows, in as many dispatches as the device's
+/// workgroup-count limits need; `per_row` (blocks or columns per row) leads the push constants.
+fn dispatch_grid(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    buffers: &[&Buffer],
+    per_row: u32,
+    rows: u32,
+    n: u32,
+) -> Result<(), VulkanError> {
+    let most = batch.gpu().info().max_workgroup_count;
+    let (row_step, col_step) = (most[0].max(1), most[1].max(1));
+    for row0 in (0..rows).step_by(row_step as usize) {
+        for col0 in (0..n).step_by(col_step as usize) {
+            let mut push = Vec::with_capacity(16);
+            for v in [per_row, rows, row0, col0] {
+                push.extend_from_slice(&v.to_le_bytes());
+            }
+            let groups = [(rows - row0).min(row_step), (n - col0).min(col_step), 1];
+            batch.dispatch(kernel, buffers, &push, groups)?;
+        }
     }
     Ok(())
 }
@@ -140,9 +169,9 @@ pub fn softmax(batch: &mut Batch, kernel: &Kernel, x: &Buffer, rows: u32, n: u32
     batch.dispatch(kernel, &[x], &n.to_le_bytes(), [rows, 1, 1])
 }
 
-/// `out[r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 (`kernel` from [`MAT_VEC_Q8_0`], 34-byte blocks) or
-/// Q4_0 ([`MAT_VEC_Q4_0`], 18-byte blocks) weight rows of `blocks` blocks, back to back, against one
-/// activation row quantized to Q8_0: `xq` its 32 bytes per block, `xd` its scales.
+/// `out[c·rows + r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 (`kernel` from [`MAT_VEC_Q8_0`], 34-byte
+/// blocks) or Q4_0 ([`MAT_VEC_Q4_0`], 18-byte blocks) weight rows of `blocks` blocks, back to back, against
+/// `n` activation rows quantized to Q8_0: `xq` their 32 bytes per block, `xd` their scales.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_q8_0(
     batch: &mut Batch,
@@ -153,6 +182,7 @@ pub fn mat_vec_q8_0(
     out: &Buffer,
     rows: u32,
     blocks: u32,
+    n: u32,
 ) -> Result<(), VulkanError> {
     let (name, block_bytes) = match kernel.name() {
         "mat_vec_q8_0" => ("mat_vec_q8_0", 34),
@@ -164,14 +194,16 @@ pub fn mat_vec_q8_0(
         }
     };
     check_size(weights, rows as u64 * blocks as u64 * block_bytes, &format!("{name} weights"))?;
-    check_size(xq, blocks as u64 * 32, &format!("{name} activation quants"))?;
-    check_size(xd, blocks as u64 * 4, &format!("{name} activation scales"))?;
-    check_size(out, rows as u64 * 4, &format!("{name} output"))?;
-    batch.dispatch(kernel, &[weights, xq, xd, out], &blocks.to_le_bytes(), [rows, 1, 1])
+    let inputs = n as u64 * blocks as u64;
+    check_size(xq, inputs * 32, &format!("{name} activation quants"))?;
+    check_size(xd, inputs * 4, &format!("{name} activation scales"))?;
+    check_size(out, n as u64 * rows as u64 * 4, &format!("{name} output"))?;
+    dispatch_grid(batch, kernel, &[weights, xq, xd, out], blocks, rows, n)
 }
 
-/// `out[r]` = Q4_K weight row `r` (`blocks` 144-byte super-blocks, rows back to back) · one activation row
-/// quantized to Q8_K: `xq` its 256 bytes per super-block, `xd` its scales, `xs` its sums of 16 (as i32).
+/// `out[c·rows + r]` = Q4_K weight row `r` (`blocks` 144-byte super-blocks, rows back to back) · activation
+/// row `c` of `n` quantized to Q8_K: `xq` their 256 bytes per super-block, `xd` their scales, `xs` their sums
+/// of 16 (as i32).
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_q4_k(
     batch: &mut Batch,
@@ -183,18 +215,20 @@ pub fn mat_vec_q4_k(
     out: &Buffer,
     rows: u32,
     blocks: u32,
+    n: u32,
 ) -> Result<(), VulkanError> {
     check_kernel(kernel, &MAT_VEC_Q4_K)?;
     check_size(weights, rows as u64 * blocks as u64 * 144, "mat_vec_q4_k weights")?;
-    check_size(xq, blocks as u64 * 256, "mat_vec_q4_k activation quants")?;
-    check_size(xd, blocks as u64 * 4, "mat_vec_q4_k activation scales")?;
-    check_size(xs, blocks as u64 * 64, "mat_vec_q4_k activation sums")?;
-    check_size(out, rows as u64 * 4, "mat_vec_q4_k output")?;
-    batch.dispatch(kernel, &[weights, xq, xd, xs, out], &blocks.to_le_bytes(), [rows, 1, 1])
+    let inputs = n as u64 * blocks as u64;
+    check_size(xq, inputs * 256, "mat_vec_q4_k activation quants")?;
+    check_size(xd, inputs * 4, "mat_vec_q4_k activation scales")?;
+    check_size(xs, inputs * 64, "mat_vec_q4_k activation sums")?;
+    check_size(out, n as u64 * rows as u64 * 4, "mat_vec_q4_k output")?;
+    dispatch_grid(batch, kernel, &[weights, xq, xd, xs, out], blocks, rows, n)
 }
 
-/// `out[r]` = Q6_K weight row `r` (`blocks` 210-byte super-blocks, rows back to back) · one activation row
-/// quantized to Q8_K: `xq` its 256 bytes per super-block, `xd` its scales.
+/// `out[c·rows + r]` = Q6_K weight row `r` (`blocks` 210-byte super-blocks, rows back to back) · activation
+/// row `c` of `n` quantized to Q8_K: `xq` their 256 bytes per super-block, `xd` their scales.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_q6_k(
     batch: &mut Batch,
@@ -205,13 +239,15 @@ pub fn mat_vec_q6_k(
     out: &Buffer,
     rows: u32,
     blocks: u32,
+    n: u32,
 ) -> Result<(), VulkanError> {
     check_kernel(kernel, &MAT_VEC_Q6_K)?;
     check_size(weights, rows as u64 * blocks as u64 * 210, "mat_vec_q6_k weights")?;
-    check_size(xq, blocks as u64 * 256, "mat_vec_q6_k activation quants")?;
-    check_size(xd, blocks as u64 * 4, "mat_vec_q6_k activation scales")?;
-    check_size(out, rows as u64 * 4, "mat_vec_q6_k output")?;
-    batch.dispatch(kernel, &[weights, xq, xd, out], &blocks.to_le_bytes(), [rows, 1, 1])
+    let inputs = n as u64 * blocks as u64;
+    check_size(xq, inputs * 256, "mat_vec_q6_k activation quants")?;
+    check_size(xd, inputs * 4, "mat_vec_q6_k activation scales")?;
+    check_size(out, n as u64 * rows as u64 * 4, "mat_vec_q6_k output")?;
+    dispatch_grid(batch, kernel, &[weights, xq, xd, out], blocks, rows, n)
 }
 
 /// Rotate `heads` heads of `head_dim` f32 in `x` in place with one position's `cos`/`sin` tables
@@ -238,7 +274,8 @@ pub fn rope(
     batch.dispatch(kernel, &[x, cos, sin], &push, [pairs.div_ceil(256).max(1), 1, 1])
 }
 
-/// `out[r]` = F16 weight row `r` (`cols` little-endian halves, rows back to back) · the f32 row `x`.
+/// `out[c·rows + r]` = F16 (`kernel` from [`MAT_VEC_F16`], little-endian halves) or F32 ([`MAT_VEC_F32`])
+/// weight row `r` (`cols` elements, rows back to back) · f32 input row `c` of `n` in `x`.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_f16(
     batch: &mut Batch,
@@ -248,12 +285,19 @@ pub fn mat_vec_f16(
     out: &Buffer,
     rows: u32,
     cols: u32,
+    n: u32,
 ) -> Result<(), VulkanError> {
-    check_kernel(kernel, &MAT_VEC_F16)?;
-    check_size(weights, rows as u64 * cols as u64 * 2, "mat_vec_f16 weights")?;
-    check_size(x, cols as u64 * 4, "mat_vec_f16 input")?;
-    check_size(out, rows as u64 * 4, "mat_vec_f16 output")?;
-    batch.dispatch(kernel, &[weights, x, out], &cols.to_le_bytes(), [rows, 1, 1])
+    let (name, element_bytes) = match kernel.name() {
+        "mat_vec_f16" => ("mat_vec_f16", 2),
+        "mat_vec_f32" => ("mat_vec_f32", 4),
+        other => {
+            return Err(VulkanError::Usage(format!("kernel {other} given where mat_vec_f16 or mat_vec_f32 is needed")))
+        }
+    };
+    check_size(weights, rows as u64 * cols as u64 * element_bytes, &format!("{name} weights"))?;
+    check_size(x, n as u64 * cols as u64 * 4, &format!("{name} input"))?;
+    check_size(out, n as u64 * rows as u64 * 4, &format!("{name} output"))?;
+    dispatch_grid(batch, kernel, &[weights, x, out], cols, rows, n)
 }
 
 /// `gate = silu(gate) · up` over `n` f32, in place ([`crate::kernels::scalar::silu_mul`]).
@@ -286,7 +330,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::kernels::scalar;
+    use crate::kernels::kquants::Q8KBlock;
+    use crate::kernels::scalar::{self, Q8Block};
     use crate::vulkan::{Gpu, MemoryKind, Vulkan};
     use crate::GgmlType;
 
@@ -499,26 +544,30 @@ mod tests {
     }
 
     /// `rows` random weight rows of `k` values quantized to `ty` (2% of the values 40× larger, as outliers
-    /// are) and a random activation row of `k`: the weights' bytes, the activation, the weights uploaded and
-    /// an output buffer of `rows` f32.
+    /// are) and `n` random activation rows of `k`: the weights' bytes, the activations, the weights uploaded
+    /// and an output buffer of `n × rows` f32.
     fn random_mat_vec(
         g: &Gpu,
         ty: GgmlType,
         k: usize,
         rows: usize,
+        n: usize,
         rng: &mut SmallRng,
     ) -> (Vec<u8>, Vec<f32>, Buffer, Buffer) {
         let big = |rng: &mut SmallRng| if rng.gen_bool(0.02) { 40.0 } else { 1.0 };
         let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0) * big(rng)).collect();
         let mut w = vec![0u8; ty.row_size(k).unwrap() * rows];
         crate::quant::quantize_rows(ty, &wf, k, &mut w).unwrap();
-        let xf: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0) * big(rng)).collect();
+        let xf: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-3.0f32..3.0) * big(rng)).collect();
         let wb = Buffer::with_data(g, &w, MemoryKind::Device, "weights").unwrap();
-        let ob = Buffer::new(g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+        let ob = Buffer::new(g, (n * rows * 4) as u64, MemoryKind::Host, "out").unwrap();
         (w, xf, wb, ob)
     }
 
-    /// A Q8_K activation row uploaded: its quants, its scales and its sums of 16 (as i32).
+    /// Input counts each matrix test runs: one row (matrix × vector) and a few (matrix × matrix).
+    const INPUT_ROWS: [usize; 2] = [1, 3];
+
+    /// Q8_K activation rows uploaded: its quants, its scales and its sums of 16 (as i32).
     fn q8_k_buffers(g: &Gpu, x: &[crate::kernels::kquants::Q8KBlock]) -> (Buffer, Buffer, Buffer) {
         let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
         let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
@@ -531,30 +580,35 @@ mod tests {
     }
 
     fn mat_vec_case(g: &Gpu, kernel: &Kernel, ty: GgmlType, rng: &mut SmallRng) {
-        for &k in &[32usize, 96, 1024, 2080] {
-            let (rows, blocks) = (5usize, k / 32);
-            let (w, xf, wb, ob) = random_mat_vec(g, ty, k, rows, rng);
-            let x = scalar::quantize_q8_0_activations(&xf);
+        // The last case has more weight rows than one dispatch may have workgroups on most devices (65,535
+        // is Vulkan's minimum limit): the rows are split over several dispatches.
+        let cases = INPUT_ROWS.iter().flat_map(|&n| [32usize, 96, 1024, 2080].map(|k| (k, 5usize, n)));
+        for (k, rows, n) in cases.chain([(32, 65_537, 2)]) {
+            let blocks = k / 32;
+            let (w, xf, wb, ob) = random_mat_vec(g, ty, k, rows, n, rng);
+            let x: Vec<Q8Block> = xf.chunks(k).flat_map(scalar::quantize_q8_0_activations).collect();
             let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
             let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
             let xqb = Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap();
             let xdb = Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
             let mut batch = g.batch().unwrap();
-            mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
+            mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32, n as u32).unwrap();
             batch.run(kernel.name()).unwrap();
-            let got = ob.read_f32(rows).unwrap();
+            let got = ob.read_f32(n * rows).unwrap();
             let q4 = ty == GgmlType::Q4_0;
             let row_bytes = ty.row_size(k).unwrap();
-            for r in 0..rows {
+            for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let want = if q4 { scalar::dot_q4_0(wr, &x) } else { scalar::dot_q8_0(wr, &x) };
+                let x = &x[c * blocks..(c + 1) * blocks];
+                let want = if q4 { scalar::dot_q4_0(wr, x) } else { scalar::dot_q8_0(wr, x) };
                 // The block sums are exact integers and each block's product isum · (d_w · d_x) is rounded
                 // the same way on both (or not at all where the GPU fuses it into the add: u·|p_b|); only the
                 // order of the additions differs. Each order's sum of the nb products is within (nb − 1)·u ·
                 // Σ|p_b| of the exact sum, so the two differ by at most (2·nb − 1)·u · Σ|p_b|.
-                let bound = 2.0 * blocks as f64 * U * scalar::dot_magnitude(wr, &x, q4);
-                let diff = (want as f64 - got[r] as f64).abs();
-                assert!(diff <= bound, "{ty} k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+                let bound = 2.0 * blocks as f64 * U * scalar::dot_magnitude(wr, x, q4);
+                let got = got[c * rows + r];
+                let diff = (want as f64 - got as f64).abs();
+                assert!(diff <= bound, "{ty} k={k} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})");
             }
         }
     }
@@ -564,26 +618,28 @@ mod tests {
         let Some(g) = gpu("mat_vec_q4_k_matches_the_cpu") else { return };
         let kernel = g.kernel(&MAT_VEC_Q4_K).unwrap();
         let mut rng = SmallRng::seed_from_u64(43);
-        for &k in &[256usize, 768, 2048] {
+        for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
             let (rows, blocks) = (5usize, k / 256);
-            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q4K, k, rows, &mut rng);
-            let x = crate::kernels::quantize_q8_k_activations(&xf);
+            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q4K, k, rows, n, &mut rng);
+            let x: Vec<Q8KBlock> = xf.chunks(k).flat_map(crate::kernels::quantize_q8_k_activations).collect();
             let (xqb, xdb, xsb) = q8_k_buffers(&g, &x);
             let mut batch = g.batch().unwrap();
-            mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, rows as u32, blocks as u32).unwrap();
+            let (r32, b32, n32) = (rows as u32, blocks as u32, n as u32);
+            mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, r32, b32, n32).unwrap();
             batch.run("mat_vec_q4_k").unwrap();
-            let got = ob.read_f32(rows).unwrap();
+            let got = ob.read_f32(n * rows).unwrap();
             let row_bytes = GgmlType::Q4K.row_size(k).unwrap();
-            for r in 0..rows {
+            for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let want = crate::kernels::kquants::dot_q4_k(wr, &x);
+                let x = &x[c * blocks..(c + 1) * blocks];
+                let want = crate::kernels::kquants::dot_q4_k(wr, x);
                 // Each super-block's term d·isum − dmin·msum is computed with the same roundings on both, or
                 // with one or both products fused into the subtraction or the running sum on the GPU (at most
                 // 2u·(|d·isum| + |dmin·msum|) apart); the two orders of adding the nb terms are each within
                 // (nb − 1)·u·Σ|term| of the exact sum. So |cpu − gpu| ≤ (2·nb + 2)·u·Σ(|d·isum| + |dmin·msum|).
                 let mag: f64 = wr
                     .chunks_exact(144)
-                    .zip(&x)
+                    .zip(x)
                     .map(|(wb, xb)| {
                         let one = std::slice::from_ref(xb);
                         // |d·isum| and |dmin·msum| separately: the block's dot with dmin zeroed, and with d zeroed.
@@ -597,8 +653,9 @@ mod tests {
                     })
                     .sum();
                 let bound = (2.0 * blocks as f64 + 2.0) * U * mag;
-                let diff = (want as f64 - got[r] as f64).abs();
-                assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+                let got = got[c * rows + r];
+                let diff = (want as f64 - got as f64).abs();
+                assert!(diff <= bound, "k={k} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})");
             }
         }
     }
@@ -608,30 +665,32 @@ mod tests {
         let Some(g) = gpu("mat_vec_q6_k_matches_the_cpu") else { return };
         let kernel = g.kernel(&MAT_VEC_Q6_K).unwrap();
         let mut rng = SmallRng::seed_from_u64(45);
-        for &k in &[256usize, 768, 2048] {
+        for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
             let (rows, blocks) = (5usize, k / 256);
-            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q6K, k, rows, &mut rng);
-            let x = crate::kernels::quantize_q8_k_activations(&xf);
+            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q6K, k, rows, n, &mut rng);
+            let x: Vec<Q8KBlock> = xf.chunks(k).flat_map(crate::kernels::quantize_q8_k_activations).collect();
             let (xqb, xdb, _) = q8_k_buffers(&g, &x);
             let mut batch = g.batch().unwrap();
-            mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32).unwrap();
+            mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32, n as u32).unwrap();
             batch.run("mat_vec_q6_k").unwrap();
-            let got = ob.read_f32(rows).unwrap();
+            let got = ob.read_f32(n * rows).unwrap();
             let row_bytes = GgmlType::Q6K.row_size(k).unwrap();
-            for r in 0..rows {
+            for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let want = crate::kernels::kquants::dot_q6_k(wr, &x);
+                let x = &x[c * blocks..(c + 1) * blocks];
+                let want = crate::kernels::kquants::dot_q6_k(wr, x);
                 // Each super-block's term (d_w·d_x)·isum is rounded alike on both (or fused into the running
                 // sum on the GPU: u·|term|); the two orders of adding the nb terms are each within
                 // (nb − 1)·u·Σ|term| of the exact sum, so |cpu − gpu| ≤ 2·nb·u·Σ|term|.
                 let mag: f64 = wr
                     .chunks_exact(210)
-                    .zip(&x)
+                    .zip(x)
                     .map(|(wb, xb)| crate::kernels::kquants::dot_q6_k(wb, std::slice::from_ref(xb)).abs() as f64)
                     .sum();
                 let bound = 2.0 * blocks as f64 * U * mag;
-                let diff = (want as f64 - got[r] as f64).abs();
-                assert!(diff <= bound, "k={k} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+                let got = got[c * rows + r];
+                let diff = (want as f64 - got as f64).abs();
+                assert!(diff <= bound, "k={k} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})");
             }
         }
     }
@@ -695,44 +754,50 @@ mod tests {
     }
 
     #[test]
-    fn mat_vec_f16_matches_the_cpu() {
-        let Some(g) = gpu("mat_vec_f16_matches_the_cpu") else { return };
-        let kernel = g.kernel(&MAT_VEC_F16).unwrap();
+    fn mat_vec_f16_and_f32_match_the_cpu() {
+        let Some(g) = gpu("mat_vec_f16_and_f32_match_the_cpu") else { return };
         let mut rng = SmallRng::seed_from_u64(48);
-        for &cols in &[1usize, 7, 64, 1000, 2048] {
-            let rows = 5;
-            // Normal halves only (|w| ≥ 2⁻¹⁰ ≫ the smallest normal half 2⁻¹⁴): Vulkan may flush subnormals.
-            let w: Vec<u16> = (0..rows * cols)
-                .map(|_| {
-                    let v = rng.gen_range(1e-3f32..2.0) * if rng.gen_bool(0.5) { -1.0 } else { 1.0 };
-                    crate::quant::f32_to_f16_bits(v)
-                })
-                .collect();
-            let wbytes: Vec<u8> = w.iter().flat_map(|h| h.to_le_bytes()).collect();
-            let x: Vec<f32> = (0..cols).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
-            let wb = Buffer::with_data(&g, &wbytes, MemoryKind::Device, "weights").unwrap();
-            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
-            let ob = Buffer::new(&g, (rows * 4) as u64, MemoryKind::Host, "out").unwrap();
-            let mut batch = g.batch().unwrap();
-            mat_vec_f16(&mut batch, &kernel, &wb, &xb, &ob, rows as u32, cols as u32).unwrap();
-            batch.run("mat_vec_f16").unwrap();
-            let got = ob.read_f32(rows).unwrap();
-            for r in 0..rows {
-                let wr = &wbytes[r * cols * 2..(r + 1) * cols * 2];
-                let want = crate::kernels::kquants::dot_f16(wr, &x);
-                // The widened weights are exact; each product is rounded alike on both (or fused into the
-                // GPU's running sum: u·|p|), and the two orders of summing n products are each within
-                // (n − 1)·u·Σ|p| of the exact sum: |cpu − gpu| ≤ 2n·u·Σ|w·x|.
-                let mag: f64 = wr
-                    .chunks_exact(2)
-                    .zip(&x)
-                    .map(|(h, v)| {
-                        (crate::quant::f16_bits_to_f32(u16::from_le_bytes([h[0], h[1]])) as f64 * *v as f64).abs()
+        for (ty, shader) in [(GgmlType::F16, &MAT_VEC_F16), (GgmlType::F32, &MAT_VEC_F32)] {
+            let kernel = g.kernel(shader).unwrap();
+            for (n, cols) in INPUT_ROWS.iter().flat_map(|&n| [1usize, 7, 64, 1000, 2048].map(|c| (n, c))) {
+                let rows = 5;
+                // Normal halves only (|w| ≥ 2⁻¹⁰ ≫ the smallest normal half 2⁻¹⁴): Vulkan may flush
+                // subnormals. The f32 weights are the same values.
+                let w: Vec<f32> = (0..rows * cols)
+                    .map(|_| {
+                        let v = rng.gen_range(1e-3f32..2.0) * if rng.gen_bool(0.5) { -1.0 } else { 1.0 };
+                        crate::quant::f16_bits_to_f32(crate::quant::f32_to_f16_bits(v))
                     })
-                    .sum();
-                let bound = 2.0 * cols as f64 * U * mag;
-                let diff = (want as f64 - got[r] as f64).abs();
-                assert!(diff <= bound, "cols={cols} row {r}: cpu {want} gpu {} (bound {bound:e})", got[r]);
+                    .collect();
+                let wbytes: Vec<u8> = match ty {
+                    GgmlType::F16 => w.iter().flat_map(|v| crate::quant::f32_to_f16_bits(*v).to_le_bytes()).collect(),
+                    _ => f32_bytes(&w),
+                };
+                let x: Vec<f32> = (0..n * cols).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+                let wb = Buffer::with_data(&g, &wbytes, MemoryKind::Device, "weights").unwrap();
+                let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+                let ob = Buffer::new(&g, (n * rows * 4) as u64, MemoryKind::Host, "out").unwrap();
+                let mut batch = g.batch().unwrap();
+                mat_vec_f16(&mut batch, &kernel, &wb, &xb, &ob, rows as u32, cols as u32, n as u32).unwrap();
+                batch.run(shader.name).unwrap();
+                let got = ob.read_f32(n * rows).unwrap();
+                let m = crate::tensor::Matrix::from_bytes("w", ty, rows, cols, &wbytes).unwrap();
+                let mut want = vec![0f32; n * rows];
+                crate::kernels::matmul(&x, n, &m, &mut want).unwrap();
+                for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
+                    let (wr, xc) = (&w[r * cols..(r + 1) * cols], &x[c * cols..(c + 1) * cols]);
+                    // The widened weights are exact; each product is rounded alike on both (or fused into a
+                    // running sum, on either side: u·|p|), and the two orders of summing n products are each
+                    // within (n − 1)·u·Σ|p| of the exact sum: |cpu − gpu| ≤ 2n·u·Σ|w·x|.
+                    let mag: f64 = wr.iter().zip(xc).map(|(w, v)| (*w as f64 * *v as f64).abs()).sum();
+                    let bound = 2.0 * cols as f64 * U * mag;
+                    let (want, got) = (want[c * rows + r], got[c * rows + r]);
+                    let diff = (want as f64 - got as f64).abs();
+                    assert!(
+                        diff <= bound,
+                        "{ty} cols={cols} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})"
+                    );
+                }
             }
         }
     }
@@ -833,7 +898,7 @@ mod tests {
             let o = Buffer::new(&g, rows as u64 * 4, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
             for _ in 0..8 {
-                mat_vec_q8_0(&mut batch, &kernel, &w, &xq, &xd, &o, rows, blocks).unwrap();
+                mat_vec_q8_0(&mut batch, &kernel, &w, &xq, &xd, &o, rows, blocks, 1).unwrap();
             }
             match batch.run("the timed-out work") {
                 Err(e) => break e.to_string(),
