@@ -2,7 +2,7 @@
 // Q4_K weight rows · Q8_K-quantized input rows (kernels::quantize_q8_k_activations), one output per
 // workgroup. Per 256-element super-block, as kquants::dot_q4_k: the eight 6-bit scales and mins, the exact
 // integer sum Σ_j sc_j · Σ q·x and the mins' Σ_j m_j · (bsum_2j + bsum_2j+1), then
-// (d_w·d_x)·isum − (dmin_w·d_x)·msum; only the order in which the super-blocks' terms are added differs.
+// (d_w·d_x)·isum − (dmin_w·d_x)·msum, added in super-block order: the bits of kquants::dot_q4_k.
 // Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
 // (each workgroup reads its weight row itself; no tiling through shared memory).
 
@@ -26,7 +26,7 @@ layout(push_constant) uniform Params {
     uint col0;    // first input row of this dispatch
 } p;
 
-shared float partial[64];
+shared float term[64];
 
 uint byte_at(uint offset) {
     return (wq[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xFFu;
@@ -40,52 +40,58 @@ void main() {
     const uint t = gl_LocalInvocationID.x;
     const uint row = p.row0 + gl_WorkGroupID.x;
     const uint col = p.col0 + gl_WorkGroupID.y;
-    float acc = 0.0;
-    for (uint b = t; b < p.blocks; b += 64u) {
-        const uint xb = col * p.blocks + b;  // the input row's block b
-        const uint at = (row * p.blocks + b) * 144u;
-        const float d = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
-        const float dmin = unpackHalf2x16(byte_at(at + 2u) | (byte_at(at + 3u) << 8u)).x;
-        // ggml's get_scale_min_k4 for j = 0..8 over the 12 bytes at 4..16.
-        int sc[8];
-        int mn[8];
-        for (uint j = 0u; j < 4u; j++) {
-            const uint s0 = byte_at(at + 4u + j);
-            const uint s4 = byte_at(at + 8u + j);
-            const uint s8 = byte_at(at + 12u + j);
-            sc[j] = int(s0 & 63u);
-            mn[j] = int(s4 & 63u);
-            sc[j + 4u] = int((s8 & 15u) | ((s0 >> 6u) << 4u));
-            mn[j + 4u] = int((s8 >> 4u) | ((s4 >> 6u) << 4u));
-        }
-        int isum = 0;
-        for (uint c = 0u; c < 4u; c++) {
-            int lo = 0;
-            int hi = 0;
-            for (uint l = 0u; l < 32u; l++) {
-                const uint q = byte_at(at + 16u + 32u * c + l);
-                lo += int(q & 15u) * x_at(xb, 64u * c + l);
-                hi += int(q >> 4u) * x_at(xb, 64u * c + 32u + l);
+    // Thread t makes block base + t's term exactly as the CPU does; thread 0 adds the terms in block order,
+    // as scalar::dot_* does: the same floats added in the same order, so the same bits.
+    precise float acc = 0.0;
+    for (uint base = 0u; base < p.blocks; base += 64u) {
+        const uint b = base + t;
+        if (b < p.blocks) {
+            const uint xb = col * p.blocks + b;  // the input row's block b
+            const uint at = (row * p.blocks + b) * 144u;
+            const float d = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
+            const float dmin = unpackHalf2x16(byte_at(at + 2u) | (byte_at(at + 3u) << 8u)).x;
+            // ggml's get_scale_min_k4 for j = 0..8 over the 12 bytes at 4..16.
+            int sc[8];
+            int mn[8];
+            for (uint j = 0u; j < 4u; j++) {
+                const uint s0 = byte_at(at + 4u + j);
+                const uint s4 = byte_at(at + 8u + j);
+                const uint s8 = byte_at(at + 12u + j);
+                sc[j] = int(s0 & 63u);
+                mn[j] = int(s4 & 63u);
+                sc[j + 4u] = int((s8 & 15u) | ((s0 >> 6u) << 4u));
+                mn[j + 4u] = int((s8 >> 4u) | ((s4 >> 6u) << 4u));
             }
-            isum += sc[2u * c] * lo + sc[2u * c + 1u] * hi;
+            int isum = 0;
+            for (uint c = 0u; c < 4u; c++) {
+                int lo = 0;
+                int hi = 0;
+                for (uint l = 0u; l < 32u; l++) {
+                    const uint q = byte_at(at + 16u + 32u * c + l);
+                    lo += int(q & 15u) * x_at(xb, 64u * c + l);
+                    hi += int(q >> 4u) * x_at(xb, 64u * c + 32u + l);
+                }
+                isum += sc[2u * c] * lo + sc[2u * c + 1u] * hi;
+            }
+            int msum = 0;
+            for (uint j = 0u; j < 8u; j++) {
+                msum += mn[j] * (xs[xb * 16u + 2u * j] + xs[xb * 16u + 2u * j + 1u]);
+            }
+            precise float dd = d * xd[xb];
+            precise float dm = dmin * xd[xb];
+            precise float term_b = dd * float(isum) - dm * float(msum);
+            term[t] = term_b;
         }
-        int msum = 0;
-        for (uint j = 0u; j < 8u; j++) {
-            msum += mn[j] * (xs[xb * 16u + 2u * j] + xs[xb * 16u + 2u * j + 1u]);
-        }
-        const float dd = d * xd[xb];
-        const float dm = dmin * xd[xb];
-        acc += dd * float(isum) - dm * float(msum);
-    }
-    partial[t] = acc;
-    barrier();
-    for (uint k = 32u; k > 0u; k >>= 1u) {
-        if (t < k) {
-            partial[t] += partial[t + k];
+        barrier();
+        if (t == 0u) {
+            const uint count = min(64u, p.blocks - base);
+            for (uint i = 0u; i < count; i++) {
+                acc += term[i];
+            }
         }
         barrier();
     }
     if (t == 0u) {
-        o[col * p.rows + row] = partial[0];
+        o[col * p.rows + row] = acc;
     }
 }

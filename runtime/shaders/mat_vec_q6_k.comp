@@ -1,7 +1,7 @@
 #version 450
 // Q6_K weight rows · Q8_K-quantized input rows, one output per workgroup. Per 256-element super-block,
 // as kquants::dot_q6_k: the exact integer sum Σ_g scale_g · Σ (q − 32)·x over its sixteen groups of 16,
-// then (d_w·d_x)·isum; only the order in which the super-blocks' terms are added differs.
+// then (d_w·d_x)·isum, added in super-block order: the bits of kquants::dot_q6_k.
 // Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
 // (each workgroup reads its weight row itself; no tiling through shared memory).
 
@@ -21,7 +21,7 @@ layout(push_constant) uniform Params {
     uint col0;    // first input row of this dispatch
 } p;
 
-shared float partial[64];
+shared float term[64];
 
 uint byte_at(uint offset) {
     return (wq[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xFFu;
@@ -35,40 +35,46 @@ void main() {
     const uint t = gl_LocalInvocationID.x;
     const uint row = p.row0 + gl_WorkGroupID.x;
     const uint col = p.col0 + gl_WorkGroupID.y;
-    float acc = 0.0;
-    for (uint b = t; b < p.blocks; b += 64u) {
-        const uint xb = col * p.blocks + b;  // the input row's block b
-        const uint at = (row * p.blocks + b) * 210u;
-        int isum = 0;
-        for (uint h = 0u; h < 2u; h++) {
-            // Quarter k of half h: elements 128h + 32k + l, low nibbles from ql[64h + 32(k & 1) + l] shifted
-            // by 4(k >> 1), high bits from qh[32h + l] at 2k; sixteens 2k and 2k + 1 of the half.
-            for (uint k = 0u; k < 4u; k++) {
-                const uint low = at + 64u * h + 32u * (k & 1u);
-                const uint shift = 4u * (k >> 1u);
-                for (uint hf = 0u; hf < 2u; hf++) {
-                    int s = 0;
-                    for (uint l = 16u * hf; l < 16u * hf + 16u; l++) {
-                        const uint q = ((byte_at(low + l) >> shift) & 15u)
-                            | (((byte_at(at + 128u + 32u * h + l) >> (2u * k)) & 3u) << 4u);
-                        s += (int(q) - 32) * x_at(xb, 128u * h + 32u * k + l);
+    // Thread t makes block base + t's term exactly as the CPU does; thread 0 adds the terms in block order,
+    // as scalar::dot_* does: the same floats added in the same order, so the same bits.
+    precise float acc = 0.0;
+    for (uint base = 0u; base < p.blocks; base += 64u) {
+        const uint b = base + t;
+        if (b < p.blocks) {
+            const uint xb = col * p.blocks + b;  // the input row's block b
+            const uint at = (row * p.blocks + b) * 210u;
+            int isum = 0;
+            for (uint h = 0u; h < 2u; h++) {
+                // Quarter k of half h: elements 128h + 32k + l, low nibbles from ql[64h + 32(k & 1) + l] shifted
+                // by 4(k >> 1), high bits from qh[32h + l] at 2k; sixteens 2k and 2k + 1 of the half.
+                for (uint k = 0u; k < 4u; k++) {
+                    const uint low = at + 64u * h + 32u * (k & 1u);
+                    const uint shift = 4u * (k >> 1u);
+                    for (uint hf = 0u; hf < 2u; hf++) {
+                        int s = 0;
+                        for (uint l = 16u * hf; l < 16u * hf + 16u; l++) {
+                            const uint q = ((byte_at(low + l) >> shift) & 15u)
+                                | (((byte_at(at + 128u + 32u * h + l) >> (2u * k)) & 3u) << 4u);
+                            s += (int(q) - 32) * x_at(xb, 128u * h + 32u * k + l);
+                        }
+                        isum += bitfieldExtract(int(byte_at(at + 192u + 8u * h + 2u * k + hf)), 0, 8) * s;
                     }
-                    isum += bitfieldExtract(int(byte_at(at + 192u + 8u * h + 2u * k + hf)), 0, 8) * s;
                 }
             }
+            precise float d = unpackHalf2x16(byte_at(at + 208u) | (byte_at(at + 209u) << 8u)).x * xd[xb];
+            precise float term_b = d * float(isum);
+            term[t] = term_b;
         }
-        const float d = unpackHalf2x16(byte_at(at + 208u) | (byte_at(at + 209u) << 8u)).x * xd[xb];
-        acc += d * float(isum);
-    }
-    partial[t] = acc;
-    barrier();
-    for (uint k = 32u; k > 0u; k >>= 1u) {
-        if (t < k) {
-            partial[t] += partial[t + k];
+        barrier();
+        if (t == 0u) {
+            const uint count = min(64u, p.blocks - base);
+            for (uint i = 0u; i < count; i++) {
+                acc += term[i];
+            }
         }
         barrier();
     }
     if (t == 0u) {
-        o[col * p.rows + row] = partial[0];
+        o[col * p.rows + row] = acc;
     }
 }

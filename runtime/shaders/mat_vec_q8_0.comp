@@ -2,7 +2,7 @@
 // Q8_0 weight rows · Q8_0-quantized input rows (kernels::quantize_q8_0_activations), one output per
 // workgroup: each block's integer sum is exact in 32-bit ints (any device: the bytes are unpacked from
 // 32-bit words, no 8-bit storage or integer-dot feature needed) and scaled as the CPU scales it,
-// isum · (d_w · d_x); only the order in which the blocks' products are added differs from scalar::dot_q8_0.
+// isum · (d_w · d_x), and the terms added in block order: the bits of scalar::dot_q8_0.
 // Workgroup (r, c) makes output c·rows + r: matrix × vector for one input row, matrix × matrix for several
 // (each workgroup reads its weight row itself; no tiling through shared memory).
 
@@ -23,7 +23,7 @@ layout(push_constant) uniform Params {
     uint col0;    // first input row of this dispatch
 } p;
 
-shared float partial[64];
+shared float term[64];
 
 uint byte_at(uint offset) {
     return (wq[offset >> 2u] >> ((offset & 3u) * 8u)) & 0xFFu;
@@ -33,30 +33,36 @@ void main() {
     const uint t = gl_LocalInvocationID.x;
     const uint row = p.row0 + gl_WorkGroupID.x;
     const uint col = p.col0 + gl_WorkGroupID.y;
-    float acc = 0.0;
-    for (uint b = t; b < p.blocks; b += 64u) {
-        const uint xb = col * p.blocks + b;  // the input row's block b
-        const uint at = (row * p.blocks + b) * 34u;
-        const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
-        int isum = 0;
-        for (uint j = 0u; j < 8u; j++) {
-            const int xw = int(xq[xb * 8u + j]);
-            for (uint k = 0u; k < 4u; k++) {
-                const int wv = bitfieldExtract(int(byte_at(at + 2u + 4u * j + k)), 0, 8);
-                isum += wv * bitfieldExtract(xw, int(8u * k), 8);
+    // Thread t makes block base + t's term exactly as the CPU does; thread 0 adds the terms in block order,
+    // as scalar::dot_* does: the same floats added in the same order, so the same bits.
+    precise float acc = 0.0;
+    for (uint base = 0u; base < p.blocks; base += 64u) {
+        const uint b = base + t;
+        if (b < p.blocks) {
+            const uint xb = col * p.blocks + b;  // the input row's block b
+            const uint at = (row * p.blocks + b) * 34u;
+            const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
+            int isum = 0;
+            for (uint j = 0u; j < 8u; j++) {
+                const int xw = int(xq[xb * 8u + j]);
+                for (uint k = 0u; k < 4u; k++) {
+                    const int wv = bitfieldExtract(int(byte_at(at + 2u + 4u * j + k)), 0, 8);
+                    isum += wv * bitfieldExtract(xw, int(8u * k), 8);
+                }
             }
+            precise float term_b = float(isum) * (dw * xd[xb]);
+            term[t] = term_b;
         }
-        acc += float(isum) * (dw * xd[xb]);
-    }
-    partial[t] = acc;
-    barrier();
-    for (uint k = 32u; k > 0u; k >>= 1u) {
-        if (t < k) {
-            partial[t] += partial[t + k];
+        barrier();
+        if (t == 0u) {
+            const uint count = min(64u, p.blocks - base);
+            for (uint i = 0u; i < count; i++) {
+                acc += term[i];
+            }
         }
         barrier();
     }
     if (t == 0u) {
-        o[col * p.rows + row] = partial[0];
+        o[col * p.rows + row] = acc;
     }
 }

@@ -444,6 +444,8 @@ pub struct BenchReport {
     pub isa: String,
     /// The repack cache the decoder reads its Q4_0 weights from, if any (see [`crate::repack`]).
     pub repack: Option<String>,
+    /// Where the linear layers ran (`--backend`).
+    pub placement: crate::backend::PlacementReport,
     pub config: BenchConfig,
     pub tests: Vec<TestResult>,
 }
@@ -463,6 +465,8 @@ impl BenchReport {
             "threads": self.threads,
             "isa": self.isa,
             "repack": self.repack,
+            "backend": if self.placement.device.is_some() { "vulkan" } else { "cpu" },
+            "placement": self.placement,
             "n_prompt": self.config.n_prompt,
             "n_gen": self.config.n_gen,
             "repetitions": self.config.repetitions,

@@ -1,5 +1,6 @@
 //! sail-edge runtime: GGUF files mapped in place, tensor views and ggml block formats.
 
+pub mod backend;
 pub mod bench;
 pub mod boards;
 pub mod engine;

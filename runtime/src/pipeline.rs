@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::backend::{self, BackendChoice, Linear, Part, Placement, PlacementReport};
 use crate::gguf::names;
 use crate::gguf::{GgufError, GgufFile, Value};
 use crate::image::{ImageError, PreprocessParams, Tiles};
@@ -15,6 +16,7 @@ use crate::model::sampler::Sampler;
 use crate::model::vision::VisionEncoder;
 use crate::model::{Meta, ModelError};
 use crate::repack::{RepackError, RepackMode};
+use crate::tensor::Matrix;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// The default `univl-chat` system message (spec §5.2), used when the mmproj file carries none.
@@ -213,6 +215,63 @@ impl<'a> Vlm<'a> {
             }
         };
         Ok(Vlm { decoder, tokenizer, vision, system_prompt, think_suffix, stop_id })
+    }
+
+    /// Put the linear layers where `placement` says (see [`crate::backend`]): the decoder layers it names,
+    /// the output head, the vision tower and projector, each on the device or the CPU. Never fails: whatever
+    /// cannot go to a device stays on the CPU, and the report's notes say why (also logged as warnings).
+    pub fn place(&mut self, placement: &Placement) -> PlacementReport {
+        let layers = self.decoder.config.layers;
+        let (on_device, head) = backend::device_layers(placement.gpu_layers, layers);
+        let lm = placement.backend;
+        let vision_choice = placement.vision.unwrap_or(lm);
+        let layer_weights = self.decoder.layer_weights();
+        let mut decoder_matrices: Vec<&Matrix<'a>> = Vec::new();
+        for (i, ws) in layer_weights.iter().enumerate() {
+            if on_device.contains(&i) {
+                decoder_matrices.extend(ws.iter().copied());
+            }
+        }
+        let mut head_matrices = Vec::new();
+        if head {
+            head_matrices.push(self.decoder.output_weight());
+        }
+        let mut vision_matrices = Vec::new();
+        if let Some(v) = &self.vision {
+            vision_matrices.extend(v.encoder.weights());
+            vision_matrices.extend(v.projector.weights());
+        }
+        // An empty part asks for nothing: no device is opened for it.
+        let choose = |matrices: &[&Matrix<'a>], choice| if matrices.is_empty() { BackendChoice::Cpu } else { choice };
+        let parts = [
+            Part { choice: choose(&decoder_matrices, lm), matrices: decoder_matrices },
+            Part { choice: choose(&head_matrices, lm), matrices: head_matrices },
+            Part { choice: choose(&vision_matrices, vision_choice), matrices: vision_matrices },
+        ];
+        let mut notes = Vec::new();
+        let placed = backend::place_parts(placement, &parts, &mut notes);
+        for note in &notes {
+            tracing::warn!("{note}");
+        }
+        let [decoder_linear, head_linear, vision_linear]: [Linear; 3] =
+            placed.linears.try_into().expect("one linear per part");
+        // The layers and the head share the decoder's Linear: it holds whichever of them went up.
+        self.decoder.set_linear(if decoder_linear.on_device() { decoder_linear } else { head_linear });
+        if let Some(v) = &mut self.vision {
+            v.encoder.set_linear(vision_linear.clone());
+            v.projector.set_linear(vision_linear);
+        }
+        let report = PlacementReport {
+            device: placed.device,
+            decoder_layers_on_device: if placed.complete[0] { on_device.len() } else { 0 },
+            decoder_layers: layers,
+            output_on_device: head && placed.complete[1],
+            vision_on_device: self.vision.is_some() && placed.complete[2],
+            device_weight_bytes: placed.bytes,
+            notes,
+        };
+        tracing::info!("placement: {}", report.summary());
+        report
     }
 
     /// Expert residency counters of a MoE language model (`None` for a dense one).

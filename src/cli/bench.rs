@@ -112,7 +112,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // The flags, then what `--board` sets that they do not (and pinning, before the threads start).
     a.model.fill_options(&mut options, None, profile.as_ref())?;
     let kv_type = options.kv_type;
+    let wants_device = options.placement.wants_device();
     let engine = std::sync::Arc::new(Engine::from_files(files, options).context("loading the model")?);
+    if wants_device {
+        eprintln!("backend: {}", engine.placement().summary());
+    }
     let files = engine.files();
     let config = BenchConfig {
         n_prompt: a.n_prompt,
@@ -128,7 +132,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let model = ModelSummary::of(&files.lm);
         let mmproj = files.mmproj.as_ref().map(ModelSummary::of);
         // The markdown rows say when Q4_0 weights come from the repack cache (the JSON names the file).
-        let isa_label = if files.repack.is_some() { format!("{isa}+repack") } else { isa.clone() };
+        let mut isa_label = if files.repack.is_some() { format!("{isa}+repack") } else { isa.clone() };
+        // A device's rows say so (the JSON has the whole placement); lavapipe's are never GPU figures.
+        let placement = engine.placement().clone();
+        if let Some(device) = &placement.device {
+            isa_label += &format!("+vulkan ({device}: {})", placement.parts());
+            if device.contains("CPU implementation") {
+                tracing::warn!("{device} is Vulkan on the CPU: its timings check the path, they are not GPU figures");
+            }
+        }
         let table = Table { model: &model, isa: &isa_label, threads };
         let image = vlm.vision.is_some() && !a.no_image;
         if config.n_prompt == 0 && config.n_gen == 0 && !image {
@@ -233,7 +245,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bar.finish_and_clear();
         if a.json {
             let repack = files.repack.as_ref().map(|r| r.path().display().to_string());
-            let report = BenchReport { model, mmproj, threads, isa, repack, config: config.clone(), tests };
+            let report = BenchReport { model, mmproj, threads, isa, repack, placement, config: config.clone(), tests };
             writeln!(std::io::stdout(), "{:#}", report.to_json())?;
         }
         Ok(())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::builder::TypedValueParser;
 use clap::Args;
+use runtime::backend::{BackendChoice, Placement};
 use runtime::boards::{Explicit, Profile};
 use runtime::engine::{Engine, EngineOptions, Session};
 use runtime::host::HostInfo;
@@ -90,6 +91,26 @@ pub struct ModelArgs {
     /// It sets threads, the cores to pin to, KV type, context, tiles and expert memory; flags given win.
     #[arg(long, value_name = "NAME|auto")]
     pub board: Option<String>,
+    /// Where the linear layers run: cpu (default), vulkan (the Vulkan device, whatever it is) or auto
+    /// (Vulkan on discrete GPUs and NVIDIA Jetson, the CPU on V3D, Mali, Adreno and CPU implementations).
+    /// Without a usable device everything runs on the CPU, with a warning.
+    #[arg(long, value_name = "cpu|vulkan|auto", value_parser = parse_backend)]
+    pub backend: Option<BackendChoice>,
+    /// Decoder layers on the device, counted from the last one (like llama.cpp's -ngl); more than the
+    /// model has also puts the output head there [default: all of them and the head].
+    #[arg(long = "gpu-layers", value_name = "N")]
+    pub gpu_layers: Option<usize>,
+    /// Where the vision tower and projector run [default: as --backend]; `--vision-backend vulkan` alone
+    /// puts only them on the GPU.
+    #[arg(long = "vision-backend", value_name = "cpu|vulkan|auto", value_parser = parse_backend)]
+    pub vision_backend: Option<BackendChoice>,
+    /// The Vulkan device to use, by its index in `sail-edge doctor`'s list [default: 0].
+    #[arg(long = "vulkan-device", value_name = "INDEX")]
+    pub vulkan_device: Option<usize>,
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    s.parse()
 }
 
 /// Whether a language-model GGUF has experts (an unreadable one counts as MoE: opening it will say why).
@@ -214,6 +235,20 @@ impl ModelArgs {
         }
     }
 
+    /// Where the linear layers go, from `--backend`, `--gpu-layers`, `--vision-backend`, `--vulkan-device`.
+    pub fn placement(&self) -> Placement {
+        let backend = self.backend.unwrap_or_default();
+        if backend == BackendChoice::Cpu && self.gpu_layers.is_some() {
+            tracing::warn!("--gpu-layers has no effect without --backend vulkan or auto");
+        }
+        Placement {
+            backend,
+            gpu_layers: self.gpu_layers,
+            vision: self.vision_backend,
+            device: self.vulkan_device.unwrap_or(0),
+        }
+    }
+
     /// The settings these flags leave to a board profile.
     fn explicit(&self, max_tiles: Option<u32>) -> Explicit {
         Explicit {
@@ -252,6 +287,7 @@ impl ModelArgs {
         options.max_expert_memory = self.max_memory;
         options.max_tiles = max_tiles;
         options.context_length = self.ctx_size.map(|c| c as usize);
+        options.placement = self.placement();
         let Some(p) = profile else { return Ok(()) };
         let explicit = self.explicit(max_tiles);
         let mut set = p.apply(options, explicit);
@@ -310,8 +346,12 @@ impl ModelArgs {
         let options = self.engine_options_with(max_tiles, profile)?;
         let start = std::time::Instant::now();
         let path = options.model.clone();
+        let wants_device = options.placement.wants_device();
         let engine = Engine::open(options).with_context(|| format!("loading {}", path.display()))?;
         eprintln!("load: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
+        if wants_device {
+            eprintln!("backend: {}", engine.placement().summary());
+        }
         Ok(Arc::new(engine))
     }
 

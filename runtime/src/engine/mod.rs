@@ -38,6 +38,7 @@ pub use frame::{Frame, FrameError, PixelFormat, YuvEncoding};
 pub use session::{AskOptions, Mark, Reply, Session, StopReason, TurnTimings};
 pub use template::ImageKind;
 
+use crate::backend::{Placement, PlacementReport};
 use crate::image::{ImageError, PreprocessParams, Tiles};
 use crate::model::decoder::{KvCache, Logits};
 use crate::model::experts::LoadOptions;
@@ -83,6 +84,8 @@ pub struct EngineOptions {
     /// Most positions a session may hold (`None`: the model's context length; larger values are cut to
     /// it). A board with little memory caps its KV cache here.
     pub context_length: Option<usize>,
+    /// Where the linear layers run (`--backend`, `--gpu-layers`, `--vision-backend`): the CPU by default.
+    pub placement: Placement,
 }
 
 impl EngineOptions {
@@ -99,6 +102,7 @@ impl EngineOptions {
             share_system_prefix: true,
             prefill_chunk: 512,
             context_length: None,
+            placement: Placement::cpu(),
         }
     }
 }
@@ -195,6 +199,8 @@ pub struct Engine {
     threads: usize,
     features: Mutex<FeatureCache>,
     prefixes: Mutex<Vec<Arc<SharedPrefix>>>,
+    /// Where the linear layers went.
+    placement: PlacementReport,
 }
 
 impl std::fmt::Debug for Engine {
@@ -238,9 +244,23 @@ impl Engine {
             ..LoadOptions::default()
         };
         // Loading reads norms and small tensors: do it on the engine's threads too.
-        let loaded = pool.install(|| Loaded::try_new(files, |files| Vlm::load_with(files, &load)))?;
+        let mut placement = PlacementReport::default();
+        let loaded = pool.install(|| {
+            Loaded::try_new(files, |files| {
+                let mut vlm = Vlm::load_with(files, &load)?;
+                if options.placement.wants_device() {
+                    placement = vlm.place(&options.placement);
+                }
+                Ok::<_, PipelineError>(vlm)
+            })
+        })?;
         let features = Mutex::new(FeatureCache::new(options.feature_cache_bytes));
-        Ok(Engine { loaded, pool, options, threads, features, prefixes: Mutex::new(Vec::new()) })
+        Ok(Engine { loaded, pool, options, threads, features, prefixes: Mutex::new(Vec::new()), placement })
+    }
+
+    /// Where the linear layers run (what [`EngineOptions::placement`] asked for, as it could be done).
+    pub fn placement(&self) -> &PlacementReport {
+        &self.placement
     }
 
     /// The model, borrowed from the engine (for tools that work below sessions: `trace`, benchmarks).

@@ -1,6 +1,7 @@
 //! Qwen3 decoder (spec §7.1): pre-norm blocks with per-head q/k RMSNorm before half-split RoPE, GQA
 //! attention over a KV cache, SwiGLU MLP, final norm, tied or separate output projection.
 
+use crate::backend::Linear;
 use crate::gguf::names::{self, arch as arch_names, llm, tensor};
 use crate::gguf::GgufFile;
 use crate::kernels::{self, HeadRows};
@@ -154,10 +155,13 @@ pub struct Decoder<'a> {
     residency: Option<ExpertResidency<'a>>,
     /// Row type of new KV caches.
     kv_type: GgmlType,
+    /// Where the linear layers run (the CPU unless [`Decoder::set_linear`] says otherwise).
+    linear: Linear,
 }
 
 /// `out = down(silu(gate(x)) · up(x))` for `n` rows of `x`.
 pub(crate) fn swiglu(
+    linear: &Linear,
     x: &[f32],
     n: usize,
     gate: &Matrix<'_>,
@@ -166,9 +170,9 @@ pub(crate) fn swiglu(
     out: &mut [f32],
 ) -> Result<(), ModelError> {
     let (mut g, mut u) = (vec![0f32; n * gate.rows], vec![0f32; n * up.rows]);
-    kernels::matmul_shared(x, n, &[gate, up], &mut [&mut g, &mut u])?;
+    linear.matmul_shared(x, n, &[gate, up], &mut [&mut g, &mut u])?;
     kernels::silu_mul(&mut g, &u);
-    kernels::matmul(&g, n, down, out)?;
+    linear.matmul(&g, n, down, out)?;
     Ok(())
 }
 
@@ -283,7 +287,33 @@ impl<'a> Decoder<'a> {
             layers,
             inv_freq,
             config,
+            linear: Linear::cpu(),
         })
+    }
+
+    /// Run the linear layers through `linear` (see [`crate::backend`]).
+    pub fn set_linear(&mut self, linear: Linear) {
+        self.linear = linear;
+    }
+
+    /// The dense linear weights of each layer (q, k, v, o, and gate, up, down where the FFN is not routed
+    /// experts), for placing them on a device.
+    pub fn layer_weights(&self) -> Vec<Vec<&Matrix<'a>>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let mut ws = vec![&l.q, &l.k, &l.v, &l.o];
+                if let Ffn::Dense { gate, up, down } = &l.ffn {
+                    ws.extend([gate, up, down]);
+                }
+                ws
+            })
+            .collect()
+    }
+
+    /// The output head's weight (the token embedding when they are tied).
+    pub fn output_weight(&self) -> &Matrix<'a> {
+        &self.output
     }
 
     /// Whether the feed-forward layers are routed experts.
@@ -438,7 +468,7 @@ impl<'a> Decoder<'a> {
             }
             kernels::rms_norm(&x, &layer.attn_norm, c.eps, &mut normed);
             cb("attn_norm", l, &normed);
-            kernels::matmul_shared(&normed, n, &[&layer.q, &layer.k, &layer.v], &mut [&mut q, &mut k, &mut v])?;
+            self.linear.matmul_shared(&normed, n, &[&layer.q, &layer.k, &layer.v], &mut [&mut q, &mut k, &mut v])?;
             kernels::rms_norm_heads(&mut q, &layer.q_norm, c.eps);
             kernels::rms_norm_heads(&mut k, &layer.k_norm, c.eps);
             for i in 0..n {
@@ -453,7 +483,7 @@ impl<'a> Decoder<'a> {
             let (keys, values) = (KvCache::heads(&cache.k[l], cache.ty), KvCache::heads(&cache.v[l], cache.ty));
             kernels::attention_rows(&q, n, c.heads, hd, &keys, &values, first + n, Some(first), &mut attn);
             cb("kqv_out", l, &attn);
-            kernels::matmul(&attn, n, &layer.o, &mut o)?;
+            self.linear.matmul(&attn, n, &layer.o, &mut o)?;
             cb("attn_out", l, &o);
             kernels::add_in_place(&mut x, &o);
             cb("ffn_inp", l, &x);
@@ -461,7 +491,7 @@ impl<'a> Decoder<'a> {
             kernels::rms_norm(&x, &layer.ffn_norm, c.eps, &mut normed);
             cb("ffn_norm", l, &normed);
             match &layer.ffn {
-                Ffn::Dense { gate, up, down } => swiglu(&normed, n, gate, up, down, &mut o)?,
+                Ffn::Dense { gate, up, down } => swiglu(&self.linear, &normed, n, gate, up, down, &mut o)?,
                 Ffn::Moe(moe) => {
                     let residency = self.residency.as_ref();
                     // Look-ahead: the next layer's router on this layer's input guesses its experts; their
@@ -487,7 +517,7 @@ impl<'a> Decoder<'a> {
         let mut normed = vec![0f32; rows.len()];
         kernels::rms_norm(rows, &self.output_norm, c.eps, &mut normed);
         let mut out = vec![0f32; m * c.vocab];
-        kernels::matmul(&normed, m, &self.output, &mut out)?;
+        self.linear.matmul(&normed, m, &self.output, &mut out)?;
         Ok(out)
     }
 }

@@ -3,6 +3,7 @@
 //! 3-D GGUF tensors, used in place. A batch is grouped by expert, so each routed expert's weights are
 //! streamed once per batch, not once per token.
 
+use crate::backend::Linear;
 use crate::gguf::names::{self, llm, tensor};
 use crate::gguf::GgufFile;
 use crate::kernels;
@@ -169,7 +170,7 @@ impl<'a> MoeBlock<'a> {
             let up = self.up.slice_rows(e * f, (e + 1) * f);
             let down = self.down.slice_rows(e * h, (e + 1) * h);
             let mut y = vec![0f32; m * h];
-            swiglu(&xs, m, &gate, &up, &down, &mut y)?;
+            swiglu(&Linear::cpu(), &xs, m, &gate, &up, &down, &mut y)?;
             for (k, (t, w)) in users.iter().enumerate() {
                 for (o, v) in out[t * h..(t + 1) * h].iter_mut().zip(&y[k * h..(k + 1) * h]) {
                     *o += v * w;

@@ -1,6 +1,7 @@
 //! The connector (spec §3): pixel shuffle merges each 2×2 patch neighbourhood into one token, then `mlp1`
 //! (LayerNorm with bias → Linear → exact GELU → Linear) maps it to the language model's width.
 
+use crate::backend::Linear;
 use crate::gguf::names;
 use crate::gguf::GgufFile;
 use crate::kernels;
@@ -53,6 +54,8 @@ pub struct Projector<'a> {
     fc2_b: Vec<f32>,
     /// Language-model width.
     pub out_dim: usize,
+    /// Where the linear layers run (the CPU unless [`Projector::set_linear`] says otherwise).
+    linear: Linear,
 }
 
 impl<'a> Projector<'a> {
@@ -82,7 +85,18 @@ impl<'a> Projector<'a> {
             fc2: matrix(file, names::tensor::MM_FC2, h, h)?,
             fc2_b: vector(file, names::tensor::MM_FC2_BIAS, h)?,
             out_dim: h,
+            linear: Linear::cpu(),
         })
+    }
+
+    /// Run the linear layers through `linear` (see [`crate::backend`]).
+    pub fn set_linear(&mut self, linear: Linear) {
+        self.linear = linear;
+    }
+
+    /// The two linear weights, for placing them on a device.
+    pub fn weights(&self) -> Vec<&Matrix<'a>> {
+        vec![&self.fc1, &self.fc2]
     }
 
     /// `[grid², vit_width]` ViT features of one tile → `[(grid/scale)², out_dim]` language-model embeddings.
@@ -92,11 +106,11 @@ impl<'a> Projector<'a> {
         let mut normed = vec![0f32; x.len()];
         kernels::layer_norm(&x, &self.norm_w, &self.norm_b, self.eps, &mut normed);
         let mut h = vec![0f32; n * self.out_dim];
-        kernels::matmul(&normed, n, &self.fc1, &mut h)?;
+        self.linear.matmul(&normed, n, &self.fc1, &mut h)?;
         kernels::add_bias(&mut h, &self.fc1_b);
         kernels::gelu_erf(&mut h);
         let mut out = vec![0f32; n * self.out_dim];
-        kernels::matmul(&h, n, &self.fc2, &mut out)?;
+        self.linear.matmul(&h, n, &self.fc2, &mut out)?;
         kernels::add_bias(&mut out, &self.fc2_b);
         Ok(out)
     }

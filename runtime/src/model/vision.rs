@@ -1,6 +1,7 @@
 //! SAIL-ViT (spec §2): patch conv with bias → RMSNorm → + learned position embedding → pre-norm blocks
 //! (fused qkv, plain softmax attention, SwiGLU with fc1 = gate, fc3 = up, fc2 = down) → post-trunk RMSNorm.
 
+use crate::backend::Linear;
 use crate::gguf::names::{self, tensor};
 use crate::gguf::GgufFile;
 use crate::kernels;
@@ -70,6 +71,8 @@ pub struct VisionEncoder<'a> {
     position: Vec<f32>,
     blocks: Vec<Block<'a>>,
     post_norm: Vec<f32>,
+    /// Where the linear layers run (the CPU unless [`VisionEncoder::set_linear`] says otherwise).
+    linear: Linear,
 }
 
 impl<'a> VisionEncoder<'a> {
@@ -123,7 +126,22 @@ impl<'a> VisionEncoder<'a> {
             post_norm: vector(file, names::tensor::V_POST_LN, c)?,
             blocks,
             config,
+            linear: Linear::cpu(),
         })
+    }
+
+    /// Run the linear layers through `linear` (see [`crate::backend`]).
+    pub fn set_linear(&mut self, linear: Linear) {
+        self.linear = linear;
+    }
+
+    /// Every linear weight (the patch embedding, then each block's), for placing them on a device.
+    pub fn weights(&self) -> Vec<&Matrix<'a>> {
+        let mut ws = vec![&self.patch];
+        for b in &self.blocks {
+            ws.extend([&b.qkv, &b.out, &b.gate, &b.up, &b.down]);
+        }
+        ws
     }
 
     /// Encode one tile (`[3, image_size, image_size]`, normalized) into `[tokens, width]` features.
@@ -156,7 +174,7 @@ impl<'a> VisionEncoder<'a> {
             }
         }
         let mut x = vec![0f32; n * c];
-        kernels::matmul(&patches, n, &self.patch, &mut x)?;
+        self.linear.matmul(&patches, n, &self.patch, &mut x)?;
         kernels::add_bias(&mut x, &self.patch_bias);
         let mut normed = vec![0f32; n * c];
         kernels::rms_norm(&x, &self.patch_norm, cfg.eps, &mut normed);
@@ -185,7 +203,7 @@ impl<'a> VisionEncoder<'a> {
         let mut h = vec![0f32; n * c];
         kernels::rms_norm(x, &b.ln1, cfg.eps, &mut h);
         let mut qkv = vec![0f32; n * 3 * c];
-        kernels::matmul(&h, n, &b.qkv, &mut qkv)?;
+        self.linear.matmul(&h, n, &b.qkv, &mut qkv)?;
         if let Some(bias) = &b.qkv_bias {
             kernels::add_bias(&mut qkv, bias);
         }
@@ -200,7 +218,7 @@ impl<'a> VisionEncoder<'a> {
         let mut attn = vec![0f32; n * c];
         kernels::attention(&q, &k, &v, n, n, heads, heads, d, None, &mut attn);
         let mut o = vec![0f32; n * c];
-        kernels::matmul(&attn, n, &b.out, &mut o)?;
+        self.linear.matmul(&attn, n, &b.out, &mut o)?;
         if let Some(bias) = &b.out_bias {
             kernels::add_bias(&mut o, bias);
         }
@@ -208,8 +226,7 @@ impl<'a> VisionEncoder<'a> {
 
         kernels::rms_norm(x, &b.ln2, cfg.eps, &mut h);
         let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
-        kernels::matmul(&h, n, &b.gate, &mut gate)?;
-        kernels::matmul(&h, n, &b.up, &mut up)?;
+        self.linear.matmul_shared(&h, n, &[&b.gate, &b.up], &mut [&mut gate, &mut up])?;
         if let Some(bias) = &b.gate_bias {
             kernels::add_bias(&mut gate, bias);
         }
@@ -217,7 +234,7 @@ impl<'a> VisionEncoder<'a> {
             kernels::add_bias(&mut up, bias);
         }
         kernels::silu_mul(&mut gate, &up);
-        kernels::matmul(&gate, n, &b.down, &mut o)?;
+        self.linear.matmul(&gate, n, &b.down, &mut o)?;
         if let Some(bias) = &b.down_bias {
             kernels::add_bias(&mut o, bias);
         }

@@ -140,7 +140,7 @@ impl Gpu {
         self.inner.failed.store(true, Ordering::SeqCst);
     }
 
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.inner.info.name
     }
 }

@@ -12,6 +12,7 @@
 //! done; nothing is destroyed while the device may still be using it).
 
 mod device;
+pub mod linear;
 pub mod shaders;
 
 use std::ffi::CStr;
@@ -77,6 +78,19 @@ pub enum DeviceKind {
     /// A CPU implementation (Mesa's lavapipe, SwiftShader): correct, never fast.
     Cpu,
     Other,
+}
+
+impl DeviceKind {
+    /// How people say it: `discrete GPU`, `CPU implementation`…
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceKind::Discrete => "discrete GPU",
+            DeviceKind::Integrated => "integrated GPU",
+            DeviceKind::Virtual => "virtual GPU",
+            DeviceKind::Cpu => "CPU implementation",
+            DeviceKind::Other => "other device",
+        }
+    }
 }
 
 /// One Vulkan device: what it is and the limits and features the compute shaders depend on.

@@ -534,8 +534,8 @@ mod tests {
     }
 
     #[test]
-    fn mat_vec_q8_0_and_q4_0_match_the_cpu() {
-        let Some(g) = gpu("mat_vec_q8_0_and_q4_0_match_the_cpu") else { return };
+    fn mat_vec_q8_0_and_q4_0_equal_the_cpu_bit_for_bit() {
+        let Some(g) = gpu("mat_vec_q8_0_and_q4_0_equal_the_cpu_bit_for_bit") else { return };
         let mut rng = SmallRng::seed_from_u64(42);
         for (ty, shader) in [(GgmlType::Q8_0, &MAT_VEC_Q8_0), (GgmlType::Q4_0, &MAT_VEC_Q4_0)] {
             let kernel = g.kernel(shader).unwrap();
@@ -601,21 +601,18 @@ mod tests {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
                 let x = &x[c * blocks..(c + 1) * blocks];
                 let want = if q4 { scalar::dot_q4_0(wr, x) } else { scalar::dot_q8_0(wr, x) };
-                // The block sums are exact integers and each block's product isum · (d_w · d_x) is rounded
-                // the same way on both (or not at all where the GPU fuses it into the add: u·|p_b|); only the
-                // order of the additions differs. Each order's sum of the nb products is within (nb − 1)·u ·
-                // Σ|p_b| of the exact sum, so the two differ by at most (2·nb − 1)·u · Σ|p_b|.
-                let bound = 2.0 * blocks as f64 * U * scalar::dot_magnitude(wr, x, q4);
+                // The block sums are exact integers, each block's product isum · (d_w · d_x) is rounded alike
+                // (`precise`: no fused multiply-add) and the products are added in block order on both: the
+                // same bits.
                 let got = got[c * rows + r];
-                let diff = (want as f64 - got as f64).abs();
-                assert!(diff <= bound, "{ty} k={k} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})");
+                assert_eq!(got.to_bits(), want.to_bits(), "{ty} k={k} input {c} row {r}: cpu {want} gpu {got}");
             }
         }
     }
 
     #[test]
-    fn mat_vec_q4_k_matches_the_cpu() {
-        let Some(g) = gpu("mat_vec_q4_k_matches_the_cpu") else { return };
+    fn mat_vec_q4_k_equals_the_cpu_bit_for_bit() {
+        let Some(g) = gpu("mat_vec_q4_k_equals_the_cpu_bit_for_bit") else { return };
         let kernel = g.kernel(&MAT_VEC_Q4_K).unwrap();
         let mut rng = SmallRng::seed_from_u64(43);
         for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
@@ -633,36 +630,17 @@ mod tests {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
                 let x = &x[c * blocks..(c + 1) * blocks];
                 let want = crate::kernels::kquants::dot_q4_k(wr, x);
-                // Each super-block's term d·isum − dmin·msum is computed with the same roundings on both, or
-                // with one or both products fused into the subtraction or the running sum on the GPU (at most
-                // 2u·(|d·isum| + |dmin·msum|) apart); the two orders of adding the nb terms are each within
-                // (nb − 1)·u·Σ|term| of the exact sum. So |cpu − gpu| ≤ (2·nb + 2)·u·Σ(|d·isum| + |dmin·msum|).
-                let mag: f64 = wr
-                    .chunks_exact(144)
-                    .zip(x)
-                    .map(|(wb, xb)| {
-                        let one = std::slice::from_ref(xb);
-                        // |d·isum| and |dmin·msum| separately: the block's dot with dmin zeroed, and with d zeroed.
-                        let mut d_only = wb.to_vec();
-                        d_only[2..4].fill(0);
-                        let d_part = crate::kernels::kquants::dot_q4_k(&d_only, one).abs() as f64;
-                        let mut min_only = wb.to_vec();
-                        min_only[0..2].fill(0);
-                        let m_part = crate::kernels::kquants::dot_q4_k(&min_only, one).abs() as f64;
-                        d_part + m_part
-                    })
-                    .sum();
-                let bound = (2.0 * blocks as f64 + 2.0) * U * mag;
+                // Each super-block's term d·isum − dmin·msum is computed with the same roundings on both
+                // (`precise`: no fused multiply-add) and the terms are added in super-block order: the same bits.
                 let got = got[c * rows + r];
-                let diff = (want as f64 - got as f64).abs();
-                assert!(diff <= bound, "k={k} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})");
+                assert_eq!(got.to_bits(), want.to_bits(), "k={k} input {c} row {r}: cpu {want} gpu {got}");
             }
         }
     }
 
     #[test]
-    fn mat_vec_q6_k_matches_the_cpu() {
-        let Some(g) = gpu("mat_vec_q6_k_matches_the_cpu") else { return };
+    fn mat_vec_q6_k_equals_the_cpu_bit_for_bit() {
+        let Some(g) = gpu("mat_vec_q6_k_equals_the_cpu_bit_for_bit") else { return };
         let kernel = g.kernel(&MAT_VEC_Q6_K).unwrap();
         let mut rng = SmallRng::seed_from_u64(45);
         for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
@@ -679,18 +657,10 @@ mod tests {
                 let wr = &w[r * row_bytes..(r + 1) * row_bytes];
                 let x = &x[c * blocks..(c + 1) * blocks];
                 let want = crate::kernels::kquants::dot_q6_k(wr, x);
-                // Each super-block's term (d_w·d_x)·isum is rounded alike on both (or fused into the running
-                // sum on the GPU: u·|term|); the two orders of adding the nb terms are each within
-                // (nb − 1)·u·Σ|term| of the exact sum, so |cpu − gpu| ≤ 2·nb·u·Σ|term|.
-                let mag: f64 = wr
-                    .chunks_exact(210)
-                    .zip(x)
-                    .map(|(wb, xb)| crate::kernels::kquants::dot_q6_k(wb, std::slice::from_ref(xb)).abs() as f64)
-                    .sum();
-                let bound = 2.0 * blocks as f64 * U * mag;
+                // Each super-block's term (d_w·d_x)·isum is rounded alike on both and the terms are added in
+                // super-block order: the same bits.
                 let got = got[c * rows + r];
-                let diff = (want as f64 - got as f64).abs();
-                assert!(diff <= bound, "k={k} input {c} row {r}: cpu {want} gpu {got} (bound {bound:e})");
+                assert_eq!(got.to_bits(), want.to_bits(), "k={k} input {c} row {r}: cpu {want} gpu {got}");
             }
         }
     }

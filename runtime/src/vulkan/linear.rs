@@ -1,0 +1,335 @@
+//! Linear layers on a Vulkan device: weights uploaded once from the map, then `x · wᵀ` for any number of
+//! input rows with one submission per call (the activations quantized on the CPU exactly as the CPU kernels
+//! quantize them, so the device computes the same integer block sums).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::shaders::{self, Shader};
+use super::{Buffer, Gpu, Kernel, MemoryKind, VulkanError};
+use crate::kernels::kquants::{quantize_q8_k_activations, Q8KBlock};
+use crate::kernels::scalar::{quantize_q8_0_activations, Q8Block};
+use crate::tensor::Matrix;
+use crate::GgmlType;
+
+/// The activation format a weight type's shader reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Q8_0 blocks (Q8_0 and Q4_0 weights).
+    Q8_0,
+    /// Q8_K super-blocks (Q4_K and Q6_K weights).
+    Q8K,
+    /// Plain f32 rows (F16 and F32 weights).
+    F32,
+}
+
+/// The shader and activation format of a weight type, or `None` where there is no shader for it.
+fn route(ty: GgmlType) -> Option<(&'static Shader, Input)> {
+    Some(match ty {
+        GgmlType::Q8_0 => (&shaders::MAT_VEC_Q8_0, Input::Q8_0),
+        GgmlType::Q4_0 => (&shaders::MAT_VEC_Q4_0, Input::Q8_0),
+        GgmlType::Q4K => (&shaders::MAT_VEC_Q4_K, Input::Q8K),
+        GgmlType::Q6K => (&shaders::MAT_VEC_Q6_K, Input::Q8K),
+        GgmlType::F16 => (&shaders::MAT_VEC_F16, Input::F32),
+        GgmlType::F32 => (&shaders::MAT_VEC_F32, Input::F32),
+        _ => return None,
+    })
+}
+
+/// Whether a weight type has a shader.
+pub fn supported(ty: GgmlType) -> bool {
+    route(ty).is_some()
+}
+
+/// A weight on the device: its buffer and shape.
+struct Resident {
+    buffer: Buffer,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+}
+
+/// Host-visible buffers the calls reuse, grown to the largest call so far (so bounded by the largest layer
+/// times the largest batch of input rows).
+#[derive(Default)]
+struct Scratch {
+    /// Activation quants, scales and sums of 16, per input format.
+    q8_0: [Option<Buffer>; 2],
+    q8_k: [Option<Buffer>; 3],
+    f32: Option<Buffer>,
+    /// One output per weight of a call.
+    outs: Vec<Option<Buffer>>,
+}
+
+/// Make `slot` hold at least `bytes` (a power of two at least, so growth is rare) and fill it with `data`.
+fn fill(gpu: &Gpu, slot: &mut Option<Buffer>, data: &[u8], what: &str) -> Result<(), VulkanError> {
+    reserve(gpu, slot, data.len() as u64, what)?;
+    let buffer = slot.as_ref().expect("reserved");
+    buffer.write(0, data)
+}
+
+fn reserve(gpu: &Gpu, slot: &mut Option<Buffer>, bytes: u64, what: &str) -> Result<(), VulkanError> {
+    let bytes = bytes.max(16);
+    if slot.as_ref().is_none_or(|b| b.bytes() < bytes) {
+        *slot = None;
+        *slot = Some(Buffer::new(gpu, bytes.next_power_of_two(), MemoryKind::Host, what)?);
+    }
+    Ok(())
+}
+
+/// The linear layers one device holds.
+pub struct DeviceLinear {
+    gpu: Gpu,
+    kernels: HashMap<&'static str, Kernel>,
+    /// Keyed by the address and length of the weight's bytes in the map (a matrix's `data`).
+    weights: HashMap<(usize, usize), Resident>,
+    scratch: Mutex<Scratch>,
+    bytes: u64,
+}
+
+impl DeviceLinear {
+    /// The device with a kernel for every weight type that has a shader, holding no weights yet.
+    pub fn new(gpu: Gpu) -> Result<DeviceLinear, VulkanError> {
+        let mut kernels = HashMap::new();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K, GgmlType::F16, GgmlType::F32] {
+            let (shader, _) = route(ty).expect("a routed type");
+            kernels.insert(shader.name, gpu.kernel(shader)?);
+        }
+        Ok(DeviceLinear { gpu, kernels, weights: HashMap::new(), scratch: Mutex::new(Scratch::default()), bytes: 0 })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Bytes of weights on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Copy `w`'s rows to the device (once: a weight already there is not copied again). A type without a
+    /// shader, or a weight larger than one storage buffer may be on this device, is refused with the reason.
+    pub fn upload(&mut self, w: &Matrix<'_>) -> Result<(), VulkanError> {
+        let key = (w.data.as_ptr() as usize, w.data.len());
+        if self.weights.contains_key(&key) {
+            return Ok(());
+        }
+        if !supported(w.ty) {
+            return Err(VulkanError::Usage(format!("{}: no Vulkan shader for {} weights", w.name, w.ty)));
+        }
+        let most = self.gpu.info().max_storage_buffer_range as u64;
+        if w.data.len() as u64 > most {
+            return Err(VulkanError::Usage(format!(
+                "{}: {} bytes, more than one storage buffer may hold on {} ({most})",
+                w.name,
+                w.data.len(),
+                self.gpu.name()
+            )));
+        }
+        let buffer = Buffer::with_data(&self.gpu, w.data, MemoryKind::Device, w.name)?;
+        self.bytes += w.data.len() as u64;
+        self.weights.insert(key, Resident { buffer, ty: w.ty, rows: w.rows, cols: w.cols });
+        Ok(())
+    }
+
+    /// Whether `w`'s rows are on the device (the same bytes of the map, seen with the same shape).
+    pub fn holds(&self, w: &Matrix<'_>) -> bool {
+        self.resident(w).is_some()
+    }
+
+    fn resident(&self, w: &Matrix<'_>) -> Option<&Resident> {
+        let r = self.weights.get(&(w.data.as_ptr() as usize, w.data.len()))?;
+        (r.ty == w.ty && r.rows == w.rows && r.cols == w.cols).then_some(r)
+    }
+
+    /// `outs[j][n × ws[j].rows] = x[n × k] · ws[j]ᵀ` for weights that share their input, in one submission.
+    /// `Ok(false)`: a weight is not on the device (nothing was computed; the caller uses the CPU).
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        n: usize,
+        ws: &[&Matrix<'_>],
+        outs: &mut [&mut [f32]],
+    ) -> Result<bool, VulkanError> {
+        let Some(resident) = ws.iter().map(|w| self.resident(w)).collect::<Option<Vec<&Resident>>>() else {
+            return Ok(false);
+        };
+        if n == 0 || ws.is_empty() {
+            return Ok(true);
+        }
+        let k = x.len() / n;
+        for (w, out) in ws.iter().zip(outs.iter()) {
+            if w.cols != k || x.len() != n * k || out.len() != n * w.rows {
+                return Err(VulkanError::Usage(format!(
+                    "{}: [{n} × {}] input and {} outputs for a [{} × {}] weight",
+                    w.name,
+                    x.len() / n.max(1),
+                    out.len(),
+                    w.rows,
+                    w.cols
+                )));
+            }
+        }
+        let u32_of = |v: usize, what: &str| {
+            u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
+        };
+        let mut scratch =
+            self.scratch.lock().map_err(|_| VulkanError::Usage("the scratch lock was poisoned".into()))?;
+        let scratch = &mut *scratch;
+        // Each input format the weights need, once.
+        let needs = |f: Input| resident.iter().any(|r| route(r.ty).map(|(_, i)| i) == Some(f));
+        if needs(Input::Q8_0) {
+            let blocks: Vec<Q8Block> = x.chunks(k).flat_map(quantize_q8_0_activations).collect();
+            let qs: Vec<u8> = blocks.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
+            let ds: Vec<u8> = blocks.iter().flat_map(|b| b.d.to_le_bytes()).collect();
+            fill(&self.gpu, &mut scratch.q8_0[0], &qs, "Q8_0 activation quants")?;
+            fill(&self.gpu, &mut scratch.q8_0[1], &ds, "Q8_0 activation scales")?;
+        }
+        if needs(Input::Q8K) {
+            let blocks: Vec<Q8KBlock> = x.chunks(k).flat_map(quantize_q8_k_activations).collect();
+            let qs: Vec<u8> = blocks.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
+            let ds: Vec<u8> = blocks.iter().flat_map(|b| b.d.to_le_bytes()).collect();
+            let ss: Vec<u8> =
+                blocks.iter().flat_map(|b| b.bsums.iter().flat_map(|s| (*s as i32).to_le_bytes())).collect();
+            fill(&self.gpu, &mut scratch.q8_k[0], &qs, "Q8_K activation quants")?;
+            fill(&self.gpu, &mut scratch.q8_k[1], &ds, "Q8_K activation scales")?;
+            fill(&self.gpu, &mut scratch.q8_k[2], &ss, "Q8_K activation sums")?;
+        }
+        if needs(Input::F32) {
+            let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+            fill(&self.gpu, &mut scratch.f32, &bytes, "f32 activations")?;
+        }
+        if scratch.outs.len() < ws.len() {
+            scratch.outs.resize_with(ws.len(), || None);
+        }
+        for (j, w) in ws.iter().enumerate() {
+            reserve(&self.gpu, &mut scratch.outs[j], (n * w.rows * 4) as u64, "linear outputs")?;
+        }
+        let mut batch = self.gpu.batch()?;
+        let n32 = u32_of(n, "input rows")?;
+        for (j, (w, r)) in ws.iter().zip(&resident).enumerate() {
+            let (shader, input) = route(r.ty).expect("resident weights have shaders");
+            let kernel = &self.kernels[shader.name];
+            let out = scratch.outs[j].as_ref().expect("reserved");
+            let rows = u32_of(w.rows, "weight rows")?;
+            match input {
+                Input::Q8_0 => {
+                    let [xq, xd] = &scratch.q8_0;
+                    let (xq, xd) = (xq.as_ref().expect("filled"), xd.as_ref().expect("filled"));
+                    let blocks = u32_of(k / 32, "blocks per row")?;
+                    shaders::mat_vec_q8_0(&mut batch, kernel, &r.buffer, xq, xd, out, rows, blocks, n32)?;
+                }
+                Input::Q8K => {
+                    let [xq, xd, xs] = &scratch.q8_k;
+                    let (xq, xd, xs) =
+                        (xq.as_ref().expect("filled"), xd.as_ref().expect("filled"), xs.as_ref().expect("filled"));
+                    let blocks = u32_of(k / 256, "super-blocks per row")?;
+                    if r.ty == GgmlType::Q4K {
+                        shaders::mat_vec_q4_k(&mut batch, kernel, &r.buffer, xq, xd, xs, out, rows, blocks, n32)?;
+                    } else {
+                        shaders::mat_vec_q6_k(&mut batch, kernel, &r.buffer, xq, xd, out, rows, blocks, n32)?;
+                    }
+                }
+                Input::F32 => {
+                    let xf = scratch.f32.as_ref().expect("filled");
+                    let cols = u32_of(k, "columns")?;
+                    shaders::mat_vec_f16(&mut batch, kernel, &r.buffer, xf, out, rows, cols, n32)?;
+                }
+            }
+        }
+        batch.run(ws[0].name)?;
+        for (j, out) in outs.iter_mut().enumerate() {
+            let buffer = scratch.outs[j].as_ref().expect("reserved");
+            let mut bytes = vec![0u8; out.len() * 4];
+            buffer.read(0, &mut bytes)?;
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::vulkan::Vulkan;
+
+    fn expected(tool: &str) -> bool {
+        std::env::var("SAIL_EDGE_EXPECT_TOOLS").unwrap_or_default().split(',').any(|t| t.trim() == tool)
+    }
+
+    /// Every type through the device in calls of three weights each, against the CPU kernels; a weight not
+    /// on the device is `Ok(false)`. (The shaders' tests bound each type's difference tightly; this one
+    /// checks the routing: shader, strides and activation format per weight.)
+    #[test]
+    fn weights_of_every_type_match_the_cpu_through_one_call() {
+        let gpu = match Vulkan::load().and_then(|vk| Gpu::open(&vk, 0)) {
+            Ok(g) => g,
+            Err(e) => {
+                assert!(!expected("vulkan"), "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
+                eprintln!("weights_of_every_type_match_the_cpu_through_one_call: NOT run: {e}");
+                return;
+            }
+        };
+        let mut dev = DeviceLinear::new(gpu).unwrap();
+        let mut rng = SmallRng::seed_from_u64(60);
+        let (k, n) = (1024usize, 3usize);
+        let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let types = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K, GgmlType::F16, GgmlType::F32];
+        let rows = [7usize, 5, 3];
+        let data: Vec<(GgmlType, usize, Vec<u8>)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, &ty)| {
+                let r = rows[i % 3];
+                let wf: Vec<f32> = (0..r * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let mut w = vec![0u8; ty.row_size(k).unwrap() * r];
+                crate::quant::quantize_rows(ty, &wf, k, &mut w).unwrap();
+                (ty, r, w)
+            })
+            .collect();
+        let names: Vec<String> = types.iter().map(|t| format!("w.{t}")).collect();
+        let ms: Vec<Matrix<'_>> = data
+            .iter()
+            .zip(&names)
+            .map(|((ty, r, w), name)| Matrix::from_bytes(name, *ty, *r, k, w).unwrap())
+            .collect();
+        for m in &ms {
+            dev.upload(m).unwrap();
+        }
+        let other = vec![0u8; GgmlType::Q8_0.row_size(k).unwrap()];
+        let absent = Matrix::from_bytes("absent", GgmlType::Q8_0, 1, k, &other).unwrap();
+        let mut o = vec![0f32; n];
+        assert!(!dev.matmul(&x, n, &[&absent], &mut [&mut o]).unwrap(), "a weight not uploaded is not computed");
+        for group in ms.chunks(3) {
+            let ws: Vec<&Matrix<'_>> = group.iter().collect();
+            let mut got: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; n * w.rows]).collect();
+            let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+            assert!(dev.matmul(&x, n, &ws, &mut outs).unwrap());
+            for (w, got) in ws.iter().zip(&got) {
+                let mut want = vec![0f32; n * w.rows];
+                crate::kernels::matmul(&x, n, w, &mut want).unwrap();
+                let mut wf = Vec::new();
+                w.rows_f32(0, w.rows, &mut wf).unwrap();
+                for (i, (a, b)) in want.iter().zip(got).enumerate() {
+                    let (c, r) = (i / w.rows, i % w.rows);
+                    let xc = &x[c * k..(c + 1) * k];
+                    // Both sides add the same k products (or block products) in different orders: within
+                    // 2·k·u·Σ|w·x'| of each other, x' the activations as quantized, which differ from x by
+                    // half a step, amax/254, at most (amax/127 also covers the f16 rounding of the scale).
+                    let amax = xc.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                    let wr = &wf[r * k..(r + 1) * k];
+                    let mag: f64 =
+                        wr.iter().zip(xc).map(|(w, v)| (*w as f64).abs() * ((*v as f64).abs() + amax / 127.0)).sum();
+                    let bound = 2.0 * k as f64 * (1.0 / (1u64 << 24) as f64) * mag;
+                    assert!(((a - b).abs() as f64) <= bound, "{} at {i}: cpu {a} gpu {b} (bound {bound:e})", w.name);
+                }
+            }
+        }
+        assert_eq!(dev.weight_bytes(), data.iter().map(|d| d.2.len() as u64).sum::<u64>());
+    }
+}
