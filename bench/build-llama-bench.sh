@@ -18,6 +18,8 @@
 #     avx2            AVX2+FMA+F16C only: the instruction set sail-edge's baseline x86 kernels use
 #     aarch64-dotprod cross-compiled for aarch64 Linux, armv8.2-a+dotprod (Cortex-A76: Raspberry Pi 5)
 #     aarch64-i8mm    cross-compiled for aarch64 Linux, armv8.2-a+dotprod+i8mm (phones' big cores)
+#     vulkan          the native CPU build plus llama.cpp's Vulkan backend (GGML_VULKAN; needs the Vulkan
+#                     headers and loader, Debian's libvulkan-dev, and glslc): bench/vulkan-gpu runs it
 #   The aarch64 builds need aarch64-linux-gnu-gcc/g++ (Debian: g++-aarch64-linux-gnu) and run under
 #   `qemu-aarch64 -L /usr/aarch64-linux-gnu` (bench/arm-cost).
 set -euo pipefail
@@ -37,11 +39,16 @@ case "$isa" in
     -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF -DGGML_BMI2=ON) ;;
   aarch64-dotprod) build=build-aarch64-dotprod; flags=("${cross[@]}" -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod) ;;
   aarch64-i8mm) build=build-aarch64-i8mm; flags=("${cross[@]}" -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+i8mm) ;;
-  *) echo "LLAMA_ISA must be native, native-noamx, avx2, aarch64-dotprod or aarch64-i8mm, not '$isa'" >&2
+  vulkan) build=build-vulkan; flags=(-DGGML_VULKAN=ON) ;;
+  *) echo "LLAMA_ISA must be native, native-noamx, avx2, aarch64-dotprod, aarch64-i8mm or vulkan, not '$isa'" >&2
      exit 2 ;;
 esac
 if [[ "$isa" == aarch64-* ]] && ! command -v aarch64-linux-gnu-g++ >/dev/null; then
   echo "LLAMA_ISA=$isa needs aarch64-linux-gnu-g++ (apt-get install g++-aarch64-linux-gnu)" >&2
+  exit 2
+fi
+if [[ "$isa" == vulkan ]] && ! { command -v glslc >/dev/null && [[ -e /usr/include/vulkan/vulkan.h ]]; }; then
+  echo "LLAMA_ISA=vulkan needs glslc and the Vulkan headers (apt-get install glslc libvulkan-dev)" >&2
   exit 2
 fi
 bin="$cache/llama-cpp-python-$version/$build/bin/llama-bench"
@@ -61,7 +68,7 @@ if [[ ! -d "$src/vendor/llama.cpp" ]]; then
   tar -xzf "$sdist" -C "$cache"
   [[ -d "$cache/llama_cpp_python-$version" ]] && mv "$cache/llama_cpp_python-$version" "$src"
 fi
-# A CPU build, no network code, static libraries (the aarch64 binary then needs only the cross libc and
+# No network code, static libraries (the aarch64 binary then needs only the cross libc and
 # libstdc++ that qemu-user finds under /usr/aarch64-linux-gnu).
 cmake -S "$src/vendor/llama.cpp" -B "$src/$build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF \

@@ -402,6 +402,48 @@ mod tests {
         assert_eq!(device_layers(Some(999), 28), (0..28, true));
     }
 
+    /// A device that fails mid-call (here: past a zero timeout, as a hung or lost device is) gives that call's
+    /// result from the CPU, warns once and is not used again; the results are the CPU's either way.
+    #[cfg(feature = "vulkan")]
+    #[test]
+    fn a_failing_device_falls_back_to_the_cpu() {
+        use crate::vulkan::linear::DeviceLinear;
+        use crate::vulkan::{Gpu, Vulkan};
+        use crate::GgmlType;
+        let gpu = match Vulkan::load().and_then(|vk| Gpu::open(&vk, 0)) {
+            Ok(g) => g,
+            Err(e) => {
+                let expected = std::env::var("SAIL_EDGE_EXPECT_TOOLS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .any(|t| t.trim() == "vulkan");
+                assert!(!expected, "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
+                eprintln!("a_failing_device_falls_back_to_the_cpu: NOT run: {e}");
+                return;
+            }
+        };
+        let (rows, k, n) = (4096usize, 2048usize, 8usize);
+        let wf: Vec<f32> = (0..rows * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let mut bytes = vec![0u8; GgmlType::Q8_0.row_size(k).unwrap() * rows];
+        crate::quant::quantize_rows(GgmlType::Q8_0, &wf, k, &mut bytes).unwrap();
+        let w = Matrix::from_bytes("w", GgmlType::Q8_0, rows, k, &bytes).unwrap();
+        let x: Vec<f32> = (0..n * k).map(|i| ((i * 104729) % 997) as f32 / 400.0 - 1.2).collect();
+        let mut want = vec![0f32; n * rows];
+        kernels::matmul(&x, n, &w, &mut want).unwrap();
+        let mut device = DeviceLinear::new(gpu.clone()).unwrap();
+        device.upload(&w).unwrap();
+        let linear = Linear { device: Some(Arc::new(Device { linear: device, failed: AtomicBool::new(false) })) };
+        assert!(linear.holds(&w));
+        let mut got = vec![0f32; n * rows];
+        linear.matmul(&x, n, &w, &mut got).unwrap();
+        assert_eq!(got, want, "on the device: the CPU's bits");
+        gpu.set_timeout(std::time::Duration::ZERO);
+        let mut got = vec![0f32; n * rows];
+        linear.matmul(&x, n, &w, &mut got).unwrap();
+        assert_eq!(got, want, "after the failure: the CPU's result");
+        assert!(!linear.on_device() && !linear.holds(&w), "a failed device is not used again");
+    }
+
     #[cfg(feature = "vulkan")]
     #[test]
     fn auto_takes_discrete_and_tegra_only() {
