@@ -15,6 +15,7 @@ layout(push_constant) uniform Params {
     uint rows;  // weight rows: the output row stride
     uint row0;  // first weight row of this dispatch
     uint col0;  // first input row of this dispatch
+    uint first; // the first row the weight buffer holds (a weight may be split over several)
 } p;
 
 shared float partial[64];
@@ -25,7 +26,7 @@ void main() {
     const uint col = p.col0 + gl_WorkGroupID.y;
     float acc = 0.0;
     for (uint i = t; i < p.cols; i += 64u) {
-        const uint at = row * p.cols + i;
+        const uint at = (row - p.first) * p.cols + i;
         acc += w[at] * x[col * p.cols + i];
     }
     partial[t] = acc;

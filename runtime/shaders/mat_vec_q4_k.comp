@@ -24,6 +24,7 @@ layout(push_constant) uniform Params {
     uint rows;    // weight rows: the output row stride
     uint row0;    // first weight row of this dispatch
     uint col0;    // first input row of this dispatch
+    uint first;   // the first row the weight buffer holds (a weight may be split over several)
 } p;
 
 shared float term[64];
@@ -47,7 +48,7 @@ void main() {
         const uint b = base + t;
         if (b < p.blocks) {
             const uint xb = col * p.blocks + b;  // the input row's block b
-            const uint at = (row * p.blocks + b) * 144u;
+            const uint at = ((row - p.first) * p.blocks + b) * 144u;
             const float d = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
             const float dmin = unpackHalf2x16(byte_at(at + 2u) | (byte_at(at + 3u) << 8u)).x;
             // ggml's get_scale_min_k4 for j = 0..8 over the 12 bytes at 4..16.

@@ -19,6 +19,7 @@ layout(push_constant) uniform Params {
     uint rows;    // weight rows: the output row stride
     uint row0;    // first weight row of this dispatch
     uint col0;    // first input row of this dispatch
+    uint first;   // the first row the weight buffer holds (a weight may be split over several)
 } p;
 
 shared float term[64];
@@ -42,7 +43,7 @@ void main() {
         const uint b = base + t;
         if (b < p.blocks) {
             const uint xb = col * p.blocks + b;  // the input row's block b
-            const uint at = (row * p.blocks + b) * 210u;
+            const uint at = ((row - p.first) * p.blocks + b) * 210u;
             int isum = 0;
             for (uint h = 0u; h < 2u; h++) {
                 // Quarter k of half h: elements 128h + 32k + l, low nibbles from ql[64h + 32(k & 1) + l] shifted

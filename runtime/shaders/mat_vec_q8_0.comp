@@ -21,6 +21,7 @@ layout(push_constant) uniform Params {
     uint rows;    // weight rows: the output row stride
     uint row0;    // first weight row of this dispatch
     uint col0;    // first input row of this dispatch
+    uint first;   // the first row the weight buffer holds (a weight may be split over several)
 } p;
 
 shared float term[64];
@@ -40,7 +41,7 @@ void main() {
         const uint b = base + t;
         if (b < p.blocks) {
             const uint xb = col * p.blocks + b;  // the input row's block b
-            const uint at = (row * p.blocks + b) * 34u;
+            const uint at = ((row - p.first) * p.blocks + b) * 34u;
             const float dw = unpackHalf2x16(byte_at(at) | (byte_at(at + 1u) << 8u)).x;
             int isum = 0;
             for (uint j = 0u; j < 8u; j++) {

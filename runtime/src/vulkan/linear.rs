@@ -41,9 +41,10 @@ pub fn supported(ty: GgmlType) -> bool {
     route(ty).is_some()
 }
 
-/// A weight on the device: its buffer and shape.
+/// A weight on the device: its shape and its rows in one buffer, or split by rows over several where it is
+/// larger than one storage buffer may be.
 struct Resident {
-    buffer: Buffer,
+    parts: Vec<(std::ops::Range<u32>, Buffer)>,
     ty: GgmlType,
     rows: usize,
     cols: usize,
@@ -85,6 +86,8 @@ pub struct DeviceLinear {
     weights: HashMap<(usize, usize), Resident>,
     scratch: Mutex<Scratch>,
     bytes: u64,
+    /// Most bytes of one weight buffer: the device's `maxStorageBufferRange`, or less (tests).
+    buffer_limit: u64,
 }
 
 impl DeviceLinear {
@@ -95,7 +98,21 @@ impl DeviceLinear {
             let (shader, _) = route(ty).expect("a routed type");
             kernels.insert(shader.name, gpu.kernel(shader)?);
         }
-        Ok(DeviceLinear { gpu, kernels, weights: HashMap::new(), scratch: Mutex::new(Scratch::default()), bytes: 0 })
+        let buffer_limit = gpu.info().max_storage_buffer_range as u64;
+        Ok(DeviceLinear {
+            gpu,
+            kernels,
+            weights: HashMap::new(),
+            scratch: Mutex::new(Scratch::default()),
+            bytes: 0,
+            buffer_limit,
+        })
+    }
+
+    /// Split weights into buffers of at most `bytes` (never more than the device allows); for tests, and
+    /// for drivers whose large buffers misbehave.
+    pub fn set_buffer_limit(&mut self, bytes: u64) {
+        self.buffer_limit = bytes.min(self.gpu.info().max_storage_buffer_range as u64);
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -107,8 +124,9 @@ impl DeviceLinear {
         self.bytes
     }
 
-    /// Copy `w`'s rows to the device (once: a weight already there is not copied again). A type without a
-    /// shader, or a weight larger than one storage buffer may be on this device, is refused with the reason.
+    /// Copy `w`'s rows to the device (once: a weight already there is not copied again), split by rows over
+    /// several buffers where one storage buffer may not hold them all. A type without a shader, or a row
+    /// larger than a buffer, is refused with the reason.
     pub fn upload(&mut self, w: &Matrix<'_>) -> Result<(), VulkanError> {
         let key = (w.data.as_ptr() as usize, w.data.len());
         if self.weights.contains_key(&key) {
@@ -117,18 +135,26 @@ impl DeviceLinear {
         if !supported(w.ty) {
             return Err(VulkanError::Usage(format!("{}: no Vulkan shader for {} weights", w.name, w.ty)));
         }
-        let most = self.gpu.info().max_storage_buffer_range as u64;
-        if w.data.len() as u64 > most {
+        let row_bytes = w.row_bytes();
+        let per_buffer = (self.buffer_limit / row_bytes.max(1) as u64).min(u32::MAX as u64) as usize;
+        if per_buffer == 0 || u32::try_from(w.rows).is_err() {
             return Err(VulkanError::Usage(format!(
-                "{}: {} bytes, more than one storage buffer may hold on {} ({most})",
+                "{}: {} rows of {row_bytes} bytes do not fit buffers of at most {} bytes on {}",
                 w.name,
-                w.data.len(),
+                w.rows,
+                self.buffer_limit,
                 self.gpu.name()
             )));
         }
-        let buffer = Buffer::with_data(&self.gpu, w.data, MemoryKind::Device, w.name)?;
+        let mut parts = Vec::new();
+        for r0 in (0..w.rows).step_by(per_buffer) {
+            let r1 = (r0 + per_buffer).min(w.rows);
+            let what = if r1 - r0 == w.rows { w.name.to_string() } else { format!("{} rows {r0}..{r1}", w.name) };
+            let buffer = Buffer::with_data(&self.gpu, w.rows_bytes(r0, r1), MemoryKind::Device, &what)?;
+            parts.push((r0 as u32..r1 as u32, buffer));
+        }
         self.bytes += w.data.len() as u64;
-        self.weights.insert(key, Resident { buffer, ty: w.ty, rows: w.rows, cols: w.cols });
+        self.weights.insert(key, Resident { parts, ty: w.ty, rows: w.rows, cols: w.cols });
         Ok(())
     }
 
@@ -211,30 +237,10 @@ impl DeviceLinear {
             let (shader, input) = route(r.ty).expect("resident weights have shaders");
             let kernel = &self.kernels[shader.name];
             let out = scratch.outs[j].as_ref().expect("reserved");
-            let rows = u32_of(w.rows, "weight rows")?;
-            match input {
-                Input::Q8_0 => {
-                    let [xq, xd] = &scratch.q8_0;
-                    let (xq, xd) = (xq.as_ref().expect("filled"), xd.as_ref().expect("filled"));
-                    let blocks = u32_of(k / 32, "blocks per row")?;
-                    shaders::mat_vec_q8_0(&mut batch, kernel, &r.buffer, xq, xd, out, rows, blocks, n32)?;
-                }
-                Input::Q8K => {
-                    let [xq, xd, xs] = &scratch.q8_k;
-                    let (xq, xd, xs) =
-                        (xq.as_ref().expect("filled"), xd.as_ref().expect("filled"), xs.as_ref().expect("filled"));
-                    let blocks = u32_of(k / 256, "super-blocks per row")?;
-                    if r.ty == GgmlType::Q4K {
-                        shaders::mat_vec_q4_k(&mut batch, kernel, &r.buffer, xq, xd, xs, out, rows, blocks, n32)?;
-                    } else {
-                        shaders::mat_vec_q6_k(&mut batch, kernel, &r.buffer, xq, xd, out, rows, blocks, n32)?;
-                    }
-                }
-                Input::F32 => {
-                    let xf = scratch.f32.as_ref().expect("filled");
-                    let cols = u32_of(k, "columns")?;
-                    shaders::mat_vec_f16(&mut batch, kernel, &r.buffer, xf, out, rows, cols, n32)?;
-                }
+            let total = u32_of(w.rows, "weight rows")?;
+            for (held, weights) in &r.parts {
+                let rows = shaders::Rows { rows: total, held: held.clone() };
+                record(&mut batch, kernel, r.ty, input, weights, scratch, out, &rows, k, n32)?;
             }
         }
         batch.run(ws[0].name)?;
@@ -247,6 +253,47 @@ impl DeviceLinear {
             }
         }
         Ok(true)
+    }
+}
+
+/// Record one weight buffer's rows × the inputs into `out`, with the shader and inputs of its type.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    batch: &mut super::Batch,
+    kernel: &Kernel,
+    ty: GgmlType,
+    input: Input,
+    weights: &Buffer,
+    scratch: &Scratch,
+    out: &Buffer,
+    rows: &shaders::Rows,
+    k: usize,
+    n: u32,
+) -> Result<(), VulkanError> {
+    let u32_of = |v: usize, what: &str| {
+        u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
+    };
+    let filled =
+        |b: &Option<Buffer>| b.as_ref().cloned().ok_or_else(|| VulkanError::Usage("inputs not uploaded".into()));
+    match input {
+        Input::Q8_0 => {
+            let (xq, xd) = (filled(&scratch.q8_0[0])?, filled(&scratch.q8_0[1])?);
+            let blocks = u32_of(k / 32, "blocks per row")?;
+            shaders::mat_vec_q8_0(batch, kernel, weights, &xq, &xd, out, rows, blocks, n)
+        }
+        Input::Q8K => {
+            let (xq, xd, xs) = (filled(&scratch.q8_k[0])?, filled(&scratch.q8_k[1])?, filled(&scratch.q8_k[2])?);
+            let blocks = u32_of(k / 256, "super-blocks per row")?;
+            if ty == GgmlType::Q4K {
+                shaders::mat_vec_q4_k(batch, kernel, weights, &xq, &xd, &xs, out, rows, blocks, n)
+            } else {
+                shaders::mat_vec_q6_k(batch, kernel, weights, &xq, &xd, out, rows, blocks, n)
+            }
+        }
+        Input::F32 => {
+            let xf = filled(&scratch.f32)?;
+            shaders::mat_vec_f16(batch, kernel, weights, &xf, out, rows, u32_of(k, "columns")?, n)
+        }
     }
 }
 
@@ -331,5 +378,50 @@ mod tests {
             }
         }
         assert_eq!(dev.weight_bytes(), data.iter().map(|d| d.2.len() as u64).sum::<u64>());
+    }
+
+    /// A weight larger than one buffer may be goes up in row ranges (here: buffers of 3 rows' bytes, so 7
+    /// rows make 3 + 3 + 1), and the outputs are the same bits as from one buffer.
+    #[test]
+    fn a_weight_split_over_buffers_gives_the_same_bits() {
+        let gpu = match Vulkan::load().and_then(|vk| Gpu::open(&vk, 0)) {
+            Ok(g) => g,
+            Err(e) => {
+                assert!(!expected("vulkan"), "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
+                eprintln!("a_weight_split_over_buffers_gives_the_same_bits: NOT run: {e}");
+                return;
+            }
+        };
+        let mut rng = SmallRng::seed_from_u64(61);
+        let (k, n, rows) = (512usize, 3usize, 7usize);
+        let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K, GgmlType::F16, GgmlType::F32] {
+            let wf: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let mut bytes = vec![0u8; ty.row_size(k).unwrap() * rows];
+            crate::quant::quantize_rows(ty, &wf, k, &mut bytes).unwrap();
+            let w = Matrix::from_bytes("w", ty, rows, k, &bytes).unwrap();
+            let mut whole = DeviceLinear::new(gpu.clone()).unwrap();
+            whole.upload(&w).unwrap();
+            let mut split = DeviceLinear::new(gpu.clone()).unwrap();
+            split.set_buffer_limit(3 * w.row_bytes() as u64 + 1);
+            split.upload(&w).unwrap();
+            let held = &split.resident(&w).unwrap().parts;
+            assert_eq!(held.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), vec![0..3, 3..6, 6..7], "{ty}");
+            let (mut a, mut b) = (vec![0f32; n * rows], vec![0f32; n * rows]);
+            assert!(whole.matmul(&x, n, &[&w], &mut [&mut a]).unwrap());
+            assert!(split.matmul(&x, n, &[&w], &mut [&mut b]).unwrap());
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{ty}"
+            );
+        }
+        // A row larger than a buffer cannot be split: refused by name.
+        let mut tiny = DeviceLinear::new(gpu).unwrap();
+        tiny.set_buffer_limit(16);
+        let bytes = vec![0u8; GgmlType::Q8_0.row_size(k).unwrap()];
+        let w = Matrix::from_bytes("big.row", GgmlType::Q8_0, 1, k, &bytes).unwrap();
+        let e = tiny.upload(&w).unwrap_err().to_string();
+        assert!(e.contains("big.row") && e.contains("at most 16 bytes"), "{e}");
     }
 }

@@ -26,18 +26,19 @@ macro_rules! shader {
 /// RMSNorm over rows (x, weight, out; push: d, eps).
 pub const RMS_NORM: Shader = shader!("rms_norm", 3, 8);
 /// Q8_0 weight rows · Q8_0 activation rows (weights, activation quants, activation scales, out; push:
-/// blocks per row, rows, first row, first input row). Every `mat_vec` shader is matrix × vector over a grid of
-/// (weight row, input row) workgroups: with several input rows it is matrix × matrix.
-pub const MAT_VEC_Q8_0: Shader = shader!("mat_vec_q8_0", 4, 16);
+/// blocks per row, rows, first row, first input row, the buffer's first row). Every `mat_vec` shader is
+/// matrix × vector over a grid of (weight row, input row) workgroups: with several input rows it is matrix ×
+/// matrix.
+pub const MAT_VEC_Q8_0: Shader = shader!("mat_vec_q8_0", 4, 20);
 
 /// Q4_0 weight rows · Q8_0 activation rows (the same interface as [`MAT_VEC_Q8_0`]).
-pub const MAT_VEC_Q4_0: Shader = shader!("mat_vec_q4_0", 4, 16);
+pub const MAT_VEC_Q4_0: Shader = shader!("mat_vec_q4_0", 4, 20);
 /// Q4_K weight rows · Q8_K activation rows (weights, activation quants, scales, sums of 16, out; push:
-/// super-blocks per row, rows, first row, first input row).
-pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 16);
+/// super-blocks per row, rows, first row, first input row, the buffer's first row).
+pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 20);
 /// Q6_K weight rows · Q8_K activation rows (weights, activation quants, scales, out; push: super-blocks
-/// per row, rows, first row, first input row).
-pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 16);
+/// per row, rows, first row, first input row, the buffer's first row).
+pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 20);
 /// `out = a + b` (a, b, out; push: n).
 pub const ADD: Shader = shader!("add", 3, 4);
 /// Rotary embedding of one token's heads in place (x, cos, sin; push: heads, head_dim).
@@ -46,10 +47,11 @@ pub const ROPE: Shader = shader!("rope", 3, 8);
 /// `gate = silu(gate) · up` in place (gate, up; push: n).
 pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
 
-/// F16 weight rows · f32 input rows (weights, x, out; push: columns, rows, first row, first input row).
-pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 16);
+/// F16 weight rows · f32 input rows (weights, x, out; push: columns, rows, first row, first input row, the buffer's first
+/// row).
+pub const MAT_VEC_F16: Shader = shader!("mat_vec_f16", 3, 20);
 /// F32 weight rows · f32 input rows (the interface of [`MAT_VEC_F16`]).
-pub const MAT_VEC_F32: Shader = shader!("mat_vec_f32", 3, 16);
+pub const MAT_VEC_F32: Shader = shader!("mat_vec_f32", 3, 20);
 /// LayerNorm with weight and bias over rows (x, weight, bias, out; push: d, eps).
 pub const LAYER_NORM: Shader = shader!("layer_norm", 4, 8);
 /// Softmax of each row in place (x; push: n).
@@ -88,25 +90,50 @@ fn check_size(buffer: &Buffer, bytes: u64, what: &str) -> Result<(), VulkanError
     Ok(())
 }
 
-/// Record a `mat_vec` kernel over `rows` weight rows × `n` input rows, in as many dispatches as the device's
-/// workgroup-count limits need; `per_row` (blocks or columns per row) leads the push constants.
+/// Which rows of a weight a `mat_vec` call computes: `held`, the rows its weight buffer holds (a weight
+/// larger than one storage buffer is split by rows over several), of a weight of `rows` rows (the output's
+/// row stride).
+#[derive(Debug, Clone)]
+pub struct Rows {
+    pub rows: u32,
+    pub held: std::ops::Range<u32>,
+}
+
+impl Rows {
+    /// All `rows` rows, in one buffer.
+    pub fn all(rows: u32) -> Rows {
+        Rows { rows, held: 0..rows }
+    }
+
+    /// The number of held rows, or an error when they are not rows of the weight.
+    fn check(&self, what: &str) -> Result<u64, VulkanError> {
+        if self.held.start > self.held.end || self.held.end > self.rows {
+            return Err(VulkanError::Usage(format!("{what}: rows {:?} of a {}-row weight", self.held, self.rows)));
+        }
+        Ok((self.held.end - self.held.start) as u64)
+    }
+}
+
+/// Record a `mat_vec` kernel over the held weight rows × `n` input rows, in as many dispatches as the
+/// device's workgroup-count limits need; `per_row` (blocks or columns per row) leads the push constants.
 fn dispatch_grid(
     batch: &mut Batch,
     kernel: &Kernel,
     buffers: &[&Buffer],
     per_row: u32,
-    rows: u32,
+    rows: &Rows,
     n: u32,
 ) -> Result<(), VulkanError> {
     let most = batch.gpu().info().max_workgroup_count;
     let (row_step, col_step) = (most[0].max(1), most[1].max(1));
-    for row0 in (0..rows).step_by(row_step as usize) {
+    let first = rows.held.start;
+    for row0 in rows.held.clone().step_by(row_step as usize) {
         for col0 in (0..n).step_by(col_step as usize) {
-            let mut push = Vec::with_capacity(16);
-            for v in [per_row, rows, row0, col0] {
+            let mut push = Vec::with_capacity(20);
+            for v in [per_row, rows.rows, row0, col0, first] {
                 push.extend_from_slice(&v.to_le_bytes());
             }
-            let groups = [(rows - row0).min(row_step), (n - col0).min(col_step), 1];
+            let groups = [(rows.held.end - row0).min(row_step), (n - col0).min(col_step), 1];
             batch.dispatch(kernel, buffers, &push, groups)?;
         }
     }
@@ -169,9 +196,10 @@ pub fn softmax(batch: &mut Batch, kernel: &Kernel, x: &Buffer, rows: u32, n: u32
     batch.dispatch(kernel, &[x], &n.to_le_bytes(), [rows, 1, 1])
 }
 
-/// `out[c·rows + r] = Σ_b isum_b · (d_w · d_x)` for `rows` Q8_0 (`kernel` from [`MAT_VEC_Q8_0`], 34-byte
-/// blocks) or Q4_0 ([`MAT_VEC_Q4_0`], 18-byte blocks) weight rows of `blocks` blocks, back to back, against
-/// `n` activation rows quantized to Q8_0: `xq` their 32 bytes per block, `xd` their scales.
+/// `out[c·rows + r] = Σ_b isum_b · (d_w · d_x)` for the held rows `r` of a Q8_0 (`kernel` from
+/// [`MAT_VEC_Q8_0`], 34-byte blocks) or Q4_0 ([`MAT_VEC_Q4_0`], 18-byte blocks) weight of `blocks` blocks
+/// per row (back to back in `weights` from the first held row), against `n` activation rows quantized to
+/// Q8_0: `xq` their 32 bytes per block, `xd` their scales.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_q8_0(
     batch: &mut Batch,
@@ -180,7 +208,7 @@ pub fn mat_vec_q8_0(
     xq: &Buffer,
     xd: &Buffer,
     out: &Buffer,
-    rows: u32,
+    rows: &Rows,
     blocks: u32,
     n: u32,
 ) -> Result<(), VulkanError> {
@@ -193,15 +221,15 @@ pub fn mat_vec_q8_0(
             )))
         }
     };
-    check_size(weights, rows as u64 * blocks as u64 * block_bytes, &format!("{name} weights"))?;
+    check_size(weights, rows.check(name)? * blocks as u64 * block_bytes, &format!("{name} weights"))?;
     let inputs = n as u64 * blocks as u64;
     check_size(xq, inputs * 32, &format!("{name} activation quants"))?;
     check_size(xd, inputs * 4, &format!("{name} activation scales"))?;
-    check_size(out, n as u64 * rows as u64 * 4, &format!("{name} output"))?;
+    check_size(out, n as u64 * rows.rows as u64 * 4, &format!("{name} output"))?;
     dispatch_grid(batch, kernel, &[weights, xq, xd, out], blocks, rows, n)
 }
 
-/// `out[c·rows + r]` = Q4_K weight row `r` (`blocks` 144-byte super-blocks, rows back to back) · activation
+/// `out[c·rows + r]` = held Q4_K weight row `r` (`blocks` 144-byte super-blocks, rows back to back) · activation
 /// row `c` of `n` quantized to Q8_K: `xq` their 256 bytes per super-block, `xd` their scales, `xs` their sums
 /// of 16 (as i32).
 #[allow(clippy::too_many_arguments)]
@@ -213,21 +241,21 @@ pub fn mat_vec_q4_k(
     xd: &Buffer,
     xs: &Buffer,
     out: &Buffer,
-    rows: u32,
+    rows: &Rows,
     blocks: u32,
     n: u32,
 ) -> Result<(), VulkanError> {
     check_kernel(kernel, &MAT_VEC_Q4_K)?;
-    check_size(weights, rows as u64 * blocks as u64 * 144, "mat_vec_q4_k weights")?;
+    check_size(weights, rows.check("mat_vec_q4_k")? * blocks as u64 * 144, "mat_vec_q4_k weights")?;
     let inputs = n as u64 * blocks as u64;
     check_size(xq, inputs * 256, "mat_vec_q4_k activation quants")?;
     check_size(xd, inputs * 4, "mat_vec_q4_k activation scales")?;
     check_size(xs, inputs * 64, "mat_vec_q4_k activation sums")?;
-    check_size(out, n as u64 * rows as u64 * 4, "mat_vec_q4_k output")?;
+    check_size(out, n as u64 * rows.rows as u64 * 4, "mat_vec_q4_k output")?;
     dispatch_grid(batch, kernel, &[weights, xq, xd, xs, out], blocks, rows, n)
 }
 
-/// `out[c·rows + r]` = Q6_K weight row `r` (`blocks` 210-byte super-blocks, rows back to back) · activation
+/// `out[c·rows + r]` = held Q6_K weight row `r` (`blocks` 210-byte super-blocks, rows back to back) · activation
 /// row `c` of `n` quantized to Q8_K: `xq` their 256 bytes per super-block, `xd` their scales.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_q6_k(
@@ -237,16 +265,16 @@ pub fn mat_vec_q6_k(
     xq: &Buffer,
     xd: &Buffer,
     out: &Buffer,
-    rows: u32,
+    rows: &Rows,
     blocks: u32,
     n: u32,
 ) -> Result<(), VulkanError> {
     check_kernel(kernel, &MAT_VEC_Q6_K)?;
-    check_size(weights, rows as u64 * blocks as u64 * 210, "mat_vec_q6_k weights")?;
+    check_size(weights, rows.check("mat_vec_q6_k")? * blocks as u64 * 210, "mat_vec_q6_k weights")?;
     let inputs = n as u64 * blocks as u64;
     check_size(xq, inputs * 256, "mat_vec_q6_k activation quants")?;
     check_size(xd, inputs * 4, "mat_vec_q6_k activation scales")?;
-    check_size(out, n as u64 * rows as u64 * 4, "mat_vec_q6_k output")?;
+    check_size(out, n as u64 * rows.rows as u64 * 4, "mat_vec_q6_k output")?;
     dispatch_grid(batch, kernel, &[weights, xq, xd, out], blocks, rows, n)
 }
 
@@ -275,7 +303,7 @@ pub fn rope(
 }
 
 /// `out[c·rows + r]` = F16 (`kernel` from [`MAT_VEC_F16`], little-endian halves) or F32 ([`MAT_VEC_F32`])
-/// weight row `r` (`cols` elements, rows back to back) · f32 input row `c` of `n` in `x`.
+/// held weight row `r` (`cols` elements, rows back to back) · f32 input row `c` of `n` in `x`.
 #[allow(clippy::too_many_arguments)]
 pub fn mat_vec_f16(
     batch: &mut Batch,
@@ -283,7 +311,7 @@ pub fn mat_vec_f16(
     weights: &Buffer,
     x: &Buffer,
     out: &Buffer,
-    rows: u32,
+    rows: &Rows,
     cols: u32,
     n: u32,
 ) -> Result<(), VulkanError> {
@@ -294,9 +322,9 @@ pub fn mat_vec_f16(
             return Err(VulkanError::Usage(format!("kernel {other} given where mat_vec_f16 or mat_vec_f32 is needed")))
         }
     };
-    check_size(weights, rows as u64 * cols as u64 * element_bytes, &format!("{name} weights"))?;
+    check_size(weights, rows.check(name)? * cols as u64 * element_bytes, &format!("{name} weights"))?;
     check_size(x, n as u64 * cols as u64 * 4, &format!("{name} input"))?;
-    check_size(out, n as u64 * rows as u64 * 4, &format!("{name} output"))?;
+    check_size(out, n as u64 * rows.rows as u64 * 4, &format!("{name} output"))?;
     dispatch_grid(batch, kernel, &[weights, x, out], cols, rows, n)
 }
 
@@ -592,7 +620,8 @@ mod tests {
             let xqb = Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap();
             let xdb = Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
             let mut batch = g.batch().unwrap();
-            mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32, n as u32).unwrap();
+            mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, &Rows::all(rows as u32), blocks as u32, n as u32)
+                .unwrap();
             batch.run(kernel.name()).unwrap();
             let got = ob.read_f32(n * rows).unwrap();
             let q4 = ty == GgmlType::Q4_0;
@@ -622,7 +651,7 @@ mod tests {
             let (xqb, xdb, xsb) = q8_k_buffers(&g, &x);
             let mut batch = g.batch().unwrap();
             let (r32, b32, n32) = (rows as u32, blocks as u32, n as u32);
-            mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, r32, b32, n32).unwrap();
+            mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, &Rows::all(r32), b32, n32).unwrap();
             batch.run("mat_vec_q4_k").unwrap();
             let got = ob.read_f32(n * rows).unwrap();
             let row_bytes = GgmlType::Q4K.row_size(k).unwrap();
@@ -649,7 +678,8 @@ mod tests {
             let x: Vec<Q8KBlock> = xf.chunks(k).flat_map(crate::kernels::quantize_q8_k_activations).collect();
             let (xqb, xdb, _) = q8_k_buffers(&g, &x);
             let mut batch = g.batch().unwrap();
-            mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, rows as u32, blocks as u32, n as u32).unwrap();
+            mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, &Rows::all(rows as u32), blocks as u32, n as u32)
+                .unwrap();
             batch.run("mat_vec_q6_k").unwrap();
             let got = ob.read_f32(n * rows).unwrap();
             let row_bytes = GgmlType::Q6K.row_size(k).unwrap();
@@ -748,7 +778,8 @@ mod tests {
                 let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
                 let ob = Buffer::new(&g, (n * rows * 4) as u64, MemoryKind::Host, "out").unwrap();
                 let mut batch = g.batch().unwrap();
-                mat_vec_f16(&mut batch, &kernel, &wb, &xb, &ob, rows as u32, cols as u32, n as u32).unwrap();
+                mat_vec_f16(&mut batch, &kernel, &wb, &xb, &ob, &Rows::all(rows as u32), cols as u32, n as u32)
+                    .unwrap();
                 batch.run(shader.name).unwrap();
                 let got = ob.read_f32(n * rows).unwrap();
                 let m = crate::tensor::Matrix::from_bytes("w", ty, rows, cols, &wbytes).unwrap();
@@ -868,7 +899,7 @@ mod tests {
             let o = Buffer::new(&g, rows as u64 * 4, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
             for _ in 0..8 {
-                mat_vec_q8_0(&mut batch, &kernel, &w, &xq, &xd, &o, rows, blocks, 1).unwrap();
+                mat_vec_q8_0(&mut batch, &kernel, &w, &xq, &xd, &o, &Rows::all(rows), blocks, 1).unwrap();
             }
             match batch.run("the timed-out work") {
                 Err(e) => break e.to_string(),
