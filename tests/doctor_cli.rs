@@ -193,9 +193,13 @@ fn doctor_lists_vulkan_devices() {
         for key in ["index", "name", "kind", "api_version", "max_shared_memory_bytes", "subgroup_size", "shader_int8"] {
             assert!(d.get(key).is_some(), "no {key}: {d:#}");
         }
+        // `--backend auto` takes discrete GPUs and NVIDIA's integrated ones only (a CPU implementation never).
+        let auto = d["kind"] == "discrete" || (d["kind"] == "integrated" && d["vendor_id"] == 0x10de);
+        assert_eq!(d["backend_auto"].as_bool(), Some(auto), "{d:#}");
     }
     let text = sail_edge(&["doctor"]);
     let out = String::from_utf8_lossy(&text.stdout);
     let first = devices[0]["name"].as_str().unwrap();
     assert!(out.lines().any(|l| l.starts_with("vulkan:") && l.contains(first)), "{out}");
+    assert!(out.contains("--backend auto: "), "{out}");
 }

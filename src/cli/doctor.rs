@@ -60,7 +60,17 @@ fn vulkan_devices() -> (Vec<Value>, Option<String>) {
     #[cfg(feature = "vulkan")]
     {
         match runtime::vulkan::Vulkan::load().and_then(|vk| vk.devices()) {
-            Ok(list) => (list.iter().map(|d| serde_json::to_value(d).unwrap_or(Value::Null)).collect(), None),
+            Ok(list) => {
+                let described = list.iter().map(|d| {
+                    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+                    // Whether `--backend auto` would use it (discrete GPUs and NVIDIA's integrated ones).
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("backend_auto".into(), Value::Bool(runtime::backend::auto_takes(d.kind, d.vendor_id)));
+                    }
+                    v
+                });
+                (described.collect(), None)
+            }
             Err(e) => (Vec::new(), Some(e.to_string())),
         }
     }
@@ -225,12 +235,22 @@ pub fn run(a: DoctorArgs) -> Result<()> {
                     d["driver"].as_str().unwrap_or("")
                 );
                 println!(
-                    "           {} device-local, {} B shared memory, {} invocations per workgroup, subgroup {}; {}",
+                    "           {} device-local, {} B shared memory, {} invocations per workgroup, subgroup {}, \
+                     buffers up to {}; {}",
                     human_bytes(d["device_local_bytes"].as_u64().unwrap_or(0)),
                     d["max_shared_memory_bytes"],
                     d["max_workgroup_invocations"],
                     d["subgroup_size"],
+                    human_bytes(d["max_storage_buffer_range"].as_u64().unwrap_or(0)),
                     if features.is_empty() { "no optional features".to_string() } else { features.join(" ") }
+                );
+                println!(
+                    "           --backend auto: {}",
+                    if d["backend_auto"].as_bool() == Some(true) {
+                        "uses it"
+                    } else {
+                        "the CPU (not a discrete GPU nor NVIDIA's; --backend vulkan forces it)"
+                    }
                 );
             }
         }
