@@ -57,8 +57,11 @@ pub const LAYER_NORM: Shader = shader!("layer_norm", 4, 8);
 /// Softmax of each row in place (x; push: n).
 pub const SOFTMAX: Shader = shader!("softmax", 1, 4);
 
+/// GELU (erf form) in place, the CPU's algorithm (x, the CPU's constants; push: n).
+pub const GELU: Shader = shader!("gelu", 2, 4);
+
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 12] = [
+pub const ALL: [&Shader; 13] = [
     &RMS_NORM,
     &LAYER_NORM,
     &SOFTMAX,
@@ -71,6 +74,7 @@ pub const ALL: [&Shader; 12] = [
     &ADD,
     &ROPE,
     &SILU_MUL,
+    &GELU,
 ];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
@@ -334,6 +338,23 @@ pub fn silu_mul(batch: &mut Batch, kernel: &Kernel, gate: &Buffer, up: &Buffer, 
     check_size(gate, n as u64 * 4, "silu_mul gate")?;
     check_size(up, n as u64 * 4, "silu_mul up")?;
     batch.dispatch(kernel, &[gate, up], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
+}
+
+/// `x = gelu(x)` over `n` f32 in place ([`crate::kernels::scalar::gelu_f32`], whose constants the shader
+/// reads from a buffer this records with it).
+pub fn gelu(batch: &mut Batch, kernel: &Kernel, x: &Buffer, n: u32) -> Result<(), VulkanError> {
+    use crate::kernels::scalar as k;
+    check_kernel(kernel, &GELU)?;
+    check_size(x, n as u64 * 4, "gelu input")?;
+    let mut consts: Vec<f32> = Vec::with_capacity(36);
+    consts.extend_from_slice(&k::ERF_TAYLOR);
+    consts.extend_from_slice(&k::ERFC_NR);
+    consts.extend_from_slice(&k::EXP_P);
+    consts.extend_from_slice(&[k::EXP_C1, k::EXP_C2, k::LOG2E, k::EXP_LO, k::EXP_HI, k::ROUND_MAGIC]);
+    consts.extend_from_slice(&[k::GELU_CLAMP, k::GELU_TAYLOR_LO, k::GELU_TAYLOR_HI, std::f32::consts::FRAC_1_SQRT_2]);
+    let bytes: Vec<u8> = consts.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let table = Buffer::with_data(batch.gpu(), &bytes, super::MemoryKind::Host, "gelu constants")?;
+    batch.dispatch(kernel, &[x, &table], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
 }
 
 /// `out = a + b` over `n` f32.
@@ -801,6 +822,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gelu_matches_the_cpu() {
+        let Some(g) = gpu("gelu_matches_the_cpu") else { return };
+        let kernel = g.kernel(&GELU).unwrap();
+        let mut rng = SmallRng::seed_from_u64(52);
+        let (r2, h) = (std::f32::consts::SQRT_2, -std::f32::consts::FRAC_1_SQRT_2);
+        let mut x: Vec<f32> = (0..50_000).map(|_| rng.gen_range(-14.0f32..14.0)).collect();
+        x.extend([r2, r2.next_up(), r2.next_down(), h, h.next_up(), h.next_down(), 0.0, -0.0, 1e-30, -1e-30]);
+        x.extend([30.0, -30.0, 1e6, -1e6, f32::MAX]);
+        let n = x.len();
+        let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+        let mut batch = g.batch().unwrap();
+        gelu(&mut batch, &kernel, &xb, n as u32).unwrap();
+        batch.run("gelu").unwrap();
+        let got = xb.read_f32(n).unwrap();
+        let (mut taylor, mut erfc_branch) = (0, 0);
+        for (i, &v) in x.iter().enumerate() {
+            let want = scalar::gelu_f32(v);
+            let z = v.clamp(-20.0, 20.0) * std::f32::consts::FRAC_1_SQRT_2;
+            if z > scalar::GELU_TAYLOR_LO && z < scalar::GELU_TAYLOR_HI {
+                // Only correctly rounded adds and multiplies, in the CPU's order, with its constants: its bits.
+                taylor += 1;
+                assert_eq!(got[i].to_bits(), want.to_bits(), "gelu({v}): cpu {want} gpu {}", got[i]);
+                continue;
+            }
+            erfc_branch += 1;
+            // The erfc branch differs through t = 1/(1 + |z|/2) alone: Vulkan's division is within 2.5 ULP
+            // (≤ 5u relative) where the CPU's is correctly rounded. ½erfc = ½t·e^(a + Q(t) + …) then moves by
+            // 5u·(1 + t·|Q'(t)|) relatively, |Q'| ≤ Σ k·|c_k|·t^(k−1); the later roundings see other
+            // operands and may each differ by one rounding: the Horner steps of Q by 2u·|partial| each
+            // (absolute, in the exponent), exp's ten float steps and the products by 2u each, relative
+            // (20u, 40u with margin). Then φ (= ½erfc or 1 − ½erfc) inherits the absolute difference and
+            // x·φ adds 2u·|out|; results below the normal range may be flushed (|x|·2⁻¹²⁶).
+            let az = (z as f64).abs();
+            let t = 1.0 / (1.0 + 0.5 * az);
+            let nr = scalar::ERFC_NR.map(|c| c as f64);
+            let deriv: f64 =
+                nr.iter().enumerate().map(|(j, c)| (9 - j) as f64 * c.abs() * t.powi((8 - j as i32).max(0))).sum();
+            let mut partial = nr[0];
+            let mut horner = partial.abs();
+            for c in &nr[1..] {
+                partial = partial * t + c;
+                horner += partial.abs();
+            }
+            let half_erfc = 0.5 * libm::erfc(az);
+            let rel = 5.0 * U * (1.0 + t * deriv) + 2.0 * U * horner + 40.0 * U;
+            let bound = v.abs() as f64 * (half_erfc * rel + 2f64.powi(-126)) + 2.0 * U * want.abs() as f64;
+            let diff = (got[i] as f64 - want as f64).abs();
+            assert!(
+                diff <= bound || (want.is_nan() && got[i].is_nan()),
+                "gelu({v}): cpu {want} gpu {} (bound {bound:e})",
+                got[i]
+            );
+        }
+        eprintln!("gelu: {taylor} Taylor-branch values bit for bit, {erfc_branch} erfc-branch values within the bound");
+        assert!(taylor > 1000 && erfc_branch > 1000);
     }
 
     /// Several dependent operations in one batch (one submission; each dispatch reads what the one before
