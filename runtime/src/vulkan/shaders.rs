@@ -60,8 +60,12 @@ pub const SOFTMAX: Shader = shader!("softmax", 1, 4);
 /// GELU (erf form) in place, the CPU's algorithm (x, the CPU's constants; push: n).
 pub const GELU: Shader = shader!("gelu", 2, 4);
 
+/// One query position's attention over f16 keys and values (query, keys, values, scores scratch, out; push:
+/// heads, kv_heads, d, positions, scale).
+pub const ATTENTION_DECODE: Shader = shader!("attention_decode", 5, 20);
+
 /// Every shader, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 13] = [
+pub const ALL: [&Shader; 14] = [
     &RMS_NORM,
     &LAYER_NORM,
     &SOFTMAX,
@@ -75,6 +79,7 @@ pub const ALL: [&Shader; 13] = [
     &ROPE,
     &SILU_MUL,
     &GELU,
+    &ATTENTION_DECODE,
 ];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
@@ -355,6 +360,44 @@ pub fn gelu(batch: &mut Batch, kernel: &Kernel, x: &Buffer, n: u32) -> Result<()
     let bytes: Vec<u8> = consts.iter().flat_map(|v| v.to_le_bytes()).collect();
     let table = Buffer::with_data(batch.gpu(), &bytes, super::MemoryKind::Host, "gelu constants")?;
     batch.dispatch(kernel, &[x, &table], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
+}
+
+/// Attention of one query position `q: [heads, d]` over `positions` cached rows: `keys`/`values` hold per KV
+/// head `positions` rows of `d` f16 (as [`crate::model::decoder::KvCache`] stores them), query head h reads
+/// KV head h / (heads / kv_heads); `scores` is scratch of `heads × positions` f32; `out: [heads, d]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_decode(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    q: &Buffer,
+    keys: &Buffer,
+    values: &Buffer,
+    scores: &Buffer,
+    out: &Buffer,
+    heads: u32,
+    kv_heads: u32,
+    d: u32,
+    positions: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &ATTENTION_DECODE)?;
+    if kv_heads == 0 || heads == 0 || !heads.is_multiple_of(kv_heads) || d == 0 || positions == 0 {
+        return Err(VulkanError::Usage(format!(
+            "attention_decode: {heads} heads over {kv_heads} KV heads, d {d}, {positions} positions"
+        )));
+    }
+    let kv = kv_heads as u64 * positions as u64 * d as u64 * 2;
+    check_size(q, heads as u64 * d as u64 * 4, "attention_decode query")?;
+    check_size(keys, kv, "attention_decode keys")?;
+    check_size(values, kv, "attention_decode values")?;
+    check_size(scores, heads as u64 * positions as u64 * 4, "attention_decode scores")?;
+    check_size(out, heads as u64 * d as u64 * 4, "attention_decode output")?;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut push = Vec::with_capacity(20);
+    for v in [heads, kv_heads, d, positions] {
+        push.extend_from_slice(&v.to_le_bytes());
+    }
+    push.extend_from_slice(&scale.to_le_bytes());
+    batch.dispatch(kernel, &[q, keys, values, scores, out], &push, [heads, 1, 1])
 }
 
 /// `out = a + b` over `n` f32.
@@ -880,6 +923,90 @@ mod tests {
         }
         eprintln!("gelu: {taylor} Taylor-branch values bit for bit, {erfc_branch} erfc-branch values within the bound");
         assert!(taylor > 1000 && erfc_branch > 1000);
+    }
+
+    #[test]
+    fn attention_decode_matches_the_cpu() {
+        use crate::kernels::HeadRows;
+        let Some(g) = gpu("attention_decode_matches_the_cpu") else { return };
+        let kernel = g.kernel(&ATTENTION_DECODE).unwrap();
+        let mut rng = SmallRng::seed_from_u64(53);
+        for &(heads, kv_heads, d, positions) in &[(4usize, 2usize, 16usize, 1usize), (16, 8, 128, 37), (8, 2, 64, 300)]
+        {
+            let q: Vec<f32> = (0..heads * d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+            let half = |rng: &mut SmallRng| crate::quant::f32_to_f16_bits(rng.gen_range(-2.0f32..2.0));
+            let kbits: Vec<u16> = (0..kv_heads * positions * d).map(|_| half(&mut rng)).collect();
+            let vbits: Vec<u16> = (0..kv_heads * positions * d).map(|_| half(&mut rng)).collect();
+            let bytes = |b: &[u16]| -> Vec<u8> { b.iter().flat_map(|h| h.to_le_bytes()).collect() };
+            let (kb, vb) = (bytes(&kbits), bytes(&vbits));
+            let per_head = positions * d * 2;
+            let keys: Vec<HeadRows<'_>> =
+                kb.chunks(per_head).map(|data| HeadRows { ty: GgmlType::F16, data }).collect();
+            let values: Vec<HeadRows<'_>> =
+                vb.chunks(per_head).map(|data| HeadRows { ty: GgmlType::F16, data }).collect();
+            let mut want = vec![0f32; heads * d];
+            crate::kernels::attention_rows(&q, 1, heads, d, &keys, &values, positions, Some(positions - 1), &mut want);
+            let qb = Buffer::with_data(&g, &f32_bytes(&q), MemoryKind::Host, "q").unwrap();
+            let kbuf = Buffer::with_data(&g, &kb, MemoryKind::Device, "keys").unwrap();
+            let vbuf = Buffer::with_data(&g, &vb, MemoryKind::Device, "values").unwrap();
+            let sb = Buffer::new(&g, (heads * positions * 4) as u64, MemoryKind::Device, "scores").unwrap();
+            let ob = Buffer::new(&g, (heads * d * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let mut batch = g.batch().unwrap();
+            let (h32, kv32, d32, p32) = (heads as u32, kv_heads as u32, d as u32, positions as u32);
+            attention_decode(&mut batch, &kernel, &qb, &kbuf, &vbuf, &sb, &ob, h32, kv32, d32, p32).unwrap();
+            batch.run("attention_decode").unwrap();
+            let got = ob.read_f32(heads * d).unwrap();
+            let f = |b: u16| crate::quant::f16_bits_to_f32(b) as f64;
+            let scale = 1.0 / (d as f64).sqrt();
+            for h in 0..heads {
+                let kvh = h / (heads / kv_heads);
+                let qh = &q[h * d..(h + 1) * d];
+                let key = |j: usize, e: usize| f(kbits[(kvh * positions + j) * d + e]);
+                let val = |j: usize, e: usize| f(vbits[(kvh * positions + j) * d + e]);
+                // Exact scores, and how far either side's may be: the two orders of d products (and the
+                // scale's product) are each within (d + 1)·u·Σ|q·k|·scale of the exact value.
+                let s: Vec<f64> =
+                    (0..positions).map(|j| (0..d).map(|e| qh[e] as f64 * key(j, e)).sum::<f64>() * scale).collect();
+                let sig: Vec<f64> = (0..positions)
+                    .map(|j| {
+                        2.0 * (d as f64 + 1.0)
+                            * U
+                            * scale
+                            * (0..d).map(|e| (qh[e] as f64 * key(j, e)).abs()).sum::<f64>()
+                    })
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let total: f64 = w.iter().sum();
+                // Each weight e^(s − max): the scores' difference σ_j and the max's (≤ max σ), the
+                // subtraction's rounding (2u·|a|), the CPU's exp (2 ULP = 4u) and Vulkan's (3 + 2|a| ULP).
+                let eps: Vec<f64> = (0..positions)
+                    .map(|j| {
+                        let a = (s[j] - m).abs();
+                        sig[j]
+                            + sig.iter().copied().fold(0.0, f64::max)
+                            + 2.0 * U * a
+                            + 4.0 * U
+                            + 2.0 * (3.0 + 2.0 * a) * U
+                    })
+                    .collect();
+                // Normalised: the sum's relative error is the weights' average error plus 2(n − 1)u for the
+                // two summation orders; the division or reciprocal and product: 10u.
+                let avg: f64 = w.iter().zip(&eps).map(|(w, e)| w * e).sum::<f64>() / total;
+                for e in 0..d {
+                    let p_err: f64 = (0..positions)
+                        .map(|j| {
+                            w[j] / total * (eps[j] + avg + 2.0 * positions as f64 * U + 10.0 * U) * val(j, e).abs()
+                        })
+                        .sum();
+                    // The value mix: two orders of n products, each within (n + 1)·u·Σ p·|v|.
+                    let mix: f64 = (0..positions).map(|j| w[j] / total * val(j, e).abs()).sum::<f64>();
+                    let bound = p_err + 2.0 * (positions as f64 + 1.0) * U * mix + f32::MIN_POSITIVE as f64;
+                    let (a, b) = (want[h * d + e] as f64, got[h * d + e] as f64);
+                    assert!((a - b).abs() <= bound, "{heads}/{kv_heads} heads, d {d}, {positions} positions, head {h} [{e}]: cpu {a} gpu {b} (bound {bound:e})");
+                }
+            }
+        }
     }
 
     /// Several dependent operations in one batch (one submission; each dispatch reads what the one before
