@@ -408,20 +408,8 @@ mod tests {
     #[test]
     fn a_failing_device_falls_back_to_the_cpu() {
         use crate::vulkan::linear::DeviceLinear;
-        use crate::vulkan::{Gpu, Vulkan};
         use crate::GgmlType;
-        let gpu = match Vulkan::load().and_then(|vk| Gpu::open(&vk, 0)) {
-            Ok(g) => g,
-            Err(e) => {
-                let expected = std::env::var("SAIL_EDGE_EXPECT_TOOLS")
-                    .unwrap_or_default()
-                    .split(',')
-                    .any(|t| t.trim() == "vulkan");
-                assert!(!expected, "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
-                eprintln!("a_failing_device_falls_back_to_the_cpu: NOT run: {e}");
-                return;
-            }
-        };
+        let Some(gpu) = crate::vulkan::test_support::gpu("a_failing_device_falls_back_to_the_cpu") else { return };
         let (rows, k, n) = (4096usize, 2048usize, 8usize);
         let wf: Vec<f32> = (0..rows * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
         let mut bytes = vec![0u8; GgmlType::Q8_0.row_size(k).unwrap() * rows];

@@ -303,25 +303,14 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::vulkan::Vulkan;
-
-    fn expected(tool: &str) -> bool {
-        std::env::var("SAIL_EDGE_EXPECT_TOOLS").unwrap_or_default().split(',').any(|t| t.trim() == tool)
-    }
+    use crate::vulkan::test_support::gpu;
 
     /// Every type through the device in calls of three weights each, against the CPU kernels; a weight not
     /// on the device is `Ok(false)`. (The shaders' tests bound each type's difference tightly; this one
     /// checks the routing: shader, strides and activation format per weight.)
     #[test]
     fn weights_of_every_type_match_the_cpu_through_one_call() {
-        let gpu = match Vulkan::load().and_then(|vk| Gpu::open(&vk, 0)) {
-            Ok(g) => g,
-            Err(e) => {
-                assert!(!expected("vulkan"), "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
-                eprintln!("weights_of_every_type_match_the_cpu_through_one_call: NOT run: {e}");
-                return;
-            }
-        };
+        let Some(gpu) = gpu("weights_of_every_type_match_the_cpu_through_one_call") else { return };
         let mut dev = DeviceLinear::new(gpu).unwrap();
         let mut rng = SmallRng::seed_from_u64(60);
         let (k, n) = (1024usize, 3usize);
@@ -384,14 +373,7 @@ mod tests {
     /// rows make 3 + 3 + 1), and the outputs are the same bits as from one buffer.
     #[test]
     fn a_weight_split_over_buffers_gives_the_same_bits() {
-        let gpu = match Vulkan::load().and_then(|vk| Gpu::open(&vk, 0)) {
-            Ok(g) => g,
-            Err(e) => {
-                assert!(!expected("vulkan"), "SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
-                eprintln!("a_weight_split_over_buffers_gives_the_same_bits: NOT run: {e}");
-                return;
-            }
-        };
+        let Some(gpu) = gpu("a_weight_split_over_buffers_gives_the_same_bits") else { return };
         let mut rng = SmallRng::seed_from_u64(61);
         let (k, n, rows) = (512usize, 3usize, 7usize);
         let x: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();

@@ -14,6 +14,8 @@
 mod device;
 pub mod linear;
 pub mod shaders;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::ffi::CStr;
 use std::sync::Arc;

@@ -424,32 +424,12 @@ mod tests {
     use super::*;
     use crate::kernels::kquants::Q8KBlock;
     use crate::kernels::scalar::{self, Q8Block};
+    use crate::vulkan::test_support::{expected, gpu};
     use crate::vulkan::{Gpu, MemoryKind, Vulkan};
     use crate::GgmlType;
 
     /// Unit roundoff of f32.
     const U: f64 = 1.0 / (1u64 << 24) as f64;
-
-    fn expected(tool: &str) -> bool {
-        std::env::var("SAIL_EDGE_EXPECT_TOOLS").unwrap_or_default().split(',').any(|t| t.trim() == tool)
-    }
-
-    /// Device `SAIL_EDGE_VULKAN_DEVICE` (default 0), or the reason there is none said aloud: a failure when
-    /// `SAIL_EDGE_EXPECT_TOOLS` names `vulkan` (CI, with lavapipe installed).
-    fn gpu(test: &str) -> Option<Gpu> {
-        let index: usize = std::env::var("SAIL_EDGE_VULKAN_DEVICE").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        match Vulkan::load().and_then(|vk| Gpu::open(&vk, index)) {
-            Ok(g) => {
-                eprintln!("{test}: on Vulkan device {index}: {} ({:?})", g.info().name, g.info().kind);
-                Some(g)
-            }
-            Err(e) => {
-                assert!(!expected("vulkan"), "{test}: SAIL_EDGE_EXPECT_TOOLS names vulkan, but: {e}");
-                eprintln!("{test}: NOT run: {e}");
-                None
-            }
-        }
-    }
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
