@@ -256,16 +256,21 @@ impl<'a> Vlm<'a> {
         let [decoder_linear, head_linear, vision_linear]: [Linear; 3] =
             placed.linears.try_into().expect("one linear per part");
         // The layers and the head share the decoder's Linear: it holds whichever of them went up.
-        self.decoder.set_linear(if decoder_linear.on_device() { decoder_linear } else { head_linear });
+        let decoder_linear = if decoder_linear.on_device() { decoder_linear } else { head_linear };
+        // Layers whose every linear weight went up (a type without a shader keeps a layer partly on the CPU).
+        let layers_on_device =
+            self.decoder.layer_weights().iter().filter(|ws| ws.iter().all(|w| decoder_linear.holds(w))).count();
+        let output_on_device = head && decoder_linear.holds(self.decoder.output_weight());
+        self.decoder.set_linear(decoder_linear);
         if let Some(v) = &mut self.vision {
             v.encoder.set_linear(vision_linear.clone());
             v.projector.set_linear(vision_linear);
         }
         let report = PlacementReport {
             device: placed.device,
-            decoder_layers_on_device: if placed.complete[0] { on_device.len() } else { 0 },
+            decoder_layers_on_device: layers_on_device,
             decoder_layers: layers,
-            output_on_device: head && placed.complete[1],
+            output_on_device,
             vision_on_device: self.vision.is_some() && placed.complete[2],
             device_weight_bytes: placed.bytes,
             notes,

@@ -180,6 +180,9 @@ impl DeviceLinear {
         let Some(resident) = ws.iter().map(|w| self.resident(w)).collect::<Option<Vec<&Resident>>>() else {
             return Ok(false);
         };
+        if ws.len() != outs.len() {
+            return Err(VulkanError::Usage(format!("{} weights and {} outputs", ws.len(), outs.len())));
+        }
         if n == 0 || ws.is_empty() {
             return Ok(true);
         }
