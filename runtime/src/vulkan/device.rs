@@ -69,7 +69,12 @@ impl Gpu {
             .ok_or_else(|| VulkanError::NoComputeQueue { device: info.name.clone() })? as u32;
         let priorities = [1.0f32];
         let queues = [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
-        let create = vk::DeviceCreateInfo::default().queue_create_infos(&queues);
+        // The integer dot-product instructions where the device has them (the `_idot` shaders use them).
+        let mut int_dot = vk::PhysicalDeviceShaderIntegerDotProductFeatures::default().shader_integer_dot_product(true);
+        let mut create = vk::DeviceCreateInfo::default().queue_create_infos(&queues);
+        if info.integer_dot_product {
+            create = create.push_next(&mut int_dot);
+        }
         // SAFETY: `create` and what it points to outlive the call.
         let raw = unsafe { instance.raw.create_device(physical, &create, None) }
             .map_err(|r| VulkanError::call("vkCreateDevice", r, &info.name))?;

@@ -23,9 +23,12 @@ enum Input {
     F32,
 }
 
-/// The shader and activation format of a weight type, or `None` where there is no shader for it.
-fn route(ty: GgmlType) -> Option<(&'static Shader, Input)> {
+/// The shader and activation format of a weight type, or `None` where there is no shader for it; `idot`:
+/// the device has integer dot-product instructions.
+fn route_on(ty: GgmlType, idot: bool) -> Option<(&'static Shader, Input)> {
     Some(match ty {
+        GgmlType::Q8_0 if idot => (&shaders::MAT_VEC_Q8_0_IDOT, Input::Q8_0),
+        GgmlType::Q4_0 if idot => (&shaders::MAT_VEC_Q4_0_IDOT, Input::Q8_0),
         GgmlType::Q8_0 => (&shaders::MAT_VEC_Q8_0, Input::Q8_0),
         GgmlType::Q4_0 => (&shaders::MAT_VEC_Q4_0, Input::Q8_0),
         GgmlType::Q4K => (&shaders::MAT_VEC_Q4_K, Input::Q8K),
@@ -34,6 +37,11 @@ fn route(ty: GgmlType) -> Option<(&'static Shader, Input)> {
         GgmlType::F32 => (&shaders::MAT_VEC_F32, Input::F32),
         _ => return None,
     })
+}
+
+/// The shader and activation format of a weight type on any device.
+fn route(ty: GgmlType) -> Option<(&'static Shader, Input)> {
+    route_on(ty, false)
 }
 
 /// Whether a weight type has a shader.
@@ -94,8 +102,9 @@ impl DeviceLinear {
     /// The device with a kernel for every weight type that has a shader, holding no weights yet.
     pub fn new(gpu: Gpu) -> Result<DeviceLinear, VulkanError> {
         let mut kernels = HashMap::new();
+        let idot = gpu.info().integer_dot_product;
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4K, GgmlType::Q6K, GgmlType::F16, GgmlType::F32] {
-            let (shader, _) = route(ty).expect("a routed type");
+            let (shader, _) = route_on(ty, idot).expect("a routed type");
             kernels.insert(shader.name, gpu.kernel(shader)?);
         }
         let buffer_limit = gpu.info().max_storage_buffer_range as u64;
@@ -237,7 +246,8 @@ impl DeviceLinear {
         let mut batch = self.gpu.batch()?;
         let n32 = u32_of(n, "input rows")?;
         for (j, (w, r)) in ws.iter().zip(&resident).enumerate() {
-            let (shader, input) = route(r.ty).expect("resident weights have shaders");
+            let (shader, input) =
+                route_on(r.ty, self.gpu.info().integer_dot_product).expect("resident weights have shaders");
             let kernel = &self.kernels[shader.name];
             let out = scratch.outs[j].as_ref().expect("reserved");
             let total = u32_of(w.rows, "weight rows")?;

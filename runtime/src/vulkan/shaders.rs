@@ -64,7 +64,16 @@ pub const GELU: Shader = shader!("gelu", 2, 4);
 /// heads, kv_heads, d, positions, scale).
 pub const ATTENTION_DECODE: Shader = shader!("attention_decode", 5, 20);
 
-/// Every shader, for tests and for building all kernels at once.
+/// [`MAT_VEC_Q8_0`] with its block sums from integer dot-product instructions (OpSDot): only on devices
+/// that report `shaderIntegerDotProduct` ([`super::DeviceInfo::integer_dot_product`]); the same bits.
+pub const MAT_VEC_Q8_0_IDOT: Shader = shader!("mat_vec_q8_0_idot", 4, 20);
+/// [`MAT_VEC_Q4_0`] with its block sums from OpSUDot/OpSDot, on the same devices; the same bits.
+pub const MAT_VEC_Q4_0_IDOT: Shader = shader!("mat_vec_q4_0_idot", 4, 20);
+
+/// The shaders that need `shaderIntegerDotProduct`.
+pub const INTEGER_DOT: [&Shader; 2] = [&MAT_VEC_Q8_0_IDOT, &MAT_VEC_Q4_0_IDOT];
+
+/// Every shader any Vulkan 1.1 device runs, for tests and for building all kernels at once.
 pub const ALL: [&Shader; 14] = [
     &RMS_NORM,
     &LAYER_NORM,
@@ -224,6 +233,8 @@ pub fn mat_vec_q8_0(
     let (name, block_bytes) = match kernel.name() {
         "mat_vec_q8_0" => ("mat_vec_q8_0", 34),
         "mat_vec_q4_0" => ("mat_vec_q4_0", 18),
+        "mat_vec_q8_0_idot" => ("mat_vec_q8_0_idot", 34),
+        "mat_vec_q4_0_idot" => ("mat_vec_q4_0_idot", 18),
         other => {
             return Err(VulkanError::Usage(format!(
                 "kernel {other} given where mat_vec_q8_0 or mat_vec_q4_0 is needed"
@@ -442,7 +453,7 @@ mod tests {
             eprintln!("the SPIR-V was copied from the committed files (no glslc): nothing to compare");
             return;
         }
-        for shader in ALL {
+        for shader in ALL.iter().chain(&INTEGER_DOT) {
             let path = format!("{}/shaders/{}.spv", env!("CARGO_MANIFEST_DIR"), shader.name);
             let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert!(
@@ -453,7 +464,7 @@ mod tests {
                 shader.name
             );
         }
-        eprintln!("{} shaders: {SPIRV_FROM} output = the committed .spv", ALL.len());
+        eprintln!("{} shaders: {SPIRV_FROM} output = the committed .spv", ALL.len() + INTEGER_DOT.len());
     }
 
     #[test]
@@ -613,6 +624,16 @@ mod tests {
             let kernel = g.kernel(shader).unwrap();
             mat_vec_case(&g, &kernel, ty, &mut rng);
         }
+        // The integer-dot variants, where the device has the instructions (lavapipe does: CI runs them).
+        if !g.info().integer_dot_product {
+            eprintln!("mat_vec_*_idot NOT run: {} lacks shaderIntegerDotProduct", g.info().name);
+            return;
+        }
+        for (ty, shader) in [(GgmlType::Q8_0, &MAT_VEC_Q8_0_IDOT), (GgmlType::Q4_0, &MAT_VEC_Q4_0_IDOT)] {
+            let kernel = g.kernel(shader).unwrap();
+            mat_vec_case(&g, &kernel, ty, &mut rng);
+        }
+        eprintln!("mat_vec_q8_0_idot and mat_vec_q4_0_idot: bit for bit");
     }
 
     /// `rows` random weight rows of `k` values quantized to `ty` (2% of the values 40× larger, as outliers
