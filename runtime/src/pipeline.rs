@@ -258,8 +258,7 @@ impl<'a> Vlm<'a> {
         // The layers and the head share the decoder's Linear: it holds whichever of them went up.
         let decoder_linear = if decoder_linear.on_device() { decoder_linear } else { head_linear };
         // Layers whose every linear weight went up (a type without a shader keeps a layer partly on the CPU).
-        let layers_on_device =
-            self.decoder.layer_weights().iter().filter(|ws| ws.iter().all(|w| decoder_linear.holds(w))).count();
+        let layers_on_device = layer_weights.iter().filter(|ws| ws.iter().all(|w| decoder_linear.holds(w))).count();
         let output_on_device = head && decoder_linear.holds(self.decoder.output_weight());
         self.decoder.set_linear(decoder_linear);
         if let Some(v) = &mut self.vision {

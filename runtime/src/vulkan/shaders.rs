@@ -704,58 +704,40 @@ mod tests {
         }
     }
 
+    /// Q4_K and Q6_K weights against Q8_K activations: each super-block's term (d·isum − dmin·msum for Q4_K,
+    /// (d_w·d_x)·isum for Q6_K) is computed with the same roundings on both (`precise`: no fused
+    /// multiply-add) and the terms are added in super-block order: the same bits.
     #[test]
-    fn mat_vec_q4_k_equals_the_cpu_bit_for_bit() {
-        let Some(g) = gpu("mat_vec_q4_k_equals_the_cpu_bit_for_bit") else { return };
-        let kernel = g.kernel(&MAT_VEC_Q4_K).unwrap();
+    fn mat_vec_k_quants_equal_the_cpu_bit_for_bit() {
+        let Some(g) = gpu("mat_vec_k_quants_equal_the_cpu_bit_for_bit") else { return };
         let mut rng = SmallRng::seed_from_u64(43);
-        for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
-            let (rows, blocks) = (5usize, k / 256);
-            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q4K, k, rows, n, &mut rng);
-            let x: Vec<Q8KBlock> = xf.chunks(k).flat_map(crate::kernels::quantize_q8_k_activations).collect();
-            let (xqb, xdb, xsb) = q8_k_buffers(&g, &x);
-            let mut batch = g.batch().unwrap();
-            let (r32, b32, n32) = (rows as u32, blocks as u32, n as u32);
-            mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, &Rows::all(r32), b32, n32).unwrap();
-            batch.run("mat_vec_q4_k").unwrap();
-            let got = ob.read_f32(n * rows).unwrap();
-            let row_bytes = GgmlType::Q4K.row_size(k).unwrap();
-            for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
-                let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let x = &x[c * blocks..(c + 1) * blocks];
-                let want = crate::kernels::kquants::dot_q4_k(wr, x);
-                // Each super-block's term d·isum − dmin·msum is computed with the same roundings on both
-                // (`precise`: no fused multiply-add) and the terms are added in super-block order: the same bits.
-                let got = got[c * rows + r];
-                assert_eq!(got.to_bits(), want.to_bits(), "k={k} input {c} row {r}: cpu {want} gpu {got}");
-            }
-        }
-    }
-
-    #[test]
-    fn mat_vec_q6_k_equals_the_cpu_bit_for_bit() {
-        let Some(g) = gpu("mat_vec_q6_k_equals_the_cpu_bit_for_bit") else { return };
-        let kernel = g.kernel(&MAT_VEC_Q6_K).unwrap();
-        let mut rng = SmallRng::seed_from_u64(45);
-        for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
-            let (rows, blocks) = (5usize, k / 256);
-            let (w, xf, wb, ob) = random_mat_vec(&g, GgmlType::Q6K, k, rows, n, &mut rng);
-            let x: Vec<Q8KBlock> = xf.chunks(k).flat_map(crate::kernels::quantize_q8_k_activations).collect();
-            let (xqb, xdb, _) = q8_k_buffers(&g, &x);
-            let mut batch = g.batch().unwrap();
-            mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, &Rows::all(rows as u32), blocks as u32, n as u32)
+        for (ty, shader) in [(GgmlType::Q4K, &MAT_VEC_Q4_K), (GgmlType::Q6K, &MAT_VEC_Q6_K)] {
+            let kernel = g.kernel(shader).unwrap();
+            for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
+                let (rows, blocks) = (5usize, k / 256);
+                let (w, xf, wb, ob) = random_mat_vec(&g, ty, k, rows, n, &mut rng);
+                let x: Vec<Q8KBlock> = xf.chunks(k).flat_map(crate::kernels::quantize_q8_k_activations).collect();
+                let (xqb, xdb, xsb) = q8_k_buffers(&g, &x);
+                let mut batch = g.batch().unwrap();
+                let (held, b32, n32) = (Rows::all(rows as u32), blocks as u32, n as u32);
+                match ty {
+                    GgmlType::Q4K => mat_vec_q4_k(&mut batch, &kernel, &wb, &xqb, &xdb, &xsb, &ob, &held, b32, n32),
+                    _ => mat_vec_q6_k(&mut batch, &kernel, &wb, &xqb, &xdb, &ob, &held, b32, n32),
+                }
                 .unwrap();
-            batch.run("mat_vec_q6_k").unwrap();
-            let got = ob.read_f32(n * rows).unwrap();
-            let row_bytes = GgmlType::Q6K.row_size(k).unwrap();
-            for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
-                let wr = &w[r * row_bytes..(r + 1) * row_bytes];
-                let x = &x[c * blocks..(c + 1) * blocks];
-                let want = crate::kernels::kquants::dot_q6_k(wr, x);
-                // Each super-block's term (d_w·d_x)·isum is rounded alike on both and the terms are added in
-                // super-block order: the same bits.
-                let got = got[c * rows + r];
-                assert_eq!(got.to_bits(), want.to_bits(), "k={k} input {c} row {r}: cpu {want} gpu {got}");
+                batch.run(shader.name).unwrap();
+                let got = ob.read_f32(n * rows).unwrap();
+                let row_bytes = ty.row_size(k).unwrap();
+                for (c, r) in (0..n).flat_map(|c| (0..rows).map(move |r| (c, r))) {
+                    let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+                    let x = &x[c * blocks..(c + 1) * blocks];
+                    let want = match ty {
+                        GgmlType::Q4K => crate::kernels::kquants::dot_q4_k(wr, x),
+                        _ => crate::kernels::kquants::dot_q6_k(wr, x),
+                    };
+                    let got = got[c * rows + r];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{ty} k={k} input {c} row {r}: cpu {want} gpu {got}");
+                }
             }
         }
     }
