@@ -1,5 +1,6 @@
 #version 450
-// out = a + b element by element (the residual adds): one correctly rounded addition each, as on the CPU.
+// out = a + b element by element, b repeating every nb elements (nb = n: the residual adds; nb = a row's
+// width: a bias added to every row): one correctly rounded addition each, as on the CPU.
 
 layout(local_size_x = 256) in;
 
@@ -9,11 +10,13 @@ layout(std430, binding = 2) writeonly buffer Output { float o[]; };
 
 layout(push_constant) uniform Params {
     uint n;
+    uint nb;
 } p;
 
 void main() {
     const uint i = gl_GlobalInvocationID.x;
     if (i < p.n) {
-        o[i] = a[i] + b[i];
+        precise float v = a[i] + b[i % p.nb];
+        o[i] = v;
     }
 }

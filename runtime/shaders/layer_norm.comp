@@ -1,9 +1,10 @@
 #version 450
-// LayerNorm with weight and bias, one row per workgroup, as kernels::layer_norm: the mean, then the mean of
-// squared deviations from it (biased, like PyTorch), then ((x − mean) · (1 / sqrt(var + eps))) · w + b.
-// Only the order of the two sums differs (256 strided partial sums, then a tree).
+#extension GL_GOOGLE_include_directive : require
+// LayerNorm with weight and bias, one row per workgroup, the CPU's arithmetic exactly (scalar::layer_norm):
+// mean = Σx / d and var = Σ(x − mean)² / d, each sum in eight lane sums combined as reduce8 plus the tail;
+// out = ((x − mean) · (1 / √(var + eps))) · w + b. Division and root exact (exact.glsl): the CPU's bits.
 
-layout(local_size_x = 256) in;
+layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer Input { float x[]; };
 layout(std430, binding = 1) readonly buffer Weight { float w[]; };
@@ -15,19 +16,30 @@ layout(push_constant) uniform Params {
     float eps;
 } p;
 
-shared float partial[256];
+#include "exact.glsl"
 
-float row_sum(float s) {
-    const uint t = gl_LocalInvocationID.x;
-    partial[t] = s;
-    barrier();
-    for (uint k = 128u; k > 0u; k >>= 1u) {
-        if (t < k) {
-            partial[t] += partial[t + k];
+shared float lane[9];
+
+// Σ (x − m)^power over the row (power 1 with m = 0: Σx), the CPU's order; every thread gets the total.
+float row_sum(uint t, uint base, float m, bool squares) {
+    const uint full = (p.d / 8u) * 8u;
+    if (t < 8u) {
+        precise float acc = 0.0;
+        for (uint i = t; i < full; i += 8u) {
+            precise float v = x[base + i] - m;
+            acc = squares ? acc + v * v : acc + x[base + i];
         }
-        barrier();
+        lane[t] = acc;
+    } else if (t == 8u) {
+        precise float tail = 0.0;
+        for (uint i = full; i < p.d; i++) {
+            precise float v = x[base + i] - m;
+            tail = squares ? tail + v * v : tail + x[base + i];
+        }
+        lane[8] = tail;
     }
-    const float total = partial[0];
+    barrier();
+    precise float total = reduce8(lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]) + lane[8];
     barrier();
     return total;
 }
@@ -35,18 +47,12 @@ float row_sum(float s) {
 void main() {
     const uint t = gl_LocalInvocationID.x;
     const uint base = gl_WorkGroupID.x * p.d;
-    float s = 0.0;
-    for (uint i = t; i < p.d; i += 256u) {
-        s += x[base + i];
-    }
-    const float mean = row_sum(s) / float(p.d);
-    float q = 0.0;
-    for (uint i = t; i < p.d; i += 256u) {
-        const float dev = x[base + i] - mean;
-        q += dev * dev;
-    }
-    const float inv = 1.0 / sqrt(row_sum(q) / float(p.d) + p.eps);
-    for (uint i = t; i < p.d; i += 256u) {
-        o[base + i] = (x[base + i] - mean) * inv * w[i] + bias[i];
+    const float mean = div_rn(row_sum(t, base, 0.0, false), float(p.d));
+    const float var = div_rn(row_sum(t, base, mean, true), float(p.d));
+    precise float shifted = var + p.eps;
+    const float inv = div_rn(1.0, sqrt_rn(shifted));
+    for (uint i = t; i < p.d; i += 64u) {
+        precise float v = (x[base + i] - mean) * inv * w[i] + bias[i];
+        o[base + i] = v;
     }
 }

@@ -1,7 +1,7 @@
 #version 450
-// gate = silu(gate) · up in place (the FFN's SwiGLU): silu(g) = g / (1 + e^−g), as scalar::silu_mul.
-// Vulkan's exp is good to 3 + 2·|x| ULP (the CPU's exp_f32 to 2), so the results agree within a few ULP
-// that grow with |g|, not bit for bit.
+#extension GL_GOOGLE_include_directive : require
+// gate = silu(gate) · up in place (the FFN's SwiGLU), the CPU's arithmetic exactly (scalar::silu_mul):
+// silu(g) = g / (1 + exp_f32(−g)) with the CPU's exp and an exact division: the CPU's bits.
 
 layout(local_size_x = 256) in;
 
@@ -12,10 +12,14 @@ layout(push_constant) uniform Params {
     uint n;
 } p;
 
+#include "exact.glsl"
+
 void main() {
     const uint i = gl_GlobalInvocationID.x;
     if (i < p.n) {
         const float x = g[i];
-        g[i] = (x / (1.0 + exp(-x))) * u[i];
+        precise float den = 1.0 + exp_f32(-x);
+        precise float v = div_rn(x, den) * u[i];
+        g[i] = v;
     }
 }
