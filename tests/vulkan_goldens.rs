@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::golden::{check_f32, convert_to, f32_kv, run_case, Golden, CASES};
+use common::golden::{check_f32, convert_to, f32_kv, max_abs_diff, run_case, Golden, CASES};
 
 use quantize::Mix;
 use runtime::backend::{BackendChoice, Placement};
@@ -106,6 +106,44 @@ fn quantized_files_through_vulkan_give_the_cpu_greedy_ids() {
             eprintln!("{mix}/{case}: cpu {w:?} vulkan {g:?}");
         }
         assert_eq!(got, want, "{mix}: greedy ids through Vulkan differ from the CPU path's");
+    }
+}
+
+/// The vision tower as one device program per tile (every block's operations in one submission, the
+/// activations quantized on the device): with Q8_0 and Q4_0 weights each shader is the CPU kernel's
+/// arithmetic in the CPU's order, so the ViT features of every tile, and the projector's output after
+/// them, are the CPU path's bits.
+#[test]
+fn the_vision_tower_in_one_submission_gives_the_cpus_bits() {
+    if !have_vulkan("the_vision_tower_in_one_submission_gives_the_cpus_bits") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // (lavapipe runs each tile's program in about 10 s here: one case per type.)
+    for (mix, case) in [(Mix::Q8_0, "page"), (Mix::Q4_0, "astronaut")] {
+        let files = convert_to("sailvl2-tiny", mix, dir.path());
+        let cpu = Vlm::load_with(&files, &f32_kv()).unwrap();
+        let mut gpu = Vlm::load_with(&files, &f32_kv()).unwrap();
+        let report = gpu.place(&Placement { vision: Some(BackendChoice::Vulkan), ..Placement::cpu() });
+        assert!(report.vision_one_submission, "{mix}: {report:?}");
+        assert!(report.parts().contains("vision (one submission per tile)"), "{}", report.summary());
+        let g = Golden::load("sailvl2-tiny", case);
+        let (want, got) = (run_case(&cpu, &g, Logits::Last), run_case(&gpu, &g, Logits::Last));
+        // Still on the device: a failing program would have handed the tiles to the CPU (same bits, no test).
+        assert!(gpu.vision.as_ref().unwrap().encoder.whole_on_device(), "{mix}/{case}: the device failed");
+        assert!(!want.vit.is_empty());
+        let same =
+            |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same(&want.vit, &got.vit), "{mix}/{case}: vit_out differs by {}", max_abs_diff(&want.vit, &got.vit));
+        assert!(
+            same(&want.mlp1, &got.mlp1),
+            "{mix}/{case}: mlp1_out differs by {}",
+            max_abs_diff(&want.mlp1, &got.mlp1)
+        );
+        eprintln!(
+            "{mix}/{case}: {} tile(s), vit_out and mlp1_out bit for bit",
+            want.tiles.iter().map(|t| t.num_tiles).sum::<usize>()
+        );
     }
 }
 

@@ -90,6 +90,9 @@ pub struct PlacementReport {
     pub output_on_device: bool,
     /// The vision tower's and projector's linear weights.
     pub vision_on_device: bool,
+    /// The vision tower's blocks run on the device as one program (one submission per tile), not layer by
+    /// layer.
+    pub vision_one_submission: bool,
     /// Bytes of weights copied to the device.
     pub device_weight_bytes: u64,
     /// Why something stayed on the CPU (no loader, `auto` declining a device, a type without a shader…).
@@ -104,7 +107,7 @@ impl PlacementReport {
             parts.push("output head".into());
         }
         if self.vision_on_device {
-            parts.push("vision".into());
+            parts.push(if self.vision_one_submission { "vision (one submission per tile)" } else { "vision" }.into());
         }
         parts.join(", ")
     }
@@ -183,6 +186,36 @@ impl Linear {
             return Ok(());
         }
         kernels::matmul_shared(x, n, ws, outs)
+    }
+
+    /// The device and its weights, unless there is none or it failed: for building programs that run a
+    /// whole part on the device ([`Linear::run_program`]).
+    #[cfg(feature = "vulkan")]
+    pub(crate) fn device(&self) -> Option<&crate::vulkan::linear::DeviceLinear> {
+        self.device.as_ref().filter(|d| !d.failed.load(Ordering::SeqCst)).map(|d| &d.linear)
+    }
+
+    /// Run a program recorded for the device (a whole ViT forward…): `None` where there is no device, it
+    /// failed earlier, or the program fails now; then, once, a warning, and the CPU from here on, as for a
+    /// failing linear layer.
+    #[cfg(feature = "vulkan")]
+    pub(crate) fn run_program<T>(
+        &self,
+        program: impl FnOnce(&crate::vulkan::linear::DeviceLinear) -> Result<T, crate::vulkan::VulkanError>,
+    ) -> Option<T> {
+        let d = self.device.as_ref()?;
+        if d.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        match program(&d.linear) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if !d.failed.swap(true, Ordering::SeqCst) {
+                    tracing::warn!("Vulkan: {e}; the CPU runs this and everything after it");
+                }
+                None
+            }
+        }
     }
 
     /// Run the call on the device if it holds every weight; `false`: the CPU must (not held, or the device

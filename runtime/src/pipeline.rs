@@ -261,8 +261,13 @@ impl<'a> Vlm<'a> {
         let layers_on_device = layer_weights.iter().filter(|ws| ws.iter().all(|w| decoder_linear.holds(w))).count();
         let output_on_device = head && decoder_linear.holds(self.decoder.output_weight());
         self.decoder.set_linear(decoder_linear);
+        let mut vision_whole = false;
         if let Some(v) = &mut self.vision {
-            v.encoder.set_linear(vision_linear.clone());
+            if let Some(note) = v.encoder.set_linear(vision_linear.clone()) {
+                tracing::info!("{note}");
+                notes.push(note);
+            }
+            vision_whole = v.encoder.whole_on_device();
             v.projector.set_linear(vision_linear);
         }
         let report = PlacementReport {
@@ -271,6 +276,7 @@ impl<'a> Vlm<'a> {
             decoder_layers: layers,
             output_on_device,
             vision_on_device: self.vision.is_some() && placed.complete[2],
+            vision_one_submission: vision_whole,
             device_weight_bytes: placed.bytes,
             notes,
         };

@@ -8,6 +8,10 @@ use crate::kernels;
 use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, vector, Matrix};
 
+#[cfg(feature = "vulkan")]
+#[path = "vision_device.rs"]
+mod device;
+
 /// Shape of the vision tower, read from the mmproj file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VisionConfig {
@@ -73,6 +77,9 @@ pub struct VisionEncoder<'a> {
     post_norm: Vec<f32>,
     /// Where the linear layers run (the CPU unless [`VisionEncoder::set_linear`] says otherwise).
     linear: Linear,
+    /// The blocks as one device program, where the device holds every block weight in a form it can feed.
+    #[cfg(feature = "vulkan")]
+    device: Option<device::DeviceVit>,
 }
 
 impl<'a> VisionEncoder<'a> {
@@ -127,12 +134,36 @@ impl<'a> VisionEncoder<'a> {
             blocks,
             config,
             linear: Linear::cpu(),
+            #[cfg(feature = "vulkan")]
+            device: None,
         })
     }
 
-    /// Run the linear layers through `linear` (see [`crate::backend`]).
-    pub fn set_linear(&mut self, linear: Linear) {
+    /// Run the linear layers through `linear` (see [`crate::backend`]). Where its device holds every block
+    /// weight, the blocks run there as one program per tile (see `vision_device.rs`); otherwise the returned
+    /// note says why they run layer by layer.
+    pub fn set_linear(&mut self, linear: Linear) -> Option<String> {
         self.linear = linear;
+        #[cfg(feature = "vulkan")]
+        {
+            self.device = None;
+            if let Some(dev) = self.linear.device() {
+                match device::DeviceVit::build(self, dev) {
+                    Ok(program) => self.device = Some(program),
+                    Err(note) => return Some(note),
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the blocks run on a device as one program per tile.
+    pub fn whole_on_device(&self) -> bool {
+        #[cfg(feature = "vulkan")]
+        if self.device.is_some() {
+            return self.linear.on_device();
+        }
+        false
     }
 
     /// Every linear weight (the patch embedding, then each block's), for placing them on a device.
@@ -182,6 +213,16 @@ impl<'a> VisionEncoder<'a> {
         kernels::add_in_place(&mut x, &self.position);
 
         let (depth, final_norm) = cfg.depth()?;
+        #[cfg(feature = "vulkan")]
+        if let Some(program) = &self.device {
+            if cancelled() {
+                return Err(ModelError::Cancelled);
+            }
+            // On failure `x` is untouched and the CPU takes over (the device is not used again).
+            if self.linear.run_program(|dev| program.run(self, dev, &mut x, depth, final_norm)).is_some() {
+                return Ok(x);
+            }
+        }
         for block in &self.blocks[..depth] {
             if cancelled() {
                 return Err(ModelError::Cancelled);

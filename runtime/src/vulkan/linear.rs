@@ -39,6 +39,17 @@ fn route_on(ty: GgmlType, idot: bool) -> Option<(&'static Shader, Input)> {
     })
 }
 
+/// The activation format a weight's shader reads ([`DeviceLinear::input_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationFormat {
+    /// Q8_0 blocks ([`super::shaders::quantize_q8_0`] makes them on the device).
+    Q8_0,
+    /// Q8_K super-blocks (quantized on the host).
+    Q8K,
+    /// f32 rows.
+    F32,
+}
+
 /// The shader and activation format of a weight type on any device.
 fn route(ty: GgmlType) -> Option<(&'static Shader, Input)> {
     route_on(ty, false)
@@ -177,6 +188,40 @@ impl DeviceLinear {
         (r.ty == w.ty && r.rows == w.rows && r.cols == w.cols).then_some(r)
     }
 
+    /// The activation format `w`'s shader reads on this device, or `None` where `w` is not held.
+    pub fn input_of(&self, w: &Matrix<'_>) -> Option<ActivationFormat> {
+        self.resident(w)?;
+        Some(match route(w.ty)?.1 {
+            Input::Q8_0 => ActivationFormat::Q8_0,
+            Input::Q8K => ActivationFormat::Q8K,
+            Input::F32 => ActivationFormat::F32,
+        })
+    }
+
+    /// Record `out[n × w.rows] = x · wᵀ` into `batch`, `x` being `n` rows already on the device in the
+    /// format [`DeviceLinear::input_of`] names: for programs that keep their activations on the device
+    /// from one operation to the next.
+    pub fn record_matmul(
+        &self,
+        batch: &mut super::Batch,
+        w: &Matrix<'_>,
+        inputs: &DeviceInputs<'_>,
+        out: &Buffer,
+        n: u32,
+    ) -> Result<(), VulkanError> {
+        let r = self.resident(w).ok_or_else(|| VulkanError::Usage(format!("{} is not on the device", w.name)))?;
+        let (shader, input) =
+            route_on(r.ty, self.gpu.info().integer_dot_product).expect("resident weights have shaders");
+        let kernel = &self.kernels[shader.name];
+        let total = u32::try_from(w.rows)
+            .map_err(|_| VulkanError::Usage(format!("{}: {} rows do not fit the shaders' u32", w.name, w.rows)))?;
+        for (held, weights) in &r.parts {
+            let rows = shaders::Rows { rows: total, held: held.clone() };
+            record(batch, kernel, r.ty, input, weights, inputs, out, &rows, w.cols, n)?;
+        }
+        Ok(())
+    }
+
     /// `outs[j][n × ws[j].rows] = x[n × k] · ws[j]ᵀ` for weights that share their input, in one submission.
     /// `Ok(false)`: a weight is not on the device (nothing was computed; the caller uses the CPU).
     pub fn matmul(
@@ -245,16 +290,17 @@ impl DeviceLinear {
         }
         let mut batch = self.gpu.batch()?;
         let n32 = u32_of(n, "input rows")?;
-        for (j, (w, r)) in ws.iter().zip(&resident).enumerate() {
-            let (shader, input) =
-                route_on(r.ty, self.gpu.info().integer_dot_product).expect("resident weights have shaders");
-            let kernel = &self.kernels[shader.name];
+        let inputs = DeviceInputs {
+            f32: scratch.f32.as_ref(),
+            q8_0: scratch.q8_0[0].as_ref().zip(scratch.q8_0[1].as_ref()),
+            q8_k: match &scratch.q8_k {
+                [Some(q), Some(d), Some(s)] => Some((q, d, s)),
+                _ => None,
+            },
+        };
+        for (j, w) in ws.iter().enumerate() {
             let out = scratch.outs[j].as_ref().expect("reserved");
-            let total = u32_of(w.rows, "weight rows")?;
-            for (held, weights) in &r.parts {
-                let rows = shaders::Rows { rows: total, held: held.clone() };
-                record(&mut batch, kernel, r.ty, input, weights, scratch, out, &rows, k, n32)?;
-            }
+            self.record_matmul(&mut batch, w, &inputs, out, n32)?;
         }
         batch.run(ws[0].name)?;
         for (j, out) in outs.iter_mut().enumerate() {
@@ -269,6 +315,17 @@ impl DeviceLinear {
     }
 }
 
+/// Activations already on the device, in the formats the matrix shaders read.
+#[derive(Clone, Copy, Default)]
+pub struct DeviceInputs<'b> {
+    /// Plain f32 rows (F16 and F32 weights).
+    pub f32: Option<&'b Buffer>,
+    /// Q8_0 blocks: quants and scales (Q8_0 and Q4_0 weights).
+    pub q8_0: Option<(&'b Buffer, &'b Buffer)>,
+    /// Q8_K super-blocks: quants, scales and sums of 16 (Q4_K and Q6_K weights).
+    pub q8_k: Option<(&'b Buffer, &'b Buffer, &'b Buffer)>,
+}
+
 /// Record one weight buffer's rows × the inputs into `out`, with the shader and inputs of its type.
 #[allow(clippy::too_many_arguments)]
 fn record(
@@ -277,7 +334,7 @@ fn record(
     ty: GgmlType,
     input: Input,
     weights: &Buffer,
-    scratch: &Scratch,
+    inputs: &DeviceInputs<'_>,
     out: &Buffer,
     rows: &shaders::Rows,
     k: usize,
@@ -286,26 +343,25 @@ fn record(
     let u32_of = |v: usize, what: &str| {
         u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
     };
-    let filled =
-        |b: &Option<Buffer>| b.as_ref().cloned().ok_or_else(|| VulkanError::Usage("inputs not uploaded".into()));
+    let missing = |what: &str| VulkanError::Usage(format!("{ty} weights need {what} inputs, none were given"));
     match input {
         Input::Q8_0 => {
-            let (xq, xd) = (filled(&scratch.q8_0[0])?, filled(&scratch.q8_0[1])?);
+            let (xq, xd) = inputs.q8_0.ok_or_else(|| missing("Q8_0"))?;
             let blocks = u32_of(k / 32, "blocks per row")?;
-            shaders::mat_vec_q8_0(batch, kernel, weights, &xq, &xd, out, rows, blocks, n)
+            shaders::mat_vec_q8_0(batch, kernel, weights, xq, xd, out, rows, blocks, n)
         }
         Input::Q8K => {
-            let (xq, xd, xs) = (filled(&scratch.q8_k[0])?, filled(&scratch.q8_k[1])?, filled(&scratch.q8_k[2])?);
+            let (xq, xd, xs) = inputs.q8_k.ok_or_else(|| missing("Q8_K"))?;
             let blocks = u32_of(k / 256, "super-blocks per row")?;
             if ty == GgmlType::Q4K {
-                shaders::mat_vec_q4_k(batch, kernel, weights, &xq, &xd, &xs, out, rows, blocks, n)
+                shaders::mat_vec_q4_k(batch, kernel, weights, xq, xd, xs, out, rows, blocks, n)
             } else {
-                shaders::mat_vec_q6_k(batch, kernel, weights, &xq, &xd, out, rows, blocks, n)
+                shaders::mat_vec_q6_k(batch, kernel, weights, xq, xd, out, rows, blocks, n)
             }
         }
         Input::F32 => {
-            let xf = filled(&scratch.f32)?;
-            shaders::mat_vec_f16(batch, kernel, weights, &xf, out, rows, u32_of(k, "columns")?, n)
+            let xf = inputs.f32.ok_or_else(|| missing("f32"))?;
+            shaders::mat_vec_f16(batch, kernel, weights, xf, out, rows, u32_of(k, "columns")?, n)
         }
     }
 }
