@@ -180,9 +180,21 @@ impl DeviceVit {
             Some(b) => shaders::add_bias(batch, &k.add, y, b, y, u(n * width)?, u(width)?),
             None => Ok(()),
         };
-        let shape =
-            AttentionShape { nq: n32, nk: n32, heads: u(heads)?, kv_heads: u(heads)?, d: u(c / heads)?, causal: None };
-        let at = |offset: usize| Strided { buffer: &a.qkv, offset: offset as u32, stride: 3 * c32 };
+        let shape = AttentionShape {
+            nq: n32,
+            nk: n32,
+            heads: u(heads)?,
+            kv_heads: u(heads)?,
+            d: u(c / heads)?,
+            causal: None,
+            kv_f16: false,
+        };
+        let at = |offset: usize| Strided {
+            buffer: &a.qkv,
+            offset: offset as u32,
+            stride: 3 * c32,
+            head_stride: u32::try_from(c / heads).unwrap_or(0),
+        };
         for (b, v) in vit.blocks[..depth].iter().zip(&self.blocks) {
             let b: &Block<'_> = b;
             shaders::rms_norm(&mut batch, &k.rms_norm, &a.x, &v.ln1, &a.h, n32, c32, cfg.eps)?;

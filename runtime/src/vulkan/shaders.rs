@@ -41,8 +41,8 @@ pub const MAT_VEC_Q4_K: Shader = shader!("mat_vec_q4_k", 5, 20);
 pub const MAT_VEC_Q6_K: Shader = shader!("mat_vec_q6_k", 4, 20);
 /// `out = a + b`, b repeating every nb elements (a, b, out; push: n, nb).
 pub const ADD: Shader = shader!("add", 3, 8);
-/// Rotary embedding of one token's heads in place (x, cos, sin; push: heads, head_dim).
-pub const ROPE: Shader = shader!("rope", 3, 8);
+/// Rotary embedding of tokens' heads in place (x, cos, sin; push: heads, head_dim, rows).
+pub const ROPE: Shader = shader!("rope", 3, 12);
 
 /// `gate = silu(gate) · up` in place (gate, up; push: n).
 pub const SILU_MUL: Shader = shader!("silu_mul", 2, 4);
@@ -60,18 +60,17 @@ pub const SOFTMAX: Shader = shader!("softmax", 1, 12);
 /// GELU (erf form) in place, the CPU's algorithm (x, the CPU's constants; push: n).
 pub const GELU: Shader = shader!("gelu", 2, 4);
 
-/// One query position's attention over f16 keys and values (query, keys, values, scores scratch, out; push:
-/// heads, kv_heads, d, positions, scale).
-pub const ATTENTION_DECODE: Shader = shader!("attention_decode", 5, 20);
-
 /// f32 rows → Q8_0 activation blocks, the CPU's quants and scales (x, quants, scales; push: blocks).
 pub const QUANTIZE_Q8_0: Shader = shader!("quantize_q8_0", 3, 4);
-/// Attention scores over f32 queries and keys (q, k, scores; push: nq, nk, heads, kv_heads, d, q offset, q
-/// stride, k offset, k stride, first position or u32::MAX, scale).
-pub const ATTENTION_SCORES: Shader = shader!("attention_scores", 3, 44);
-/// The softmax-weighted sum of f32 values (probabilities, v, out; push: nq, nk, heads, kv_heads, d, v
-/// offset, v stride, first position or u32::MAX).
-pub const ATTENTION_MIX: Shader = shader!("attention_mix", 3, 32);
+/// Attention scores of f32 queries over f32 or f16 keys (q, k, scores; push: nq, nk, heads, kv_heads, d, q
+/// offset, q stride, k offset, k stride, k head stride, f16, first position or u32::MAX, scale).
+pub const ATTENTION_SCORES: Shader = shader!("attention_scores", 3, 52);
+/// The softmax-weighted sum of f32 or f16 values (probabilities, v, out; push: nq, nk, heads, kv_heads, d,
+/// v offset, v stride, v head stride, f16, first position or u32::MAX).
+pub const ATTENTION_MIX: Shader = shader!("attention_mix", 3, 40);
+/// Append keys or values to a KV cache on the device, as f32 or f16 (src, cache; push: n, kv_heads, d,
+/// capacity, first, f16).
+pub const KV_STORE: Shader = shader!("kv_store", 2, 24);
 /// The projector's pixel shuffle (ViT features, out; push: grid, c, scale, v1).
 pub const PIXEL_SHUFFLE: Shader = shader!("pixel_shuffle", 2, 16);
 
@@ -99,11 +98,11 @@ pub const ALL: [&Shader; 18] = [
     &ROPE,
     &SILU_MUL,
     &GELU,
-    &ATTENTION_DECODE,
     &QUANTIZE_Q8_0,
     &ATTENTION_SCORES,
     &ATTENTION_MIX,
     &PIXEL_SHUFFLE,
+    &KV_STORE,
 ];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
@@ -342,17 +341,69 @@ pub fn rope(
     heads: u32,
     head_dim: u32,
 ) -> Result<(), VulkanError> {
+    rope_rows(batch, kernel, x, cos, sin, 1, heads, head_dim)
+}
+
+/// [`rope`] for `rows` tokens (`x`: `[rows, heads, head_dim]`), token r with row r of the `[rows, head_dim
+/// / 2]` tables.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_rows(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    x: &Buffer,
+    cos: &Buffer,
+    sin: &Buffer,
+    rows: u32,
+    heads: u32,
+    head_dim: u32,
+) -> Result<(), VulkanError> {
     check_kernel(kernel, &ROPE)?;
     if head_dim == 0 || !head_dim.is_multiple_of(2) {
         return Err(VulkanError::Usage(format!("rope: head_dim {head_dim} is not a positive even number")));
     }
-    check_size(x, heads as u64 * head_dim as u64 * 4, "rope input")?;
-    check_size(cos, head_dim as u64 / 2 * 4, "rope cos table")?;
-    check_size(sin, head_dim as u64 / 2 * 4, "rope sin table")?;
-    let mut push = heads.to_le_bytes().to_vec();
-    push.extend_from_slice(&head_dim.to_le_bytes());
-    let pairs = heads * (head_dim / 2);
+    check_size(x, rows as u64 * heads as u64 * head_dim as u64 * 4, "rope input")?;
+    check_size(cos, rows as u64 * head_dim as u64 / 2 * 4, "rope cos table")?;
+    check_size(sin, rows as u64 * head_dim as u64 / 2 * 4, "rope sin table")?;
+    let mut push = Vec::with_capacity(12);
+    for v in [heads, head_dim, rows] {
+        push.extend_from_slice(&v.to_le_bytes());
+    }
+    let pairs = rows * heads * (head_dim / 2);
     batch.dispatch(kernel, &[x, cos, sin], &push, [pairs.div_ceil(256).max(1), 1, 1])
+}
+
+/// Append `n` tokens' keys or values (`src`: `[n, kv_heads, d]` f32) to `cache` at positions first…, laid
+/// out per KV head in rows of `capacity` positions (the CPU's KvCache layout), as f32 or as f16 (rounded to
+/// nearest even, the CPU's bits).
+#[allow(clippy::too_many_arguments)]
+pub fn kv_store(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    src: &Buffer,
+    cache: &Buffer,
+    n: u32,
+    kv_heads: u32,
+    d: u32,
+    capacity: u32,
+    first: u32,
+    f16: bool,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &KV_STORE)?;
+    if first as u64 + n as u64 > capacity as u64 || (f16 && !d.is_multiple_of(2)) {
+        return Err(VulkanError::Usage(format!(
+            "kv_store: positions {first}..{} of {capacity}, d {d}",
+            first as u64 + n as u64
+        )));
+    }
+    let element = if f16 { 2 } else { 4 };
+    check_size(src, n as u64 * kv_heads as u64 * d as u64 * 4, "kv_store input")?;
+    check_size(cache, kv_heads as u64 * capacity as u64 * d as u64 * element, "kv_store cache")?;
+    let mut push = Vec::with_capacity(24);
+    for v in [n, kv_heads, d, capacity, first, f16 as u32] {
+        push.extend_from_slice(&v.to_le_bytes());
+    }
+    let words = n * kv_heads * d / if f16 { 2 } else { 1 };
+    batch.dispatch(kernel, &[src, cache], &push, [words.div_ceil(256).max(1), 1, 1])
 }
 
 /// `out[c·rows + r]` = F16 (`kernel` from [`MAT_VEC_F16`], little-endian halves) or F32 ([`MAT_VEC_F32`])
@@ -404,44 +455,6 @@ pub fn gelu(batch: &mut Batch, kernel: &Kernel, x: &Buffer, n: u32) -> Result<()
     let bytes: Vec<u8> = consts.iter().flat_map(|v| v.to_le_bytes()).collect();
     let table = Buffer::with_data(batch.gpu(), &bytes, super::MemoryKind::Host, "gelu constants")?;
     batch.dispatch(kernel, &[x, &table], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
-}
-
-/// Attention of one query position `q: [heads, d]` over `positions` cached rows: `keys`/`values` hold per KV
-/// head `positions` rows of `d` f16 (as [`crate::model::decoder::KvCache`] stores them), query head h reads
-/// KV head h / (heads / kv_heads); `scores` is scratch of `heads × positions` f32; `out: [heads, d]`.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_decode(
-    batch: &mut Batch,
-    kernel: &Kernel,
-    q: &Buffer,
-    keys: &Buffer,
-    values: &Buffer,
-    scores: &Buffer,
-    out: &Buffer,
-    heads: u32,
-    kv_heads: u32,
-    d: u32,
-    positions: u32,
-) -> Result<(), VulkanError> {
-    check_kernel(kernel, &ATTENTION_DECODE)?;
-    if kv_heads == 0 || heads == 0 || !heads.is_multiple_of(kv_heads) || d == 0 || positions == 0 {
-        return Err(VulkanError::Usage(format!(
-            "attention_decode: {heads} heads over {kv_heads} KV heads, d {d}, {positions} positions"
-        )));
-    }
-    let kv = kv_heads as u64 * positions as u64 * d as u64 * 2;
-    check_size(q, heads as u64 * d as u64 * 4, "attention_decode query")?;
-    check_size(keys, kv, "attention_decode keys")?;
-    check_size(values, kv, "attention_decode values")?;
-    check_size(scores, heads as u64 * positions as u64 * 4, "attention_decode scores")?;
-    check_size(out, heads as u64 * d as u64 * 4, "attention_decode output")?;
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut push = Vec::with_capacity(20);
-    for v in [heads, kv_heads, d, positions] {
-        push.extend_from_slice(&v.to_le_bytes());
-    }
-    push.extend_from_slice(&scale.to_le_bytes());
-    batch.dispatch(kernel, &[q, keys, values, scores, out], &push, [heads, 1, 1])
 }
 
 /// `out = a + b` over `n` f32 (`out` may be `a`).
@@ -507,13 +520,15 @@ pub fn quantize_q8_0(
     batch.dispatch(kernel, &[x, xq, xd], &blocks.to_le_bytes(), [blocks.div_ceil(64).max(1), 1, 1])
 }
 
-/// Rows of f32 in a buffer: row i starts at `offset + i · stride` elements (so q, k and v can be read in
-/// place from a fused `[n, 3c]` projection).
+/// Rows of heads in a buffer: head g of row i starts at `offset + i · stride + g · head_stride` elements
+/// (so q, k and v can be read in place from a fused `[n, 3c]` projection, or from a KV cache laid out per
+/// head).
 #[derive(Clone, Copy)]
 pub struct Strided<'b> {
     pub buffer: &'b Buffer,
     pub offset: u32,
     pub stride: u32,
+    pub head_stride: u32,
 }
 
 /// The shape of an attention over f32 queries, keys and values.
@@ -526,6 +541,8 @@ pub struct AttentionShape {
     pub d: u32,
     /// `Some(first)`: query i sits at position first + i and sees positions 0..=first + i.
     pub causal: Option<u32>,
+    /// Keys and values are f16 (a KV cache), not f32.
+    pub kv_f16: bool,
 }
 
 /// The three kernels of [`attention`]: [`ATTENTION_SCORES`], [`SOFTMAX`], [`ATTENTION_MIX`].
@@ -545,10 +562,11 @@ impl AttentionKernels {
     }
 }
 
-/// Scaled dot-product attention over f32 rows, the bits of [`crate::kernels::attention`]: for each query
-/// row i (`q`: heads × d values per row) and head h, scores against the keys of KV head h / (heads /
-/// kv_heads) (`k`, `v`: kv_heads × d per row), softmax, mix of the values; `scores` is scratch of heads ×
-/// nq × nk f32; `out` gets `[nq, heads, d]`.
+/// Scaled dot-product attention of f32 query rows over f32 or f16 key and value rows, the arithmetic of
+/// [`crate::kernels::attention_rows`]' tiled path (its bits for f32 keys and for prompts; within the
+/// reordered-sum bound of its SIMD dot for a few f16 rows): for each query row i (`q`: heads × d values
+/// per row) and head h, scores against the keys of KV head h / (heads / kv_heads), softmax, mix of the
+/// values; `scores` is scratch of heads × nq × nk f32; `out` gets `[nq, heads, d]`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     batch: &mut Batch,
@@ -562,31 +580,36 @@ pub fn attention(
 ) -> Result<(), VulkanError> {
     check_kernel(&kernels.scores, &ATTENTION_SCORES)?;
     check_kernel(&kernels.mix, &ATTENTION_MIX)?;
-    let AttentionShape { nq, nk, heads, kv_heads, d, causal } = *shape;
+    let AttentionShape { nq, nk, heads, kv_heads, d, causal, kv_f16 } = *shape;
     if kv_heads == 0 || heads == 0 || !heads.is_multiple_of(kv_heads) || d == 0 || nq == 0 || nk == 0 {
         return Err(VulkanError::Usage(format!(
             "attention: {heads} heads over {kv_heads} KV heads, d {d}, {nq} queries, {nk} keys"
         )));
     }
+    // One past the last element read.
     let rows_end = |s: &Strided<'_>, rows: u32, width: u32| {
-        s.offset as u64 + (rows as u64 - 1) * s.stride as u64 + width as u64 * d as u64
+        s.offset as u64 + (rows as u64 - 1) * s.stride as u64 + (width as u64 - 1) * s.head_stride as u64 + d as u64
     };
+    if q.head_stride != d {
+        return Err(VulkanError::Usage(format!("attention: query heads {} apart, not d = {d}", q.head_stride)));
+    }
+    let kv_bytes = if kv_f16 { 2 } else { 4 };
     check_size(q.buffer, rows_end(&q, nq, heads) * 4, "attention queries")?;
-    check_size(k.buffer, rows_end(&k, nk, kv_heads) * 4, "attention keys")?;
-    check_size(v.buffer, rows_end(&v, nk, kv_heads) * 4, "attention values")?;
+    check_size(k.buffer, rows_end(&k, nk, kv_heads) * kv_bytes, "attention keys")?;
+    check_size(v.buffer, rows_end(&v, nk, kv_heads) * kv_bytes, "attention values")?;
     check_size(scores, heads as u64 * nq as u64 * nk as u64 * 4, "attention scores")?;
     check_size(out, nq as u64 * heads as u64 * d as u64 * 4, "attention output")?;
     let first = causal.unwrap_or(u32::MAX);
     let scale = 1.0 / (d as f32).sqrt();
-    let mut push = Vec::with_capacity(44);
-    for x in [nq, nk, heads, kv_heads, d, q.offset, q.stride, k.offset, k.stride, first] {
+    let mut push = Vec::with_capacity(52);
+    for x in [nq, nk, heads, kv_heads, d, q.offset, q.stride, k.offset, k.stride, k.head_stride, kv_f16 as u32, first] {
         push.extend_from_slice(&x.to_le_bytes());
     }
     push.extend_from_slice(&scale.to_le_bytes());
     batch.dispatch(&kernels.scores, &[q.buffer, k.buffer, scores], &push, [nk.div_ceil(64), nq, heads])?;
     softmax_masked(batch, &kernels.softmax, scores, heads * nq, nk, nq, causal)?;
-    let mut push = Vec::with_capacity(32);
-    for x in [nq, nk, heads, kv_heads, d, v.offset, v.stride, first] {
+    let mut push = Vec::with_capacity(40);
+    for x in [nq, nk, heads, kv_heads, d, v.offset, v.stride, v.head_stride, kv_f16 as u32, first] {
         push.extend_from_slice(&x.to_le_bytes());
     }
     batch.dispatch(&kernels.mix, &[scores, v.buffer, out], &push, [d.div_ceil(64), nq, heads])
@@ -897,23 +920,32 @@ mod tests {
         let Some(g) = gpu("rope_is_bit_identical") else { return };
         let kernel = g.kernel(&ROPE).unwrap();
         let mut rng = SmallRng::seed_from_u64(46);
-        for &(heads, head_dim) in &[(1usize, 2usize), (16, 128), (8, 64), (3, 6)] {
-            let mut x: Vec<f32> = (0..heads * head_dim).map(|_| rng.gen_range(-8.0f32..8.0)).collect();
-            let angles: Vec<f32> = (0..head_dim / 2).map(|_| rng.gen_range(-100.0f32..100.0)).collect();
+        // (tokens, heads, head_dim): each token rotated with its own row of the tables.
+        for &(rows, heads, head_dim) in &[(1usize, 1usize, 2usize), (1, 16, 128), (5, 8, 64), (3, 3, 6)] {
+            let mut x: Vec<f32> = (0..rows * heads * head_dim).map(|_| rng.gen_range(-8.0f32..8.0)).collect();
+            let angles: Vec<f32> = (0..rows * head_dim / 2).map(|_| rng.gen_range(-100.0f32..100.0)).collect();
             let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
             let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
             let cb = Buffer::with_data(&g, &f32_bytes(&cos), MemoryKind::Device, "cos").unwrap();
             let sb = Buffer::with_data(&g, &f32_bytes(&sin), MemoryKind::Device, "sin").unwrap();
             let mut batch = g.batch().unwrap();
-            rope(&mut batch, &kernel, &xb, &cb, &sb, heads as u32, head_dim as u32).unwrap();
+            rope_rows(&mut batch, &kernel, &xb, &cb, &sb, rows as u32, heads as u32, head_dim as u32).unwrap();
             batch.run("rope").unwrap();
-            let got = xb.read_f32(heads * head_dim).unwrap();
-            scalar::rope_half_split(&mut x, head_dim, &cos, &sin);
+            let got = xb.read_f32(rows * heads * head_dim).unwrap();
+            let half = head_dim / 2;
+            for (r, token) in x.chunks_mut(heads * head_dim).enumerate() {
+                scalar::rope_half_split(
+                    token,
+                    head_dim,
+                    &cos[r * half..(r + 1) * half],
+                    &sin[r * half..(r + 1) * half],
+                );
+            }
             // Four products and two sums per pair, each correctly rounded on both (Vulkan's OpFMul/OpFAdd;
             // the shader's `precise` forbids fusing them): the same bits. (Vulkan may flush subnormal results
             // to zero; with these magnitudes none occurs.)
             for (i, (a, b)) in x.iter().zip(&got).enumerate() {
-                assert_eq!(a.to_bits(), b.to_bits(), "heads {heads} × {head_dim} at {i}: cpu {a} gpu {b}");
+                assert_eq!(a.to_bits(), b.to_bits(), "{rows} × {heads} × {head_dim} at {i}: cpu {a} gpu {b}");
             }
         }
         let mut batch = g.batch().unwrap();
@@ -1144,7 +1176,8 @@ mod tests {
             let qb = Buffer::with_data(&g, &f32_bytes(&qkv), MemoryKind::Host, "qkv").unwrap();
             let sb = Buffer::new(&g, (heads * n * n * 4) as u64, MemoryKind::Device, "scores").unwrap();
             let ob = Buffer::new(&g, (n * c * 4) as u64, MemoryKind::Host, "out").unwrap();
-            let at = |offset| Strided { buffer: &qb, offset: offset as u32, stride: (3 * c) as u32 };
+            let at =
+                |offset| Strided { buffer: &qb, offset: offset as u32, stride: (3 * c) as u32, head_stride: d as u32 };
             let shape = AttentionShape {
                 nq: n as u32,
                 nk: n as u32,
@@ -1152,6 +1185,7 @@ mod tests {
                 kv_heads: heads as u32,
                 d: d as u32,
                 causal: None,
+                kv_f16: false,
             };
             let mut batch = g.batch().unwrap();
             attention(&mut batch, &kernels, &shape, at(0), at(c), at(2 * c), &sb, &ob).unwrap();
@@ -1170,7 +1204,8 @@ mod tests {
         let (qb, kb, vb) = (buf(&q, "q"), buf(&k, "k"), buf(&v, "v"));
         let sb = Buffer::new(&g, (heads * nq * nk * 4) as u64, MemoryKind::Device, "scores").unwrap();
         let ob = Buffer::new(&g, (nq * heads * d * 4) as u64, MemoryKind::Host, "out").unwrap();
-        let rows = |buffer, width: usize| Strided { buffer, offset: 0, stride: (width * d) as u32 };
+        let rows =
+            |buffer, width: usize| Strided { buffer, offset: 0, stride: (width * d) as u32, head_stride: d as u32 };
         let shape = AttentionShape {
             nq: nq as u32,
             nk: nk as u32,
@@ -1178,6 +1213,7 @@ mod tests {
             kv_heads: kv_heads as u32,
             d: d as u32,
             causal: Some(first as u32),
+            kv_f16: false,
         };
         let mut batch = g.batch().unwrap();
         attention(&mut batch, &kernels, &shape, rows(&qb, heads), rows(&kb, kv_heads), rows(&vb, kv_heads), &sb, &ob)
@@ -1186,11 +1222,113 @@ mod tests {
         assert_bits(&want, &ob.read_f32(nq * heads * d).unwrap(), "causal GQA attention");
         // A buffer too small for the rows it is said to hold is refused before anything is recorded.
         let mut batch = g.batch().unwrap();
-        let short = Strided { buffer: &qb, offset: 1, stride: (heads * d) as u32 };
+        let short = Strided { buffer: &qb, offset: 1, stride: (heads * d) as u32, head_stride: d as u32 };
         let e = attention(&mut batch, &kernels, &shape, short, rows(&kb, kv_heads), rows(&vb, kv_heads), &sb, &ob)
             .unwrap_err()
             .to_string();
         assert!(e.contains("attention queries"), "{e}");
+    }
+
+    /// Attention over an f16 KV cache laid out as on the CPU (per KV head, `capacity` rows): a prompt (a
+    /// block of at least 8 score rows: the CPU's tiled path, so its bits) and single decoding steps (the
+    /// CPU's SIMD dot over f16 keys: another order of the same products, so within the bound derived below).
+    #[test]
+    fn attention_over_an_f16_cache_matches_the_cpu() {
+        use crate::kernels::HeadRows;
+        let Some(g) = gpu("attention_over_an_f16_cache_matches_the_cpu") else { return };
+        let kernels = AttentionKernels::new(&g).unwrap();
+        let mut rng = SmallRng::seed_from_u64(56);
+        // (heads, kv_heads, d, new queries, cached positions before them)
+        for &(heads, kv_heads, d, nq, first) in
+            &[(8usize, 2usize, 64usize, 20usize, 13usize), (4, 2, 16, 1, 0), (16, 8, 128, 1, 36), (8, 2, 64, 1, 299)]
+        {
+            let nk = first + nq;
+            let capacity = nk + 3;
+            let q: Vec<f32> = (0..nq * heads * d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+            let half = |rng: &mut SmallRng| crate::quant::f32_to_f16_bits(rng.gen_range(-2.0f32..2.0));
+            let kbits: Vec<u16> = (0..kv_heads * capacity * d).map(|_| half(&mut rng)).collect();
+            let vbits: Vec<u16> = (0..kv_heads * capacity * d).map(|_| half(&mut rng)).collect();
+            let bytes = |b: &[u16]| -> Vec<u8> { b.iter().flat_map(|h| h.to_le_bytes()).collect() };
+            let (kb, vb) = (bytes(&kbits), bytes(&vbits));
+            // The CPU reads each head's first nk rows.
+            let rows = |b: &[u8]| -> Vec<Vec<u8>> {
+                (0..kv_heads).map(|h| b[h * capacity * d * 2..(h * capacity + nk) * d * 2].to_vec()).collect()
+            };
+            let (kr, vr) = (rows(&kb), rows(&vb));
+            let keys: Vec<HeadRows<'_>> = kr.iter().map(|data| HeadRows { ty: GgmlType::F16, data }).collect();
+            let values: Vec<HeadRows<'_>> = vr.iter().map(|data| HeadRows { ty: GgmlType::F16, data }).collect();
+            let mut want = vec![0f32; nq * heads * d];
+            crate::kernels::attention_rows(&q, nq, heads, d, &keys, &values, nk, Some(first), &mut want);
+            let qb = Buffer::with_data(&g, &f32_bytes(&q), MemoryKind::Host, "q").unwrap();
+            let kbuf = Buffer::with_data(&g, &kb, MemoryKind::Device, "keys").unwrap();
+            let vbuf = Buffer::with_data(&g, &vb, MemoryKind::Device, "values").unwrap();
+            let sb = Buffer::new(&g, (heads * nq * nk * 4) as u64, MemoryKind::Device, "scores").unwrap();
+            let ob = Buffer::new(&g, (nq * heads * d * 4) as u64, MemoryKind::Host, "out").unwrap();
+            let shape = AttentionShape {
+                nq: nq as u32,
+                nk: nk as u32,
+                heads: heads as u32,
+                kv_heads: kv_heads as u32,
+                d: d as u32,
+                causal: Some(first as u32),
+                kv_f16: true,
+            };
+            let cache = |buffer| Strided { buffer, offset: 0, stride: d as u32, head_stride: (capacity * d) as u32 };
+            let qs = Strided { buffer: &qb, offset: 0, stride: (heads * d) as u32, head_stride: d as u32 };
+            let mut batch = g.batch().unwrap();
+            attention(&mut batch, &kernels, &shape, qs, cache(&kbuf), cache(&vbuf), &sb, &ob).unwrap();
+            batch.run("attention over f16").unwrap();
+            let got = ob.read_f32(nq * heads * d).unwrap();
+            if nq * (heads / kv_heads) >= 8 {
+                assert_bits(&want, &got, &format!("f16 prompt attention {heads}/{kv_heads} d {d}"));
+                continue;
+            }
+            let f = |b: u16| crate::quant::f16_bits_to_f32(b) as f64;
+            let scale = 1.0 / (d as f64).sqrt();
+            for h in 0..heads {
+                let kvh = h / (heads / kv_heads);
+                let qh = &q[h * d..(h + 1) * d];
+                let key = |j: usize, e: usize| f(kbits[(kvh * capacity + j) * d + e]);
+                let val = |j: usize, e: usize| f(vbits[(kvh * capacity + j) * d + e]);
+                // Exact scores, and how far the two sides' may be apart: each order of the d products (fused
+                // or not) and the scale's product is within (d + 1)·u·Σ|q·k|·scale of the exact value.
+                let s: Vec<f64> =
+                    (0..nk).map(|j| (0..d).map(|e| qh[e] as f64 * key(j, e)).sum::<f64>() * scale).collect();
+                let sig: Vec<f64> = (0..nk)
+                    .map(|j| {
+                        2.0 * (d as f64 + 1.0)
+                            * U
+                            * scale
+                            * (0..d).map(|e| (qh[e] as f64 * key(j, e)).abs()).sum::<f64>()
+                    })
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let total: f64 = w.iter().sum();
+                // Each weight e^(s − max): the scores' difference σ_j and the max's (≤ max σ), the
+                // subtraction's rounding on each side (2u·|a|), and the same exp algorithm (2 ULP = 4u of the
+                // exact value each) on the two different arguments.
+                let max_sig = sig.iter().copied().fold(0.0, f64::max);
+                let eps: Vec<f64> = (0..nk).map(|j| sig[j] + max_sig + 2.0 * U * (s[j] - m).abs() + 8.0 * U).collect();
+                // Normalised: the sum's relative error is the weights' average error plus 2(n − 1)u for the two
+                // sums; the reciprocal and the product: 4u.
+                let avg: f64 = w.iter().zip(&eps).map(|(w, e)| w * e).sum::<f64>() / total;
+                for e in 0..d {
+                    let p_err: f64 = (0..nk)
+                        .map(|j| w[j] / total * (eps[j] + avg + 2.0 * nk as f64 * U + 4.0 * U) * val(j, e).abs())
+                        .sum();
+                    // The value mix, in the same order on both sides over weights that differ by p_err: each
+                    // within (n + 1)·u·Σ p·|v| of its exact sum.
+                    let mix: f64 = (0..nk).map(|j| w[j] / total * val(j, e).abs()).sum::<f64>();
+                    let bound = p_err + 2.0 * (nk as f64 + 1.0) * U * mix + f32::MIN_POSITIVE as f64;
+                    let (a, b) = (want[h * d + e] as f64, got[h * d + e] as f64);
+                    assert!(
+                        (a - b).abs() <= bound,
+                        "{heads}/{kv_heads} heads, d {d}, {nk} positions, head {h} [{e}]: cpu {a} gpu {b} (bound {bound:e})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
