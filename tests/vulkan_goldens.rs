@@ -147,6 +147,81 @@ fn the_vision_tower_in_one_submission_gives_the_cpus_bits() {
     }
 }
 
+/// The decoder as one device program per forward pass (every layer, the KV cache mirrored on the device,
+/// the head): with Q8_0 weights and an f32 KV cache each shader is the CPU kernel's arithmetic in the CPU's
+/// order, so a prompt and every decoding step give the CPU path's logits bit for bit — also after a
+/// rollback (the mirror keeps its rows) and in a clone of the cache (whose mirror is rebuilt from the host
+/// rows, which checks that the rows handed back to the host are the CPU's).
+#[test]
+fn the_decoder_in_one_submission_gives_the_cpus_bits() {
+    if !have_vulkan("the_decoder_in_one_submission_gives_the_cpus_bits") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = convert_to("sailvl2-tiny", Mix::Q8_0, dir.path());
+    let cpu = Vlm::load_with(&files, &f32_kv()).unwrap();
+    let mut gpu = Vlm::load_with(&files, &f32_kv()).unwrap();
+    let report = gpu.place(&Placement { vision: Some(BackendChoice::Cpu), ..vulkan() });
+    assert!(report.decoder_one_submission && report.output_on_device, "{report:?}");
+    assert!(report.parts().contains("decoder layers (one submission per step)"), "{}", report.summary());
+    let g = Golden::load("sailvl2-tiny", "astronaut");
+    let run = run_case(&cpu, &g, Logits::Last);
+    let same = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    let step = |vlm: &Vlm<'_>, id: u32, cache: &mut runtime::model::decoder::KvCache| {
+        vlm.decoder.forward(vlm.decoder.embed(&[id]).unwrap(), cache, Logits::Last).unwrap()
+    };
+    let (want, mut cpu_cache) = cpu.prefill(&run.ids, &run.mlp1, Logits::Last).unwrap();
+    let (got, mut gpu_cache) = gpu.prefill(&run.ids, &run.mlp1, Logits::Last).unwrap();
+    assert!(same(&want, &got), "prompt logits differ by {}", max_abs_diff(&want, &got));
+    let mut sampler = Sampler::new(Default::default());
+    let mut last = want;
+    for i in 0..4 {
+        let id = sampler.sample(&mut last.clone(), &[]);
+        let (want, got) = (step(&cpu, id, &mut cpu_cache), step(&gpu, id, &mut gpu_cache));
+        assert!(same(&want, &got), "step {i}: logits differ by {}", max_abs_diff(&want, &got));
+        last = want;
+    }
+    // A rollback of two positions, then two steps from there.
+    let len = cpu_cache.len() - 2;
+    cpu_cache.truncate(len);
+    gpu_cache.truncate(len);
+    for i in 0..2 {
+        let id = 100 + i;
+        let (want, got) = (step(&cpu, id, &mut cpu_cache), step(&gpu, id, &mut gpu_cache));
+        assert!(same(&want, &got), "after the rollback, step {i}: logits differ by {}", max_abs_diff(&want, &got));
+    }
+    // A clone: its device copy is rebuilt from the host's rows.
+    let mut cloned = gpu_cache.clone();
+    let (want, got) = (step(&cpu, 7, &mut cpu_cache), step(&gpu, 7, &mut cloned));
+    assert!(same(&want, &got), "in a cloned cache: logits differ by {}", max_abs_diff(&want, &got));
+    assert_eq!(cloned.len(), cpu_cache.len());
+    // Still on the device: a failing program would have handed the steps to the CPU (same bits, no test).
+    assert!(gpu.decoder.whole_on_device().is_some(), "the device failed");
+}
+
+/// The default f16 KV cache through the decoder program: decoding steps' attention scores sum in another
+/// order than the CPU's SIMD dot (within the reordered-sum bound, see the shader tests), so this asserts
+/// what the issue asks of quantized files, the CPU path's greedy ids, on every case.
+#[test]
+fn the_decoder_with_an_f16_cache_gives_the_cpu_greedy_ids() {
+    if !have_vulkan("the_decoder_with_an_f16_cache_gives_the_cpu_greedy_ids") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = convert_to("sailvl2-tiny", Mix::Q8_0, dir.path());
+    let options = runtime::model::LoadOptions::default();
+    let cpu = Vlm::load_with(&files, &options).unwrap();
+    let mut gpu = Vlm::load_with(&files, &options).unwrap();
+    let report = gpu.place(&Placement { vision: Some(BackendChoice::Cpu), ..vulkan() });
+    assert!(report.decoder_one_submission, "{report:?}");
+    let (want, got) = (greedy_ids(&cpu, "sailvl2-tiny"), greedy_ids(&gpu, "sailvl2-tiny"));
+    for ((case, w), g) in CASES.iter().zip(&want).zip(&got) {
+        eprintln!("f16 KV/{case}: cpu {w:?} vulkan {g:?}");
+    }
+    assert_eq!(got, want, "greedy ids through the decoder program (f16 KV) differ from the CPU path's");
+    assert!(gpu.decoder.whole_on_device().is_some(), "the device failed");
+}
+
 /// `--gpu-layers` counts from the last layer (the head only past the layer count); `--vision-backend`
 /// alone moves the vision tower; `auto` declines a CPU implementation such as lavapipe; a device index that
 /// does not exist leaves everything on the CPU with the reason.

@@ -90,6 +90,9 @@ pub struct PlacementReport {
     pub output_on_device: bool,
     /// The vision tower's and projector's linear weights.
     pub vision_on_device: bool,
+    /// Each decoder forward pass (a prompt, a decoding step) runs on the device as one program, not layer
+    /// by layer.
+    pub decoder_one_submission: bool,
     /// The vision tower's blocks run on the device as one program (one submission per tile), not layer by
     /// layer.
     pub vision_one_submission: bool,
@@ -103,6 +106,9 @@ impl PlacementReport {
     /// What is on the device: `L/N decoder layers, output head, vision`.
     pub fn parts(&self) -> String {
         let mut parts = vec![format!("{}/{} decoder layers", self.decoder_layers_on_device, self.decoder_layers)];
+        if self.decoder_one_submission {
+            parts[0].push_str(" (one submission per step)");
+        }
         if self.output_on_device {
             parts.push("output head".into());
         }

@@ -260,7 +260,11 @@ impl<'a> Vlm<'a> {
         // Layers whose every linear weight went up (a type without a shader keeps a layer partly on the CPU).
         let layers_on_device = layer_weights.iter().filter(|ws| ws.iter().all(|w| decoder_linear.holds(w))).count();
         let output_on_device = head && decoder_linear.holds(self.decoder.output_weight());
-        self.decoder.set_linear(decoder_linear);
+        if let Some(note) = self.decoder.set_linear(decoder_linear) {
+            tracing::info!("{note}");
+            notes.push(note);
+        }
+        let decoder_whole = self.decoder.whole_on_device().is_some();
         let mut vision_whole = false;
         if let Some(v) = &mut self.vision {
             if let Some(note) = v.encoder.set_linear(vision_linear.clone()) {
@@ -277,6 +281,7 @@ impl<'a> Vlm<'a> {
             output_on_device,
             vision_on_device: self.vision.is_some() && placed.complete[2],
             vision_one_submission: vision_whole,
+            decoder_one_submission: decoder_whole,
             device_weight_bytes: placed.bytes,
             notes,
         };

@@ -11,6 +11,10 @@ use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, vector, Matrix};
 use crate::GgmlType;
 
+#[cfg(feature = "vulkan")]
+#[path = "decoder_device.rs"]
+mod device;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderConfig {
     pub arch: String,
@@ -55,6 +59,9 @@ pub struct KvCache {
     k: Vec<Vec<Vec<u8>>>,
     v: Vec<Vec<Vec<u8>>>,
     len: usize,
+    /// Its copy on a Vulkan device, when the decoder runs there as one program.
+    #[cfg(feature = "vulkan")]
+    device: device::KvMirror,
 }
 
 impl KvCache {
@@ -66,7 +73,15 @@ impl KvCache {
             )));
         }
         let heads = vec![vec![Vec::new(); kv_heads]; layers];
-        Ok(KvCache { ty, head_dim, k: heads.clone(), v: heads, len: 0 })
+        Ok(KvCache {
+            ty,
+            head_dim,
+            k: heads.clone(),
+            v: heads,
+            len: 0,
+            #[cfg(feature = "vulkan")]
+            device: Default::default(),
+        })
     }
 
     /// Positions held.
@@ -101,6 +116,8 @@ impl KvCache {
             h.truncate(len * rb);
         }
         self.len = len;
+        #[cfg(feature = "vulkan")]
+        self.device.truncate(len);
     }
 
     /// Bytes one position takes over every layer and KV head (keys and values).
@@ -157,6 +174,9 @@ pub struct Decoder<'a> {
     kv_type: GgmlType,
     /// Where the linear layers run (the CPU unless [`Decoder::set_linear`] says otherwise).
     linear: Linear,
+    /// The whole forward as one device program, where the device holds every layer in a form it can feed.
+    #[cfg(feature = "vulkan")]
+    device: Option<device::DeviceDecoder>,
 }
 
 /// `out = down(silu(gate(x)) · up(x))` for `n` rows of `x`.
@@ -288,12 +308,52 @@ impl<'a> Decoder<'a> {
             inv_freq,
             config,
             linear: Linear::cpu(),
+            #[cfg(feature = "vulkan")]
+            device: None,
         })
     }
 
-    /// Run the linear layers through `linear` (see [`crate::backend`]).
-    pub fn set_linear(&mut self, linear: Linear) {
+    /// Run the linear layers through `linear` (see [`crate::backend`]). Where its device holds every layer
+    /// in a form it can feed, each forward pass runs there as one program (see `decoder_device.rs`);
+    /// otherwise the returned note says why the layers run one linear layer at a time.
+    pub fn set_linear(&mut self, linear: Linear) -> Option<String> {
         self.linear = linear;
+        #[cfg(feature = "vulkan")]
+        {
+            self.device = None;
+            if let Some(dev) = self.linear.device() {
+                match device::DeviceDecoder::build(self, dev) {
+                    Ok(program) => self.device = Some(program),
+                    Err(note) => return Some(note),
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether each forward pass runs on a device as one program (and whether the head does too).
+    pub fn whole_on_device(&self) -> Option<bool> {
+        #[cfg(feature = "vulkan")]
+        if let Some(program) = &self.device {
+            return self.linear.on_device().then(|| program.has_head());
+        }
+        None
+    }
+
+    /// RoPE tables for positions first..first + n: `[n, head_dim / 2]` cos and sin of pos · inv_freq, in f32
+    /// as the reference computes them.
+    fn rope_tables(&self, first: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = self.config.head_dim / 2;
+        let mut cos = vec![0f32; n * half];
+        let mut sin = vec![0f32; n * half];
+        for i in 0..n {
+            for (j, f) in self.inv_freq.iter().enumerate() {
+                let angle = (first + i) as f32 * f;
+                cos[i * half + j] = angle.cos();
+                sin[i * half + j] = angle.sin();
+            }
+        }
+        (cos, sin)
     }
 
     /// The dense linear weights of each layer (q, k, v, o, and gate, up, down where the FFN is not routed
@@ -443,17 +503,22 @@ impl<'a> Decoder<'a> {
                 c.context_length
             )));
         }
-        // Rotary tables for these positions: angle = pos · inv_freq, in f32 as the reference.
-        let half = hd / 2;
-        let mut cos = vec![0f32; n * half];
-        let mut sin = vec![0f32; n * half];
-        for i in 0..n {
-            for (j, f) in self.inv_freq.iter().enumerate() {
-                let angle = (first + i) as f32 * f;
-                cos[i * half + j] = angle.cos();
-                sin[i * half + j] = angle.sin();
+        #[cfg(feature = "vulkan")]
+        if let (Some(program), None) = (&self.device, tap) {
+            if cancelled() {
+                return Err(ModelError::Cancelled);
+            }
+            // On failure the cache is as it was and the CPU takes over (the device is not used again).
+            let ran = self.linear.run_program(|dev| program.forward(self, dev, &x, cache, logits));
+            if let Some(Some(out)) = ran {
+                if program.has_head() {
+                    return Ok(out);
+                }
+                return self.head(&out);
             }
         }
+        let half = hd / 2;
+        let (cos, sin) = self.rope_tables(first, n);
         let (qd, kvd) = (c.heads * hd, c.kv_heads * hd);
         let mut normed = vec![0f32; n * h];
         let mut q = vec![0f32; n * qd];
@@ -513,7 +578,13 @@ impl<'a> Decoder<'a> {
             Logits::Last => &x[(n - 1) * h..],
             Logits::All => &x[..],
         };
-        let m = rows.len() / h;
+        self.head(rows)
+    }
+
+    /// The output norm and head over the final hidden rows (`[m, hidden]`: the rows `logits` asks for).
+    fn head(&self, rows: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let c = &self.config;
+        let m = rows.len() / c.hidden;
         let mut normed = vec![0f32; rows.len()];
         kernels::rms_norm(rows, &self.output_norm, c.eps, &mut normed);
         let mut out = vec![0f32; m * c.vocab];

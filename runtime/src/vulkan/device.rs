@@ -369,7 +369,7 @@ impl Buffer {
         Ok(())
     }
 
-    fn same_device(&self, gpu: &Gpu) -> bool {
+    pub(crate) fn same_device(&self, gpu: &Gpu) -> bool {
         Arc::ptr_eq(&self.inner.gpu.inner, &gpu.inner)
     }
 }
