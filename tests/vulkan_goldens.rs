@@ -199,6 +199,53 @@ fn the_decoder_in_one_submission_gives_the_cpus_bits() {
     assert!(gpu.decoder.whole_on_device().is_some(), "the device failed");
 }
 
+/// K-quants through the decoder program: a synthetic model wide enough for 256-value super-blocks (hidden
+/// 256, FFN 512, two layers) in Q4_K_M (Q4_K and Q6_K weights), whose activations the device quantizes to
+/// Q8_K as the CPU does: a prompt and decoding steps give the CPU path's logits bit for bit (f32 KV).
+#[test]
+fn k_quants_through_the_decoder_program_give_the_cpus_bits() {
+    if !have_vulkan("k_quants_through_the_decoder_program_give_the_cpus_bits") {
+        return;
+    }
+    use convert::synth::{self, Preset, SynthSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SynthSpec {
+        hidden: 256,
+        intermediate: 512,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 64,
+        ..SynthSpec::preset(Preset::Tiny, 5)
+    };
+    let mut opts = convert::ConvertOptions::defaults(dir.path(), dir.path(), Mix::Q4KM, None);
+    opts.name = Some("synth-k".into());
+    opts.lm_out = dir.path().join("synth-k.gguf");
+    opts.mmproj_out = dir.path().join("mmproj-synth-k.gguf");
+    synth::write_gguf(&spec, &common::fixtures().join("sailvl2-tiny"), &opts, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    let files = runtime::pipeline::ModelFiles::open(&opts.lm_out, Some(&opts.mmproj_out)).unwrap();
+    let cpu = Vlm::load_with(&files, &f32_kv()).unwrap();
+    let mut gpu = Vlm::load_with(&files, &f32_kv()).unwrap();
+    let types: std::collections::BTreeSet<String> =
+        gpu.decoder.layer_weights().iter().flatten().map(|w| w.ty.to_string()).collect();
+    assert!(types.contains("q4_K") && types.contains("q6_K"), "{types:?}");
+    let report = gpu.place(&Placement { vision: Some(BackendChoice::Cpu), ..vulkan() });
+    assert!(report.decoder_one_submission && report.output_on_device, "{report:?}");
+    let same = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    let ids: Vec<u32> = (0..11).map(|i| 1000 + 37 * i).collect();
+    let (mut want, mut cpu_cache) = cpu.prefill(&ids, &[], Logits::Last).unwrap();
+    let (mut got, mut gpu_cache) = gpu.prefill(&ids, &[], Logits::Last).unwrap();
+    for step in 0..3 {
+        assert!(same(&want, &got), "step {step}: logits differ by {}", max_abs_diff(&want, &got));
+        let id = 500 + step;
+        want = cpu.decoder.forward(cpu.decoder.embed(&[id]).unwrap(), &mut cpu_cache, Logits::Last).unwrap();
+        got = gpu.decoder.forward(gpu.decoder.embed(&[id]).unwrap(), &mut gpu_cache, Logits::Last).unwrap();
+    }
+    assert!(same(&want, &got), "last step: logits differ by {}", max_abs_diff(&want, &got));
+    assert!(gpu.decoder.whole_on_device().is_some(), "the device failed");
+}
+
 /// The default f16 KV cache through the decoder program: decoding steps' attention scores sum in another
 /// order than the CPU's SIMD dot (within the reordered-sum bound, see the shader tests), so this asserts
 /// what the issue asks of quantized files, the CPU path's greedy ids, on every case.

@@ -9,17 +9,18 @@
 //! reuse, cloning and a fall back to the CPU keep working unchanged; a mirror that lags its cache (a clone,
 //! a rollback past it) is brought up to date from the host rows first.
 //!
-//! Every shader is the CPU kernel's arithmetic in the CPU's order, so with Q8_0/Q4_0 weights and an f32 KV
-//! cache a step gives the CPU path's bits. With an f16 cache, a decoding step's attention scores differ
-//! from the CPU's SIMD dot (another order of the same products) within the reordered-sum bound; prompts
-//! are bit for bit there too. Q8_0 KV caches and K-quant weights (whose activations are quantized on the
-//! host) run layer by layer through [`crate::backend::Linear`] instead.
+//! Every shader is the CPU kernel's arithmetic in the CPU's order, activations are quantized on the device
+//! as the CPU quantizes them (Q8_0 or Q8_K blocks), so with quantized weights and an f32 KV cache a step
+//! gives the CPU path's bits. With an f16 cache, a decoding step's attention scores differ from the CPU's
+//! SIMD dot (another order of the same products) within the reordered-sum bound; prompt blocks of 8 score
+//! rows or more are bit for bit there too. A Q8_0 KV cache runs layer by layer through
+//! [`crate::backend::Linear`] instead.
 
 use std::sync::Mutex;
 
 use super::{Decoder, Ffn, KvCache, Logits};
 use crate::tensor::Matrix;
-use crate::vulkan::linear::{ActivationFormat, DeviceInputs, DeviceLinear};
+use crate::vulkan::linear::{DeviceLinear, InputQuantizer};
 use crate::vulkan::shaders::{self, AttentionKernels, AttentionShape, Strided};
 use crate::vulkan::{Batch, Buffer, Gpu, Kernel, MemoryKind, VulkanError};
 use crate::GgmlType;
@@ -68,7 +69,6 @@ struct Kernels {
     rms_norm: Kernel,
     add: Kernel,
     silu_mul: Kernel,
-    quantize: Kernel,
     rope: Kernel,
     kv_store: Kernel,
     attention: AttentionKernels,
@@ -90,8 +90,8 @@ struct Activations {
     o: Buffer,
     gate: Buffer,
     up: Buffer,
-    xq: Buffer,
-    xd: Buffer,
+    /// Quantizes whichever activation a quantized weight reads next (sized for the widest).
+    quantizer: InputQuantizer,
     scores: Buffer,
     /// RoPE tables `[n, head_dim / 2]` (host-visible).
     cos: Buffer,
@@ -132,28 +132,19 @@ fn u32_of(v: usize, what: &str) -> Result<u32, VulkanError> {
 }
 
 impl DeviceDecoder {
-    /// The program for `dec`, or why it cannot run whole on `dev`: routed experts, a layer not held there,
-    /// or a weight whose activations the device cannot quantize.
+    /// The program for `dec`, or why it cannot run whole on `dev`: routed experts, or a layer not held there.
     pub(super) fn build(dec: &Decoder<'_>, dev: &DeviceLinear) -> Result<DeviceDecoder, String> {
         for l in &dec.layers {
             let Ffn::Dense { gate, up, down } = &l.ffn else {
                 return Err("routed experts run on the CPU: the decoder runs layer by layer on the device".into());
             };
             for w in [&l.q, &l.k, &l.v, &l.o, gate, up, down] {
-                match dev.input_of(w) {
-                    Some(ActivationFormat::Q8_0 | ActivationFormat::F32) => {}
-                    Some(ActivationFormat::Q8K) => {
-                        return Err(format!(
-                            "{}: {} weights read Q8_K activations, which are quantized on the host: the decoder \
-                             runs layer by layer on the device",
-                            w.name, w.ty
-                        ))
-                    }
-                    None => return Err(format!("{} is not on the device: the decoder runs layer by layer", w.name)),
+                if !dev.holds(w) {
+                    return Err(format!("{} is not on the device: the decoder runs layer by layer", w.name));
                 }
             }
         }
-        let head = matches!(dev.input_of(&dec.output), Some(ActivationFormat::Q8_0 | ActivationFormat::F32));
+        let head = dev.holds(&dec.output);
         let built = || -> Result<DeviceDecoder, VulkanError> {
             let g = dev.gpu();
             let mut layers = Vec::with_capacity(dec.layers.len());
@@ -173,7 +164,6 @@ impl DeviceDecoder {
                     rms_norm: g.kernel(&shaders::RMS_NORM)?,
                     add: g.kernel(&shaders::ADD)?,
                     silu_mul: g.kernel(&shaders::SILU_MUL)?,
-                    quantize: g.kernel(&shaders::QUANTIZE_Q8_0)?,
                     rope: g.kernel(&shaders::ROPE)?,
                     kv_store: g.kernel(&shaders::KV_STORE)?,
                     attention: AttentionKernels::new(g)?,
@@ -280,8 +270,7 @@ impl DeviceDecoder {
                 o: f(rows * h, MemoryKind::Device, "attn_out / ffn_out")?,
                 gate: f(rows * ff, MemoryKind::Device, "ffn_gate")?,
                 up: f(rows * ff, MemoryKind::Device, "ffn_up")?,
-                xq: Buffer::new(g, (rows * widest) as u64, MemoryKind::Device, "decoder Q8_0 quants")?,
-                xd: f(rows * widest / 32 + 1, MemoryKind::Device, "decoder Q8_0 scales")?,
+                quantizer: InputQuantizer::new(dev, rows * widest)?,
                 scores: f(c.heads * rows * positions, MemoryKind::Device, "attention scores")?,
                 cos: f(rows * hd / 2, MemoryKind::Host, "rope cos")?,
                 sin: f(rows * hd / 2, MemoryKind::Host, "rope sin")?,
@@ -305,17 +294,8 @@ impl DeviceDecoder {
         let (hd32, heads32, kv32) =
             (u32_of(hd, "head_dim")?, u32_of(c.heads, "heads")?, u32_of(c.kv_heads, "kv heads")?);
         let mut batch = g.batch()?;
-        // `rows × wᵀ` for weights reading the `[rows, width]` activation `input`, quantized first where one
-        // of them reads Q8_0 blocks.
         let linear = |batch: &mut Batch, input: &Buffer, rows: usize, width: usize, ws: &[(&Matrix<'_>, &Buffer)]| {
-            if ws.iter().any(|(w, _)| dev.input_of(w) == Some(ActivationFormat::Q8_0)) {
-                shaders::quantize_q8_0(batch, &k.quantize, input, &a.xq, &a.xd, u32_of(rows * width / 32, "blocks")?)?;
-            }
-            let inputs = DeviceInputs { f32: Some(input), q8_0: Some((&a.xq, &a.xd)), q8_k: None };
-            for (w, out) in ws {
-                dev.record_matmul(batch, w, &inputs, out, u32_of(rows, "rows")?)?;
-            }
-            Ok::<(), VulkanError>(())
+            a.quantizer.linear(dev, batch, input, rows, width, ws)
         };
         let shape = AttentionShape {
             nq: n32,

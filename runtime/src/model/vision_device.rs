@@ -4,16 +4,15 @@
 //! the activations staying on the device from the first block to the last.
 //!
 //! Each shader is the CPU kernel's arithmetic in the CPU's order (exact division, square root and exp,
-//! runtime/shaders/exact.glsl), and the quantized matrix shaders give the CPU's bits: with Q8_0 or Q4_0
-//! weights the tile's features are the CPU path's bits. F16/F32 weights sum in another order (within the
-//! reordered-sum bound). K-quant weights read Q8_K activations, quantized on the host: a tower with them
-//! runs layer by layer through [`crate::backend::Linear`] instead.
+//! runtime/shaders/exact.glsl), activations are quantized on the device as the CPU quantizes them (Q8_0
+//! or Q8_K blocks), and the quantized matrix shaders give the CPU's bits: with quantized weights the tile's
+//! features are the CPU path's bits. F16/F32 weights sum in another order (within the reordered-sum bound).
 
 use std::sync::Mutex;
 
 use super::{Block, VisionEncoder};
 use crate::tensor::Matrix;
-use crate::vulkan::linear::{ActivationFormat, DeviceInputs, DeviceLinear};
+use crate::vulkan::linear::{DeviceLinear, InputQuantizer};
 use crate::vulkan::shaders::{self, AttentionKernels, AttentionShape, Strided};
 use crate::vulkan::{Buffer, Kernel, MemoryKind, VulkanError};
 
@@ -40,16 +39,14 @@ struct Activations {
     gate: Buffer,
     up: Buffer,
     scores: Buffer,
-    /// Q8_0 blocks of whichever activation a quantized weight reads next (sized for the widest, `ff`).
-    xq: Buffer,
-    xd: Buffer,
+    /// Quantizes whichever activation a quantized weight reads next (sized for the widest, `ff`).
+    quantizer: InputQuantizer,
 }
 
 struct Kernels {
     rms_norm: Kernel,
     add: Kernel,
     silu_mul: Kernel,
-    quantize: Kernel,
     attention: AttentionKernels,
 }
 
@@ -67,23 +64,12 @@ fn floats(dev: &DeviceLinear, v: &[f32], what: &str) -> Result<Buffer, VulkanErr
 }
 
 impl DeviceVit {
-    /// The program for `vit`'s blocks, or why it cannot run whole on `dev` (a weight not held there, or one
-    /// whose activations the device cannot quantize).
+    /// The program for `vit`'s blocks, or why it cannot run whole on `dev` (a weight not held there).
     pub(super) fn build(vit: &VisionEncoder<'_>, dev: &DeviceLinear) -> Result<DeviceVit, String> {
         for b in &vit.blocks {
             for w in [&b.qkv, &b.out, &b.gate, &b.up, &b.down] {
-                match dev.input_of(w) {
-                    Some(ActivationFormat::Q8_0 | ActivationFormat::F32) => {}
-                    Some(ActivationFormat::Q8K) => {
-                        return Err(format!(
-                            "{}: {} weights read Q8_K activations, which are quantized on the host: the vision \
-                             tower runs layer by layer on the device",
-                            w.name, w.ty
-                        ))
-                    }
-                    None => {
-                        return Err(format!("{} is not on the device: the vision tower runs layer by layer", w.name))
-                    }
+                if !dev.holds(w) {
+                    return Err(format!("{} is not on the device: the vision tower runs layer by layer", w.name));
                 }
             }
         }
@@ -109,7 +95,6 @@ impl DeviceVit {
                     rms_norm: g.kernel(&shaders::RMS_NORM)?,
                     add: g.kernel(&shaders::ADD)?,
                     silu_mul: g.kernel(&shaders::SILU_MUL)?,
-                    quantize: g.kernel(&shaders::QUANTIZE_Q8_0)?,
                     attention: AttentionKernels::new(g)?,
                 },
                 activations: Mutex::new(None),
@@ -149,8 +134,7 @@ impl DeviceVit {
                 gate: f(n * ff, MemoryKind::Device, "vision gate")?,
                 up: f(n * ff, MemoryKind::Device, "vision up")?,
                 scores: f(heads * n * n, MemoryKind::Device, "vision attention scores")?,
-                xq: Buffer::new(g, (n * ff.max(c)) as u64, MemoryKind::Device, "vision Q8_0 quants")?,
-                xd: f(n * ff.max(c) / 32, MemoryKind::Device, "vision Q8_0 scales")?,
+                quantizer: InputQuantizer::new(dev, n * ff.max(c))?,
             });
         }
         let a = guard.as_ref().expect("allocated above");
@@ -160,21 +144,8 @@ impl DeviceVit {
         let k = &self.kernels;
         let (n32, c32, ff32) = (u(n)?, u(c)?, u(ff)?);
         let mut batch = dev.gpu().batch()?;
-        // `x · wᵀ` for weights reading the activation `input` (`[n, width]`), quantized first if one of them
-        // reads Q8_0 blocks.
-        let linear = |batch: &mut crate::vulkan::Batch,
-                      input: &Buffer,
-                      width: usize,
-                      ws: &[(&Matrix<'_>, &Buffer)]|
-         -> Result<(), VulkanError> {
-            if ws.iter().any(|(w, _)| dev.input_of(w) == Some(ActivationFormat::Q8_0)) {
-                shaders::quantize_q8_0(batch, &k.quantize, input, &a.xq, &a.xd, u(n * width / 32)?)?;
-            }
-            let inputs = DeviceInputs { f32: Some(input), q8_0: Some((&a.xq, &a.xd)), q8_k: None };
-            for (w, out) in ws {
-                dev.record_matmul(batch, w, &inputs, out, n32)?;
-            }
-            Ok(())
+        let linear = |batch: &mut crate::vulkan::Batch, input: &Buffer, width: usize, ws: &[(&Matrix<'_>, &Buffer)]| {
+            a.quantizer.linear(dev, batch, input, n, width, ws)
         };
         let bias = |batch: &mut crate::vulkan::Batch, y: &Buffer, b: &Option<Buffer>, width: usize| match b {
             Some(b) => shaders::add_bias(batch, &k.add, y, b, y, u(n * width)?, u(width)?),

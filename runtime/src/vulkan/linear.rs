@@ -326,6 +326,78 @@ pub struct DeviceInputs<'b> {
     pub q8_k: Option<(&'b Buffer, &'b Buffer, &'b Buffer)>,
 }
 
+/// Quantizes activations on the device for the matrices that read them, so that a program can run one
+/// linear layer after another without the host (the quants are the CPU's bits: see the shaders).
+pub struct InputQuantizer {
+    q8_0: Kernel,
+    q8_k: Kernel,
+    /// Q8_0 quants and scales; Q8_K quants, scales and sums of 16; for up to `values` activations.
+    xq: Buffer,
+    xd: Buffer,
+    kq: Buffer,
+    kd: Buffer,
+    ks: Buffer,
+    values: usize,
+}
+
+impl InputQuantizer {
+    /// Room for activations of up to `values` values (rows × width) at a time.
+    pub fn new(dev: &DeviceLinear, values: usize) -> Result<InputQuantizer, VulkanError> {
+        let g = &dev.gpu;
+        let f = |bytes: usize, what: &str| Buffer::new(g, bytes as u64, MemoryKind::Device, what);
+        Ok(InputQuantizer {
+            q8_0: g.kernel(&shaders::QUANTIZE_Q8_0)?,
+            q8_k: g.kernel(&shaders::QUANTIZE_Q8_K)?,
+            xq: f(values, "Q8_0 activation quants")?,
+            xd: f(values / 32 * 4, "Q8_0 activation scales")?,
+            kq: f(values, "Q8_K activation quants")?,
+            kd: f(values / 256 * 4, "Q8_K activation scales")?,
+            ks: f(values / 16 * 4, "Q8_K activation sums")?,
+            values,
+        })
+    }
+
+    /// Record `outs[j] = input · ws[j]ᵀ` for weights sharing the `[rows, width]` activation `input` (on the
+    /// device, f32), after quantizing it to each format one of them reads.
+    pub fn linear(
+        &self,
+        dev: &DeviceLinear,
+        batch: &mut super::Batch,
+        input: &Buffer,
+        rows: usize,
+        width: usize,
+        ws: &[(&Matrix<'_>, &Buffer)],
+    ) -> Result<(), VulkanError> {
+        if rows * width > self.values {
+            return Err(VulkanError::Usage(format!(
+                "{rows} × {width} activations past the quantizer's room for {}",
+                self.values
+            )));
+        }
+        let u32_of = |v: usize| {
+            u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{v} blocks do not fit the shaders' u32")))
+        };
+        let reads = |f: ActivationFormat| ws.iter().any(|(w, _)| dev.input_of(w) == Some(f));
+        if reads(ActivationFormat::Q8_0) {
+            shaders::quantize_q8_0(batch, &self.q8_0, input, &self.xq, &self.xd, u32_of(rows * width / 32)?)?;
+        }
+        if reads(ActivationFormat::Q8K) {
+            let blocks = u32_of(rows * width / 256)?;
+            shaders::quantize_q8_k(batch, &self.q8_k, input, &self.kq, &self.kd, &self.ks, blocks)?;
+        }
+        let inputs = DeviceInputs {
+            f32: Some(input),
+            q8_0: Some((&self.xq, &self.xd)),
+            q8_k: Some((&self.kq, &self.kd, &self.ks)),
+        };
+        let n = u32_of(rows)?;
+        for (w, out) in ws {
+            dev.record_matmul(batch, w, &inputs, out, n)?;
+        }
+        Ok(())
+    }
+}
+
 /// Record one weight buffer's rows × the inputs into `out`, with the shader and inputs of its type.
 #[allow(clippy::too_many_arguments)]
 fn record(

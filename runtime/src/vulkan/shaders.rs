@@ -62,6 +62,9 @@ pub const GELU: Shader = shader!("gelu", 2, 4);
 
 /// f32 rows → Q8_0 activation blocks, the CPU's quants and scales (x, quants, scales; push: blocks).
 pub const QUANTIZE_Q8_0: Shader = shader!("quantize_q8_0", 3, 4);
+/// f32 rows → Q8_K activation super-blocks, the CPU's quants, scales and sums (x, quants, scales, sums of
+/// 16; push: super-blocks).
+pub const QUANTIZE_Q8_K: Shader = shader!("quantize_q8_k", 4, 4);
 /// Attention scores of f32 queries over f32 or f16 keys (q, k, scores; push: nq, nk, heads, kv_heads, d, q
 /// offset, q stride, k offset, k stride, k head stride, f16, first position or u32::MAX, scale).
 pub const ATTENTION_SCORES: Shader = shader!("attention_scores", 3, 52);
@@ -84,7 +87,7 @@ pub const MAT_VEC_Q4_0_IDOT: Shader = shader!("mat_vec_q4_0_idot", 4, 20);
 pub const INTEGER_DOT: [&Shader; 2] = [&MAT_VEC_Q8_0_IDOT, &MAT_VEC_Q4_0_IDOT];
 
 /// Every shader any Vulkan 1.1 device runs, for tests and for building all kernels at once.
-pub const ALL: [&Shader; 18] = [
+pub const ALL: [&Shader; 19] = [
     &RMS_NORM,
     &LAYER_NORM,
     &SOFTMAX,
@@ -103,6 +106,7 @@ pub const ALL: [&Shader; 18] = [
     &ATTENTION_MIX,
     &PIXEL_SHUFFLE,
     &KV_STORE,
+    &QUANTIZE_Q8_K,
 ];
 
 /// Where build.rs took the SPIR-V from: `glslc (…)` or `committed`.
@@ -518,6 +522,26 @@ pub fn quantize_q8_0(
     check_size(xq, blocks as u64 * 32, "quantize_q8_0 quants")?;
     check_size(xd, blocks as u64 * 4, "quantize_q8_0 scales")?;
     batch.dispatch(kernel, &[x, xq, xd], &blocks.to_le_bytes(), [blocks.div_ceil(64).max(1), 1, 1])
+}
+
+/// Quantize `blocks` super-blocks of 256 f32 in `x` to Q8_K activation blocks (`xq`: 256 signed bytes
+/// each, `xd`: the scale, `xs`: the sums of each 16 quants as i32), the bits of
+/// [`crate::kernels::kquants::quantize_q8_k_activations`].
+pub fn quantize_q8_k(
+    batch: &mut Batch,
+    kernel: &Kernel,
+    x: &Buffer,
+    xq: &Buffer,
+    xd: &Buffer,
+    xs: &Buffer,
+    blocks: u32,
+) -> Result<(), VulkanError> {
+    check_kernel(kernel, &QUANTIZE_Q8_K)?;
+    check_size(x, blocks as u64 * 1024, "quantize_q8_k input")?;
+    check_size(xq, blocks as u64 * 256, "quantize_q8_k quants")?;
+    check_size(xd, blocks as u64 * 4, "quantize_q8_k scales")?;
+    check_size(xs, blocks as u64 * 64, "quantize_q8_k sums")?;
+    batch.dispatch(kernel, &[x, xq, xd, xs], &blocks.to_le_bytes(), [blocks.div_ceil(64).max(1), 1, 1])
 }
 
 /// Rows of heads in a buffer: head g of row i starts at `offset + i · stride + g · head_stride` elements
@@ -1154,6 +1178,45 @@ mod tests {
             assert_eq!(block.d.to_bits(), scales[b].to_bits(), "block {b}: cpu scale {} gpu {}", block.d, scales[b]);
             let got: Vec<i8> = quants[b * 32..(b + 1) * 32].iter().map(|&q| q as i8).collect();
             assert_eq!(&block.qs[..], &got[..], "block {b} quants");
+        }
+    }
+
+    #[test]
+    fn quantize_q8_k_equals_the_cpu_bit_for_bit() {
+        let Some(g) = gpu("quantize_q8_k_equals_the_cpu_bit_for_bit") else { return };
+        let kernel = g.kernel(&QUANTIZE_Q8_K).unwrap();
+        let mut rng = SmallRng::seed_from_u64(57);
+        // Super-blocks of every magnitude, an all-zero one, one whose largest element is negative, and one
+        // with a tie for the largest magnitude (the first wins, its sign kept).
+        let blocks = 300;
+        let mut x: Vec<f32> =
+            (0..blocks * 256).map(|i| rng.gen_range(-1.0f32..1.0) * 2f32.powi((i / 256 % 40) as i32 - 20)).collect();
+        x[256..512].fill(0.0);
+        x[600] = -50.0;
+        x[768 + 3] = 9.0;
+        x[768 + 7] = -9.0;
+        let want = crate::kernels::kquants::quantize_q8_k_activations(&x);
+        let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+        let qb = Buffer::new(&g, (blocks * 256) as u64, MemoryKind::Host, "quants").unwrap();
+        let db = Buffer::new(&g, (blocks * 4) as u64, MemoryKind::Host, "scales").unwrap();
+        let sb = Buffer::new(&g, (blocks * 64) as u64, MemoryKind::Host, "sums").unwrap();
+        let mut batch = g.batch().unwrap();
+        quantize_q8_k(&mut batch, &kernel, &xb, &qb, &db, &sb, blocks as u32).unwrap();
+        batch.run("quantize_q8_k").unwrap();
+        let mut quants = vec![0u8; blocks * 256];
+        qb.read(0, &mut quants).unwrap();
+        let scales = db.read_f32(blocks).unwrap();
+        let mut sums = vec![0u8; blocks * 64];
+        sb.read(0, &mut sums).unwrap();
+        for (b, block) in want.iter().enumerate() {
+            assert_eq!(block.d.to_bits(), scales[b].to_bits(), "block {b}: cpu scale {} gpu {}", block.d, scales[b]);
+            let got: Vec<i8> = quants[b * 256..(b + 1) * 256].iter().map(|&q| q as i8).collect();
+            assert_eq!(&block.qs[..], &got[..], "block {b} quants");
+            for (j, s) in block.bsums.iter().enumerate() {
+                let at = b * 64 + j * 4;
+                let got = i32::from_le_bytes([sums[at], sums[at + 1], sums[at + 2], sums[at + 3]]);
+                assert_eq!(*s as i32, got, "block {b} sum {j}");
+            }
         }
     }
 
