@@ -109,13 +109,13 @@ fn quantized_files_through_vulkan_give_the_cpu_greedy_ids() {
     }
 }
 
-/// The vision tower as one device program per tile (every block's operations in one submission, the
-/// activations quantized on the device): with Q8_0 and Q4_0 weights each shader is the CPU kernel's
-/// arithmetic in the CPU's order, so the ViT features of every tile, and the projector's output after
-/// them, are the CPU path's bits.
+/// The vision tower and the projector as one device program each per tile (every operation in one
+/// submission, the activations quantized on the device): with Q8_0 and Q4_0 weights each shader is the CPU
+/// kernel's arithmetic in the CPU's order, so the ViT features of every tile, and the projector's output
+/// after them, are the CPU path's bits.
 #[test]
-fn the_vision_tower_in_one_submission_gives_the_cpus_bits() {
-    if !have_vulkan("the_vision_tower_in_one_submission_gives_the_cpus_bits") {
+fn the_vision_programs_give_the_cpus_bits() {
+    if !have_vulkan("the_vision_programs_give_the_cpus_bits") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -126,11 +126,16 @@ fn the_vision_tower_in_one_submission_gives_the_cpus_bits() {
         let mut gpu = Vlm::load_with(&files, &f32_kv()).unwrap();
         let report = gpu.place(&Placement { vision: Some(BackendChoice::Vulkan), ..Placement::cpu() });
         assert!(report.vision_one_submission, "{mix}: {report:?}");
-        assert!(report.parts().contains("vision (one submission per tile)"), "{}", report.summary());
+        assert!(
+            report.parts().contains("vision (ViT, projector: one submission each per tile)"),
+            "{}",
+            report.summary()
+        );
         let g = Golden::load("sailvl2-tiny", case);
         let (want, got) = (run_case(&cpu, &g, Logits::Last), run_case(&gpu, &g, Logits::Last));
         // Still on the device: a failing program would have handed the tiles to the CPU (same bits, no test).
-        assert!(gpu.vision.as_ref().unwrap().encoder.whole_on_device(), "{mix}/{case}: the device failed");
+        let v = gpu.vision.as_ref().unwrap();
+        assert!(v.encoder.whole_on_device() && v.projector.whole_on_device(), "{mix}/{case}: the device failed");
         assert!(!want.vit.is_empty());
         let same =
             |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());

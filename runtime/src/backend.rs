@@ -93,8 +93,8 @@ pub struct PlacementReport {
     /// Each decoder forward pass (a prompt, a decoding step) runs on the device as one program, not layer
     /// by layer.
     pub decoder_one_submission: bool,
-    /// The vision tower's blocks run on the device as one program (one submission per tile), not layer by
-    /// layer.
+    /// The vision tower's blocks and the projector run on the device as one program each (two submissions
+    /// per tile), not layer by layer.
     pub vision_one_submission: bool,
     /// Bytes of weights copied to the device.
     pub device_weight_bytes: u64,
@@ -113,7 +113,14 @@ impl PlacementReport {
             parts.push("output head".into());
         }
         if self.vision_on_device {
-            parts.push(if self.vision_one_submission { "vision (one submission per tile)" } else { "vision" }.into());
+            parts.push(
+                if self.vision_one_submission {
+                    "vision (ViT, projector: one submission each per tile)"
+                } else {
+                    "vision"
+                }
+                .into(),
+            );
         }
         parts.join(", ")
     }

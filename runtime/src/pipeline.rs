@@ -271,8 +271,11 @@ impl<'a> Vlm<'a> {
                 tracing::info!("{note}");
                 notes.push(note);
             }
-            vision_whole = v.encoder.whole_on_device();
-            v.projector.set_linear(vision_linear);
+            if let Some(note) = v.projector.set_linear(vision_linear) {
+                tracing::info!("{note}");
+                notes.push(note);
+            }
+            vision_whole = v.encoder.whole_on_device() && v.projector.whole_on_device();
         }
         let report = PlacementReport {
             device: placed.device,

@@ -8,6 +8,10 @@ use crate::kernels;
 use crate::model::{Meta, ModelError};
 use crate::tensor::{matrix, vector, Matrix};
 
+#[cfg(feature = "vulkan")]
+#[path = "projector_device.rs"]
+mod device;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelShuffle {
     /// SAIL-VL2's `ps_version "v2"`: output tokens row-major over the merged grid.
@@ -56,6 +60,9 @@ pub struct Projector<'a> {
     pub out_dim: usize,
     /// Where the linear layers run (the CPU unless [`Projector::set_linear`] says otherwise).
     linear: Linear,
+    /// The whole projector as one device program, where the device holds fc1 and fc2.
+    #[cfg(feature = "vulkan")]
+    device: Option<device::DeviceProjector>,
 }
 
 impl<'a> Projector<'a> {
@@ -86,12 +93,36 @@ impl<'a> Projector<'a> {
             fc2_b: vector(file, names::tensor::MM_FC2_BIAS, h)?,
             out_dim: h,
             linear: Linear::cpu(),
+            #[cfg(feature = "vulkan")]
+            device: None,
         })
     }
 
-    /// Run the linear layers through `linear` (see [`crate::backend`]).
-    pub fn set_linear(&mut self, linear: Linear) {
+    /// Run the linear layers through `linear` (see [`crate::backend`]). Where its device holds fc1 and fc2
+    /// the whole projector runs there as one program per tile (see `projector_device.rs`); otherwise the
+    /// returned note says why not.
+    pub fn set_linear(&mut self, linear: Linear) -> Option<String> {
         self.linear = linear;
+        #[cfg(feature = "vulkan")]
+        {
+            self.device = None;
+            if let Some(dev) = self.linear.device() {
+                match device::DeviceProjector::build(self, dev) {
+                    Ok(program) => self.device = Some(program),
+                    Err(note) => return Some(note),
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the projector runs on a device as one program per tile.
+    pub fn whole_on_device(&self) -> bool {
+        #[cfg(feature = "vulkan")]
+        if self.device.is_some() {
+            return self.linear.on_device();
+        }
+        false
     }
 
     /// The two linear weights, for placing them on a device.
@@ -101,6 +132,13 @@ impl<'a> Projector<'a> {
 
     /// `[grid², vit_width]` ViT features of one tile → `[(grid/scale)², out_dim]` language-model embeddings.
     pub fn project(&self, vit: &[f32], grid: usize, vit_width: usize) -> Result<Vec<f32>, ModelError> {
+        #[cfg(feature = "vulkan")]
+        if let Some(program) = &self.device {
+            // On failure the CPU takes over (the device is not used again).
+            if let Some(out) = self.linear.run_program(|dev| program.run(self, dev, vit, grid, vit_width)) {
+                return Ok(out);
+            }
+        }
         let x = pixel_shuffle(vit, grid, vit_width, self.scale, self.version);
         let n = x.len() / self.norm_w.len();
         let mut normed = vec![0f32; x.len()];
