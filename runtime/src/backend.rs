@@ -208,6 +208,20 @@ impl Linear {
         self.device.as_ref().filter(|d| !d.failed.load(Ordering::SeqCst)).map(|d| &d.linear)
     }
 
+    /// A part's device program, built where this has a working device: `(program, None)`, or `(None, why
+    /// not)` when `build` declines, or `(None, None)` without a device.
+    #[cfg(feature = "vulkan")]
+    pub(crate) fn program<P>(
+        &self,
+        build: impl FnOnce(&crate::vulkan::linear::DeviceLinear) -> Result<P, String>,
+    ) -> (Option<P>, Option<String>) {
+        match self.device().map(build) {
+            None => (None, None),
+            Some(Ok(p)) => (Some(p), None),
+            Some(Err(note)) => (None, Some(note)),
+        }
+    }
+
     /// Run a program recorded for the device (a whole ViT forward…): `None` where there is no device, it
     /// failed earlier, or the program fails now; then, once, a warning, and the CPU from here on, as for a
     /// failing linear layer.

@@ -319,16 +319,14 @@ impl<'a> Decoder<'a> {
     pub fn set_linear(&mut self, linear: Linear) -> Option<String> {
         self.linear = linear;
         #[cfg(feature = "vulkan")]
-        {
-            self.device = None;
-            if let Some(dev) = self.linear.device() {
-                match device::DeviceDecoder::build(self, dev) {
-                    Ok(program) => self.device = Some(program),
-                    Err(note) => return Some(note),
-                }
-            }
-        }
-        None
+        let note = {
+            let (program, note) = self.linear.program(|dev| device::DeviceDecoder::build(self, dev));
+            self.device = program;
+            note
+        };
+        #[cfg(not(feature = "vulkan"))]
+        let note = None;
+        note
     }
 
     /// Whether each forward pass runs on a device as one program (and whether the head does too).

@@ -22,7 +22,7 @@ use super::{Decoder, Ffn, KvCache, Logits};
 use crate::tensor::Matrix;
 use crate::vulkan::linear::{DeviceLinear, InputQuantizer};
 use crate::vulkan::shaders::{self, AttentionKernels, AttentionShape, Strided};
-use crate::vulkan::{Batch, Buffer, Gpu, Kernel, MemoryKind, VulkanError};
+use crate::vulkan::{u32_of, Batch, Buffer, Gpu, Kernel, MemoryKind, VulkanError};
 use crate::GgmlType;
 
 /// A KV cache's copy on a device (see the module comment); a clone of a cache starts without one.
@@ -122,15 +122,6 @@ pub(super) struct DeviceDecoder {
     activations: Mutex<Option<Activations>>,
 }
 
-fn floats(gpu: &Gpu, v: &[f32], what: &str) -> Result<Buffer, VulkanError> {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    Buffer::with_data(gpu, &bytes, MemoryKind::Device, what)
-}
-
-fn u32_of(v: usize, what: &str) -> Result<u32, VulkanError> {
-    u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
-}
-
 impl DeviceDecoder {
     /// The program for `dec`, or why it cannot run whole on `dev`: routed experts, or a layer not held there.
     pub(super) fn build(dec: &Decoder<'_>, dev: &DeviceLinear) -> Result<DeviceDecoder, String> {
@@ -150,15 +141,15 @@ impl DeviceDecoder {
             let mut layers = Vec::with_capacity(dec.layers.len());
             for l in &dec.layers {
                 layers.push(LayerVectors {
-                    attn_norm: floats(g, &l.attn_norm, "attn_norm")?,
-                    q_norm: floats(g, &l.q_norm, "attn_q_norm")?,
-                    k_norm: floats(g, &l.k_norm, "attn_k_norm")?,
-                    ffn_norm: floats(g, &l.ffn_norm, "ffn_norm")?,
+                    attn_norm: Buffer::with_floats(g, &l.attn_norm, MemoryKind::Device, "attn_norm")?,
+                    q_norm: Buffer::with_floats(g, &l.q_norm, MemoryKind::Device, "attn_q_norm")?,
+                    k_norm: Buffer::with_floats(g, &l.k_norm, MemoryKind::Device, "attn_k_norm")?,
+                    ffn_norm: Buffer::with_floats(g, &l.ffn_norm, MemoryKind::Device, "ffn_norm")?,
                 });
             }
             Ok(DeviceDecoder {
                 layers,
-                output_norm: floats(g, &dec.output_norm, "output_norm")?,
+                output_norm: Buffer::with_floats(g, &dec.output_norm, MemoryKind::Device, "output_norm")?,
                 head,
                 kernels: Kernels {
                     rms_norm: g.kernel(&shaders::RMS_NORM)?,
@@ -282,11 +273,10 @@ impl DeviceDecoder {
             });
         }
         let a = guard.as_ref().expect("allocated above");
-        let floats_of = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        a.x.write(0, &floats_of(x))?;
+        a.x.write_f32(x)?;
         let (cos, sin) = dec.rope_tables(first, n);
-        a.cos.write(0, &floats_of(&cos))?;
-        a.sin.write(0, &floats_of(&sin))?;
+        a.cos.write_f32(&cos)?;
+        a.sin.write_f32(&sin)?;
 
         let k = &self.kernels;
         let (n32, h32, qd32, ff32) =
@@ -351,9 +341,7 @@ impl DeviceDecoder {
         batch.run("the decoder")?;
 
         let width = if self.head { c.vocab } else { h };
-        let mut bytes = vec![0u8; m * width * 4];
-        a.logits.read(0, &mut bytes)?;
-        let out: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let out = a.logits.read_f32(m * width)?;
         let mut rows = vec![0u8; c.layers * 2 * c.kv_heads * n * rb];
         a.readback.read(0, &mut rows)?;
         // Only now, with everything read, does the host cache change.

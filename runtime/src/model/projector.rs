@@ -104,16 +104,14 @@ impl<'a> Projector<'a> {
     pub fn set_linear(&mut self, linear: Linear) -> Option<String> {
         self.linear = linear;
         #[cfg(feature = "vulkan")]
-        {
-            self.device = None;
-            if let Some(dev) = self.linear.device() {
-                match device::DeviceProjector::build(self, dev) {
-                    Ok(program) => self.device = Some(program),
-                    Err(note) => return Some(note),
-                }
-            }
-        }
-        None
+        let note = {
+            let (program, note) = self.linear.program(|dev| device::DeviceProjector::build(self, dev));
+            self.device = program;
+            note
+        };
+        #[cfg(not(feature = "vulkan"))]
+        let note = None;
+        note
     }
 
     /// Whether the projector runs on a device as one program per tile.

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::{PixelShuffle, Projector};
 use crate::vulkan::linear::{DeviceLinear, InputQuantizer};
 use crate::vulkan::shaders;
-use crate::vulkan::{Buffer, Kernel, MemoryKind, VulkanError};
+use crate::vulkan::{u32_of, Buffer, Kernel, MemoryKind, VulkanError};
 
 struct Activations {
     /// Tokens of the tile the buffers were made for.
@@ -36,15 +36,6 @@ pub(super) struct DeviceProjector {
     activations: Mutex<Option<Activations>>,
 }
 
-fn floats(dev: &DeviceLinear, v: &[f32], what: &str) -> Result<Buffer, VulkanError> {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    Buffer::with_data(dev.gpu(), &bytes, MemoryKind::Device, what)
-}
-
-fn u32_of(v: usize) -> Result<u32, VulkanError> {
-    u32::try_from(v).map_err(|_| VulkanError::Usage(format!("projector shape {v} does not fit the shaders' u32")))
-}
-
 impl DeviceProjector {
     /// The program for `p`, or why it cannot run whole on `dev` (a weight not held there).
     pub(super) fn build(p: &Projector<'_>, dev: &DeviceLinear) -> Result<DeviceProjector, String> {
@@ -56,10 +47,10 @@ impl DeviceProjector {
         let built = || -> Result<DeviceProjector, VulkanError> {
             let g = dev.gpu();
             Ok(DeviceProjector {
-                norm_w: floats(dev, &p.norm_w, "mm.input_norm")?,
-                norm_b: floats(dev, &p.norm_b, "mm.input_norm bias")?,
-                fc1_b: floats(dev, &p.fc1_b, "mm.fc1 bias")?,
-                fc2_b: floats(dev, &p.fc2_b, "mm.fc2 bias")?,
+                norm_w: Buffer::with_floats(g, &p.norm_w, MemoryKind::Device, "mm.input_norm")?,
+                norm_b: Buffer::with_floats(g, &p.norm_b, MemoryKind::Device, "mm.input_norm bias")?,
+                fc1_b: Buffer::with_floats(g, &p.fc1_b, MemoryKind::Device, "mm.fc1 bias")?,
+                fc2_b: Buffer::with_floats(g, &p.fc2_b, MemoryKind::Device, "mm.fc2 bias")?,
                 shuffle: g.kernel(&shaders::PIXEL_SHUFFLE)?,
                 layer_norm: g.kernel(&shaders::LAYER_NORM)?,
                 add: g.kernel(&shaders::ADD)?,
@@ -99,13 +90,20 @@ impl DeviceProjector {
             });
         }
         let a = guard.as_ref().expect("allocated above");
-        let bytes: Vec<u8> = vit.iter().flat_map(|v| v.to_le_bytes()).collect();
-        a.vit.write(0, &bytes)?;
+        a.vit.write_f32(vit)?;
         let mut batch = dev.gpu().batch()?;
         let v1 = p.version == PixelShuffle::V1;
-        let (grid32, c32, s32) = (u32_of(grid)?, u32_of(vit_width)?, u32_of(p.scale)?);
+        let (grid32, c32, s32) = (
+            u32_of(grid, "projector shape")?,
+            u32_of(vit_width, "projector shape")?,
+            u32_of(p.scale, "projector shape")?,
+        );
         shaders::pixel_shuffle(&mut batch, &self.shuffle, &a.vit, &a.merged, grid32, c32, s32, v1)?;
-        let (t32, m32, h32) = (u32_of(tokens)?, u32_of(merged_width)?, u32_of(h)?);
+        let (t32, m32, h32) = (
+            u32_of(tokens, "projector shape")?,
+            u32_of(merged_width, "projector shape")?,
+            u32_of(h, "projector shape")?,
+        );
         shaders::layer_norm(
             &mut batch,
             &self.layer_norm,
@@ -123,8 +121,6 @@ impl DeviceProjector {
         a.quantizer.linear(dev, &mut batch, &a.hidden, tokens, h, &[(&p.fc2, &a.out)])?;
         shaders::add_bias(&mut batch, &self.add, &a.out, &self.fc2_b, &a.out, t32 * h32, h32)?;
         batch.run("the projector")?;
-        let mut out = vec![0u8; tokens * h * 4];
-        a.out.read(0, &mut out)?;
-        Ok(out.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        a.out.read_f32(tokens * h)
     }
 }

@@ -145,16 +145,14 @@ impl<'a> VisionEncoder<'a> {
     pub fn set_linear(&mut self, linear: Linear) -> Option<String> {
         self.linear = linear;
         #[cfg(feature = "vulkan")]
-        {
-            self.device = None;
-            if let Some(dev) = self.linear.device() {
-                match device::DeviceVit::build(self, dev) {
-                    Ok(program) => self.device = Some(program),
-                    Err(note) => return Some(note),
-                }
-            }
-        }
-        None
+        let note = {
+            let (program, note) = self.linear.program(|dev| device::DeviceVit::build(self, dev));
+            self.device = program;
+            note
+        };
+        #[cfg(not(feature = "vulkan"))]
+        let note = None;
+        note
     }
 
     /// Whether the blocks run on a device as one program per tile.

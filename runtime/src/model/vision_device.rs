@@ -14,7 +14,7 @@ use super::{Block, VisionEncoder};
 use crate::tensor::Matrix;
 use crate::vulkan::linear::{DeviceLinear, InputQuantizer};
 use crate::vulkan::shaders::{self, AttentionKernels, AttentionShape, Strided};
-use crate::vulkan::{Buffer, Kernel, MemoryKind, VulkanError};
+use crate::vulkan::{u32_of, Buffer, Kernel, MemoryKind, VulkanError};
 
 /// A block's vectors on the device (the matrices are the [`DeviceLinear`]'s).
 struct BlockVectors {
@@ -58,11 +58,6 @@ pub(super) struct DeviceVit {
     activations: Mutex<Option<Activations>>,
 }
 
-fn floats(dev: &DeviceLinear, v: &[f32], what: &str) -> Result<Buffer, VulkanError> {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    Buffer::with_data(dev.gpu(), &bytes, MemoryKind::Device, what)
-}
-
 impl DeviceVit {
     /// The program for `vit`'s blocks, or why it cannot run whole on `dev` (a weight not held there).
     pub(super) fn build(vit: &VisionEncoder<'_>, dev: &DeviceLinear) -> Result<DeviceVit, String> {
@@ -75,12 +70,14 @@ impl DeviceVit {
         }
         let built = || -> Result<DeviceVit, VulkanError> {
             let g = dev.gpu();
-            let opt = |v: &Option<Vec<f32>>, what: &str| v.as_ref().map(|v| floats(dev, v, what)).transpose();
+            let opt = |v: &Option<Vec<f32>>, what: &str| {
+                v.as_ref().map(|v| Buffer::with_floats(g, v, MemoryKind::Device, what)).transpose()
+            };
             let mut blocks = Vec::with_capacity(vit.blocks.len());
             for b in &vit.blocks {
                 blocks.push(BlockVectors {
-                    ln1: floats(dev, &b.ln1, "vision ln1")?,
-                    ln2: floats(dev, &b.ln2, "vision ln2")?,
+                    ln1: Buffer::with_floats(g, &b.ln1, MemoryKind::Device, "vision ln1")?,
+                    ln2: Buffer::with_floats(g, &b.ln2, MemoryKind::Device, "vision ln2")?,
                     qkv_bias: opt(&b.qkv_bias, "vision qkv bias")?,
                     out_bias: opt(&b.out_bias, "vision out bias")?,
                     gate_bias: opt(&b.gate_bias, "vision gate bias")?,
@@ -90,7 +87,7 @@ impl DeviceVit {
             }
             Ok(DeviceVit {
                 blocks,
-                post_norm: floats(dev, &vit.post_norm, "vision post norm")?,
+                post_norm: Buffer::with_floats(g, &vit.post_norm, MemoryKind::Device, "vision post norm")?,
                 kernels: Kernels {
                     rms_norm: g.kernel(&shaders::RMS_NORM)?,
                     add: g.kernel(&shaders::ADD)?,
@@ -115,9 +112,7 @@ impl DeviceVit {
     ) -> Result<(), VulkanError> {
         let cfg = &vit.config;
         let (c, n, heads, ff) = (cfg.width, cfg.tokens(), cfg.heads, cfg.ffn);
-        let u = |v: usize| {
-            u32::try_from(v).map_err(|_| VulkanError::Usage(format!("vision shape {v} does not fit the shaders' u32")))
-        };
+        let u = |v: usize| u32_of(v, "vision shape");
         let mut guard = self
             .activations
             .lock()
@@ -138,8 +133,7 @@ impl DeviceVit {
             });
         }
         let a = guard.as_ref().expect("allocated above");
-        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        a.x.write(0, &bytes)?;
+        a.x.write_f32(x)?;
 
         let k = &self.kernels;
         let (n32, c32, ff32) = (u(n)?, u(c)?, u(ff)?);
@@ -192,11 +186,8 @@ impl DeviceVit {
             &a.x
         };
         batch.run("the vision tower")?;
-        let mut out = vec![0u8; x.len() * 4];
-        result.read(0, &mut out)?;
-        for (v, b) in x.iter_mut().zip(out.chunks_exact(4)) {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
+        let out = result.read_f32(x.len())?;
+        x.copy_from_slice(&out);
         Ok(())
     }
 }

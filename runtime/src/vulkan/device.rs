@@ -353,6 +353,18 @@ impl Buffer {
     }
 
     /// `f32` values from the start of the buffer.
+    /// A buffer holding `values` as little-endian f32.
+    pub fn with_floats(gpu: &Gpu, values: &[f32], kind: MemoryKind, what: &str) -> Result<Buffer, VulkanError> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Buffer::with_data(gpu, &bytes, kind, what)
+    }
+
+    /// Write `values` as little-endian f32 from the start.
+    pub fn write_f32(&self, values: &[f32]) -> Result<(), VulkanError> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.write(0, &bytes)
+    }
+
     pub fn read_f32(&self, n: usize) -> Result<Vec<f32>, VulkanError> {
         let mut bytes = vec![0u8; n * 4];
         self.read(0, &mut bytes)?;

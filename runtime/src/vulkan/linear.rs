@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::shaders::{self, Shader};
-use super::{Buffer, Gpu, Kernel, MemoryKind, VulkanError};
+use super::{u32_of, Buffer, Gpu, Kernel, MemoryKind, VulkanError};
 use crate::kernels::kquants::{quantize_q8_k_activations, Q8KBlock};
 use crate::kernels::scalar::{quantize_q8_0_activations, Q8Block};
 use crate::tensor::Matrix;
@@ -253,9 +253,6 @@ impl DeviceLinear {
                 )));
             }
         }
-        let u32_of = |v: usize, what: &str| {
-            u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
-        };
         let mut scratch =
             self.scratch.lock().map_err(|_| VulkanError::Usage("the scratch lock was poisoned".into()))?;
         let scratch = &mut *scratch;
@@ -374,23 +371,21 @@ impl InputQuantizer {
                 self.values
             )));
         }
-        let u32_of = |v: usize| {
-            u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{v} blocks do not fit the shaders' u32")))
-        };
+        let blocks = |v: usize| u32_of(v, "activation blocks");
         let reads = |f: ActivationFormat| ws.iter().any(|(w, _)| dev.input_of(w) == Some(f));
         if reads(ActivationFormat::Q8_0) {
-            shaders::quantize_q8_0(batch, &self.q8_0, input, &self.xq, &self.xd, u32_of(rows * width / 32)?)?;
+            shaders::quantize_q8_0(batch, &self.q8_0, input, &self.xq, &self.xd, blocks(rows * width / 32)?)?;
         }
         if reads(ActivationFormat::Q8K) {
-            let blocks = u32_of(rows * width / 256)?;
-            shaders::quantize_q8_k(batch, &self.q8_k, input, &self.kq, &self.kd, &self.ks, blocks)?;
+            let n = blocks(rows * width / 256)?;
+            shaders::quantize_q8_k(batch, &self.q8_k, input, &self.kq, &self.kd, &self.ks, n)?;
         }
         let inputs = DeviceInputs {
             f32: Some(input),
             q8_0: Some((&self.xq, &self.xd)),
             q8_k: Some((&self.kq, &self.kd, &self.ks)),
         };
-        let n = u32_of(rows)?;
+        let n = u32_of(rows, "input rows")?;
         for (w, out) in ws {
             dev.record_matmul(batch, w, &inputs, out, n)?;
         }
@@ -412,9 +407,6 @@ fn record(
     k: usize,
     n: u32,
 ) -> Result<(), VulkanError> {
-    let u32_of = |v: usize, what: &str| {
-        u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
-    };
     let missing = |what: &str| VulkanError::Usage(format!("{ty} weights need {what} inputs, none were given"));
     match input {
         Input::Q8_0 => {

@@ -70,6 +70,11 @@ impl VulkanError {
     }
 }
 
+/// `v` as the shaders' u32 (their sizes and indices), or an error naming `what`.
+pub fn u32_of(v: usize, what: &str) -> Result<u32, VulkanError> {
+    u32::try_from(v).map_err(|_| VulkanError::Usage(format!("{what} {v} does not fit the shaders' u32")))
+}
+
 /// The kind of device, as Vulkan reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
