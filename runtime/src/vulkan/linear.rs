@@ -29,6 +29,8 @@ fn route_on(ty: GgmlType, idot: bool) -> Option<(&'static Shader, Input)> {
     Some(match ty {
         GgmlType::Q8_0 if idot => (&shaders::MAT_VEC_Q8_0_IDOT, Input::Q8_0),
         GgmlType::Q4_0 if idot => (&shaders::MAT_VEC_Q4_0_IDOT, Input::Q8_0),
+        GgmlType::Q4K if idot => (&shaders::MAT_VEC_Q4_K_IDOT, Input::Q8K),
+        GgmlType::Q6K if idot => (&shaders::MAT_VEC_Q6_K_IDOT, Input::Q8K),
         GgmlType::Q8_0 => (&shaders::MAT_VEC_Q8_0, Input::Q8_0),
         GgmlType::Q4_0 => (&shaders::MAT_VEC_Q4_0, Input::Q8_0),
         GgmlType::Q4K => (&shaders::MAT_VEC_Q4_K, Input::Q8K),

@@ -83,8 +83,13 @@ pub const MAT_VEC_Q8_0_IDOT: Shader = shader!("mat_vec_q8_0_idot", 4, 20);
 /// [`MAT_VEC_Q4_0`] with its block sums from OpSUDot/OpSDot, on the same devices; the same bits.
 pub const MAT_VEC_Q4_0_IDOT: Shader = shader!("mat_vec_q4_0_idot", 4, 20);
 
+/// [`MAT_VEC_Q4_K`] with its integer sums from OpSUDot, on the same devices; the same bits.
+pub const MAT_VEC_Q4_K_IDOT: Shader = shader!("mat_vec_q4_k_idot", 5, 20);
+/// [`MAT_VEC_Q6_K`] with its integer sums from OpSUDot, on the same devices; the same bits.
+pub const MAT_VEC_Q6_K_IDOT: Shader = shader!("mat_vec_q6_k_idot", 4, 20);
+
 /// The shaders that need `shaderIntegerDotProduct`.
-pub const INTEGER_DOT: [&Shader; 2] = [&MAT_VEC_Q8_0_IDOT, &MAT_VEC_Q4_0_IDOT];
+pub const INTEGER_DOT: [&Shader; 4] = [&MAT_VEC_Q8_0_IDOT, &MAT_VEC_Q4_0_IDOT, &MAT_VEC_Q4_K_IDOT, &MAT_VEC_Q6_K_IDOT];
 
 /// Every shader any Vulkan 1.1 device runs, for tests and for building all kernels at once.
 pub const ALL: [&Shader; 19] = [
@@ -301,7 +306,9 @@ pub fn mat_vec_q4_k(
     blocks: u32,
     n: u32,
 ) -> Result<(), VulkanError> {
-    check_kernel(kernel, &MAT_VEC_Q4_K)?;
+    if kernel.name() != MAT_VEC_Q4_K_IDOT.name {
+        check_kernel(kernel, &MAT_VEC_Q4_K)?;
+    }
     check_size(weights, rows.check("mat_vec_q4_k")? * blocks as u64 * 144, "mat_vec_q4_k weights")?;
     let inputs = n as u64 * blocks as u64;
     check_size(xq, inputs * 256, "mat_vec_q4_k activation quants")?;
@@ -325,7 +332,9 @@ pub fn mat_vec_q6_k(
     blocks: u32,
     n: u32,
 ) -> Result<(), VulkanError> {
-    check_kernel(kernel, &MAT_VEC_Q6_K)?;
+    if kernel.name() != MAT_VEC_Q6_K_IDOT.name {
+        check_kernel(kernel, &MAT_VEC_Q6_K)?;
+    }
     check_size(weights, rows.check("mat_vec_q6_k")? * blocks as u64 * 210, "mat_vec_q6_k weights")?;
     let inputs = n as u64 * blocks as u64;
     check_size(xq, inputs * 256, "mat_vec_q6_k activation quants")?;
@@ -908,7 +917,17 @@ mod tests {
     fn mat_vec_k_quants_equal_the_cpu_bit_for_bit() {
         let Some(g) = gpu("mat_vec_k_quants_equal_the_cpu_bit_for_bit") else { return };
         let mut rng = SmallRng::seed_from_u64(43);
-        for (ty, shader) in [(GgmlType::Q4K, &MAT_VEC_Q4_K), (GgmlType::Q6K, &MAT_VEC_Q6_K)] {
+        let mut kernels = vec![(GgmlType::Q4K, &MAT_VEC_Q4_K), (GgmlType::Q6K, &MAT_VEC_Q6_K)];
+        // The integer-dot variants, where the device has the instructions (lavapipe does: CI runs them).
+        if g.info().integer_dot_product {
+            kernels.extend([(GgmlType::Q4K, &MAT_VEC_Q4_K_IDOT), (GgmlType::Q6K, &MAT_VEC_Q6_K_IDOT)]);
+        } else {
+            eprintln!(
+                "mat_vec_q4_k_idot and mat_vec_q6_k_idot NOT run: {} lacks shaderIntegerDotProduct",
+                g.info().name
+            );
+        }
+        for (ty, shader) in kernels {
             let kernel = g.kernel(shader).unwrap();
             for (n, k) in INPUT_ROWS.iter().flat_map(|&n| [256usize, 768, 2048].map(|k| (n, k))) {
                 let (rows, blocks) = (5usize, k / 256);
