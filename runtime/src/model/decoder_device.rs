@@ -96,10 +96,12 @@ struct Activations {
     /// RoPE tables `[n, head_dim / 2]` (host-visible).
     cos: Buffer,
     sin: Buffer,
-    /// The rows the head reads (`[m, hidden]`), their norm, and the logits (host-visible).
+    /// The rows the head reads (`[m, hidden]`), their norm, and the logits (host-visible; rows for
+    /// `logit_rows` outputs: one when only the last position's logits are asked for, as when decoding).
     head_in: Buffer,
     head_norm: Buffer,
     logits: Buffer,
+    logit_rows: usize,
     /// The new KV rows of every layer, copied here for the host cache (host-visible).
     readback: Buffer,
 }
@@ -243,9 +245,10 @@ impl DeviceDecoder {
 
         let mut guard =
             self.activations.lock().map_err(|_| VulkanError::Usage("the decoder lock was poisoned".into()))?;
-        if guard.as_ref().is_none_or(|a| a.rows < n || a.positions < first + n) {
+        if guard.as_ref().is_none_or(|a| a.rows < n || a.positions < first + n || a.logit_rows < m) {
             let rows = n.next_power_of_two().max(guard.as_ref().map_or(1, |a| a.rows));
             let positions = (first + n).next_power_of_two().max(guard.as_ref().map_or(1, |a| a.positions));
+            let logit_rows = m.next_power_of_two().max(guard.as_ref().map_or(1, |a| a.logit_rows));
             *guard = None;
             let f = |len: usize, kind, what: &str| Buffer::new(g, (len * 4) as u64, kind, what);
             let widest = h.max(qd).max(ff);
@@ -267,7 +270,8 @@ impl DeviceDecoder {
                 sin: f(rows * hd / 2, MemoryKind::Host, "rope sin")?,
                 head_in: f(rows * h, MemoryKind::Device, "output rows")?,
                 head_norm: f(rows * h, MemoryKind::Device, "result_norm")?,
-                logits: f(if self.head { rows * c.vocab } else { rows * h }, MemoryKind::Host, "result_output")?,
+                logits: f(logit_rows * if self.head { c.vocab } else { h }, MemoryKind::Host, "result_output")?,
+                logit_rows,
                 // Rows of f32 at most (an f16 cache's take half).
                 readback: f(c.layers * 2 * c.kv_heads * rows * hd, MemoryKind::Host, "new KV rows")?,
             });
