@@ -1,5 +1,5 @@
 //! The dense decoder as one program on a Vulkan device (cargo feature `vulkan`): a whole forward pass (a
-//! prompt, or one decoding step) recorded into one command buffer — per layer RMSNorm, the on-device Q8_0
+//! prompt, or one decoding step) recorded into one command buffer — per layer RMSNorm, the on-device
 //! quantization of activations, q/k/v, the q/k head norms, RoPE, the append to a KV cache held on the
 //! device, causal attention over it, the output projection and residual adds, SwiGLU — then the output norm
 //! and head; one submission per call, nothing back on the host between operations.

@@ -1,5 +1,5 @@
 //! The ViT's blocks and final norm as one program on a Vulkan device (cargo feature `vulkan`): every
-//! operation of every block (RMSNorm, the Q8_0 quantization of the activations, fused qkv, attention, the
+//! operation of every block (RMSNorm, the quantization of the activations, fused qkv, attention, the
 //! output projection, the residual adds, SwiGLU) recorded into one command buffer, one submission per tile,
 //! the activations staying on the device from the first block to the last.
 //!
