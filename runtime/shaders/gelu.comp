@@ -10,8 +10,8 @@
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) buffer X { float x[]; };
-// ERF_TAYLOR[10], ERFC_NR[10], EXP_P[6], EXP_C1, EXP_C2, LOG2E, EXP_LO, EXP_HI, ROUND_MAGIC, GELU_CLAMP,
-// GELU_TAYLOR_LO, GELU_TAYLOR_HI, 1/√2 (kernels::scalar's constants, in that order).
+// ERF_TAYLOR[10], ERFC_NR[10], GELU_CLAMP, GELU_TAYLOR_LO, GELU_TAYLOR_HI, 1/√2 (kernels::scalar's
+// constants, in that order: shaders::gelu_constants).
 layout(std430, binding = 1) readonly buffer Consts { float c[]; };
 
 layout(push_constant) uniform Params {
@@ -20,13 +20,13 @@ layout(push_constant) uniform Params {
 
 #include "exact.glsl"
 
-// Offsets into the constant table (the exp constants in it are exact.glsl's, by the same bits).
+// Offsets into the constant table (the exp constants are exact.glsl's).
 const uint TAYLOR = 0u;
 const uint NR = 10u;
-const uint CLAMP = 32u;
-const uint TAYLOR_LO = 33u;
-const uint TAYLOR_HI = 34u;
-const uint SQRT1_2 = 35u;
+const uint CLAMP = 20u;
+const uint TAYLOR_LO = 21u;
+const uint TAYLOR_HI = 22u;
+const uint SQRT1_2 = 23u;
 
 // e^(a + b) (scalar::exp_sum).
 float exp_sum(float a, float b) {

@@ -195,12 +195,12 @@ impl DeviceDecoder {
             // The host's rows the device lacks, one upload per layer and kind (each head's rows are at their
             // place in a staging copy of the whole range).
             let (s, cap) = (m.synced, m.capacity);
+            // Every head's rows 0..first at their places; the span written runs from head 0's first lagging
+            // row to the last head's last row, so it rewrites the synced rows of the later heads with their
+            // own values and the unused rows past `first` with whatever the staging holds.
+            let mut staged = vec![0u8; c.kv_heads * cap * rb];
             for l in 0..c.layers {
                 for (dst, heads) in [(&m.k[l], &cache.k[l]), (&m.v[l], &cache.v[l])] {
-                    // Every head's rows 0..first at their places; the span written runs from head 0's first
-                    // lagging row to the last head's last row, so it rewrites the synced rows of the later
-                    // heads with their own values and the unused rows past `first` with zeros.
-                    let mut staged = vec![0u8; c.kv_heads * cap * rb];
                     for (g_, rows) in heads.iter().enumerate() {
                         let at = g_ * cap * rb;
                         staged[at..at + first * rb].copy_from_slice(&rows[..first * rb]);
@@ -233,14 +233,15 @@ impl DeviceDecoder {
         let g = dev.gpu();
         let (hd, h, ff) = (c.head_dim, c.hidden, c.ffn);
         let (qd, kvd) = (c.heads * hd, c.kv_heads * hd);
-        // (Every buffer index the shaders compute must fit their u32: the KV rows are the largest.)
-        u32_of(c.kv_heads * (cache.len + x.len() / h.max(1)) * 2 * hd, "KV cache size")?;
         let n = x.len() / h;
         let first = cache.len;
         let m = if logits == Logits::Last { 1 } else { n };
         self.sync(dec, g, cache, n)?;
         let mirror = cache.device.0.as_ref().expect("synced");
         let cap = mirror.capacity;
+        // The largest indices the shaders compute (in their u32): the KV cache's values and the scores.
+        u32_of(c.kv_heads * cap * hd, "KV cache values")?;
+        u32_of(c.heads * n * (first + n), "attention scores")?;
         let rb = cache.ty.row_size(hd).expect("checked at creation");
 
         let mut guard =

@@ -33,6 +33,7 @@ pub(super) struct DeviceProjector {
     layer_norm: Kernel,
     add: Kernel,
     gelu: Kernel,
+    gelu_constants: Buffer,
     activations: Mutex<Option<Activations>>,
 }
 
@@ -55,6 +56,7 @@ impl DeviceProjector {
                 layer_norm: g.kernel(&shaders::LAYER_NORM)?,
                 add: g.kernel(&shaders::ADD)?,
                 gelu: g.kernel(&shaders::GELU)?,
+                gelu_constants: shaders::gelu_constants(g)?,
                 activations: Mutex::new(None),
             })
         };
@@ -117,7 +119,7 @@ impl DeviceProjector {
         )?;
         a.quantizer.linear(dev, &mut batch, &a.normed, tokens, merged_width, &[(&p.fc1, &a.hidden)])?;
         shaders::add_bias(&mut batch, &self.add, &a.hidden, &self.fc1_b, &a.hidden, t32 * h32, h32)?;
-        shaders::gelu(&mut batch, &self.gelu, &a.hidden, t32 * h32)?;
+        shaders::gelu(&mut batch, &self.gelu, &a.hidden, &self.gelu_constants, t32 * h32)?;
         a.quantizer.linear(dev, &mut batch, &a.hidden, tokens, h, &[(&p.fc2, &a.out)])?;
         shaders::add_bias(&mut batch, &self.add, &a.out, &self.fc2_b, &a.out, t32 * h32, h32)?;
         batch.run("the projector")?;

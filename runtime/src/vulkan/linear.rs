@@ -12,9 +12,10 @@ use crate::kernels::scalar::{quantize_q8_0_activations, Q8Block};
 use crate::tensor::Matrix;
 use crate::GgmlType;
 
-/// The activation format a weight type's shader reads.
+/// The activation format a weight type's shader reads ([`DeviceLinear::input_of`]); quantized on the host
+/// for a layer-by-layer call, on the device by [`InputQuantizer`] in a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Input {
+pub enum ActivationFormat {
     /// Q8_0 blocks (Q8_0 and Q4_0 weights).
     Q8_0,
     /// Q8_K super-blocks (Q4_K and Q6_K weights).
@@ -25,35 +26,24 @@ enum Input {
 
 /// The shader and activation format of a weight type, or `None` where there is no shader for it; `idot`:
 /// the device has integer dot-product instructions.
-fn route_on(ty: GgmlType, idot: bool) -> Option<(&'static Shader, Input)> {
+fn route_on(ty: GgmlType, idot: bool) -> Option<(&'static Shader, ActivationFormat)> {
     Some(match ty {
-        GgmlType::Q8_0 if idot => (&shaders::MAT_VEC_Q8_0_IDOT, Input::Q8_0),
-        GgmlType::Q4_0 if idot => (&shaders::MAT_VEC_Q4_0_IDOT, Input::Q8_0),
-        GgmlType::Q4K if idot => (&shaders::MAT_VEC_Q4_K_IDOT, Input::Q8K),
-        GgmlType::Q6K if idot => (&shaders::MAT_VEC_Q6_K_IDOT, Input::Q8K),
-        GgmlType::Q8_0 => (&shaders::MAT_VEC_Q8_0, Input::Q8_0),
-        GgmlType::Q4_0 => (&shaders::MAT_VEC_Q4_0, Input::Q8_0),
-        GgmlType::Q4K => (&shaders::MAT_VEC_Q4_K, Input::Q8K),
-        GgmlType::Q6K => (&shaders::MAT_VEC_Q6_K, Input::Q8K),
-        GgmlType::F16 => (&shaders::MAT_VEC_F16, Input::F32),
-        GgmlType::F32 => (&shaders::MAT_VEC_F32, Input::F32),
+        GgmlType::Q8_0 if idot => (&shaders::MAT_VEC_Q8_0_IDOT, ActivationFormat::Q8_0),
+        GgmlType::Q4_0 if idot => (&shaders::MAT_VEC_Q4_0_IDOT, ActivationFormat::Q8_0),
+        GgmlType::Q4K if idot => (&shaders::MAT_VEC_Q4_K_IDOT, ActivationFormat::Q8K),
+        GgmlType::Q6K if idot => (&shaders::MAT_VEC_Q6_K_IDOT, ActivationFormat::Q8K),
+        GgmlType::Q8_0 => (&shaders::MAT_VEC_Q8_0, ActivationFormat::Q8_0),
+        GgmlType::Q4_0 => (&shaders::MAT_VEC_Q4_0, ActivationFormat::Q8_0),
+        GgmlType::Q4K => (&shaders::MAT_VEC_Q4_K, ActivationFormat::Q8K),
+        GgmlType::Q6K => (&shaders::MAT_VEC_Q6_K, ActivationFormat::Q8K),
+        GgmlType::F16 => (&shaders::MAT_VEC_F16, ActivationFormat::F32),
+        GgmlType::F32 => (&shaders::MAT_VEC_F32, ActivationFormat::F32),
         _ => return None,
     })
 }
 
-/// The activation format a weight's shader reads ([`DeviceLinear::input_of`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActivationFormat {
-    /// Q8_0 blocks ([`super::shaders::quantize_q8_0`] makes them on the device).
-    Q8_0,
-    /// Q8_K super-blocks (quantized on the host).
-    Q8K,
-    /// f32 rows.
-    F32,
-}
-
 /// The shader and activation format of a weight type on any device.
-fn route(ty: GgmlType) -> Option<(&'static Shader, Input)> {
+fn route(ty: GgmlType) -> Option<(&'static Shader, ActivationFormat)> {
     route_on(ty, false)
 }
 
@@ -193,11 +183,7 @@ impl DeviceLinear {
     /// The activation format `w`'s shader reads on this device, or `None` where `w` is not held.
     pub fn input_of(&self, w: &Matrix<'_>) -> Option<ActivationFormat> {
         self.resident(w)?;
-        Some(match route(w.ty)?.1 {
-            Input::Q8_0 => ActivationFormat::Q8_0,
-            Input::Q8K => ActivationFormat::Q8K,
-            Input::F32 => ActivationFormat::F32,
-        })
+        Some(route(w.ty)?.1)
     }
 
     /// Record `out[n × w.rows] = x · wᵀ` into `batch`, `x` being `n` rows already on the device in the
@@ -259,15 +245,15 @@ impl DeviceLinear {
             self.scratch.lock().map_err(|_| VulkanError::Usage("the scratch lock was poisoned".into()))?;
         let scratch = &mut *scratch;
         // Each input format the weights need, once.
-        let needs = |f: Input| resident.iter().any(|r| route(r.ty).map(|(_, i)| i) == Some(f));
-        if needs(Input::Q8_0) {
+        let needs = |f: ActivationFormat| resident.iter().any(|r| route(r.ty).map(|(_, i)| i) == Some(f));
+        if needs(ActivationFormat::Q8_0) {
             let blocks: Vec<Q8Block> = x.chunks(k).flat_map(quantize_q8_0_activations).collect();
             let qs: Vec<u8> = blocks.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
             let ds: Vec<u8> = blocks.iter().flat_map(|b| b.d.to_le_bytes()).collect();
             fill(&self.gpu, &mut scratch.q8_0[0], &qs, "Q8_0 activation quants")?;
             fill(&self.gpu, &mut scratch.q8_0[1], &ds, "Q8_0 activation scales")?;
         }
-        if needs(Input::Q8K) {
+        if needs(ActivationFormat::Q8K) {
             let blocks: Vec<Q8KBlock> = x.chunks(k).flat_map(quantize_q8_k_activations).collect();
             let qs: Vec<u8> = blocks.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
             let ds: Vec<u8> = blocks.iter().flat_map(|b| b.d.to_le_bytes()).collect();
@@ -277,7 +263,7 @@ impl DeviceLinear {
             fill(&self.gpu, &mut scratch.q8_k[1], &ds, "Q8_K activation scales")?;
             fill(&self.gpu, &mut scratch.q8_k[2], &ss, "Q8_K activation sums")?;
         }
-        if needs(Input::F32) {
+        if needs(ActivationFormat::F32) {
             let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
             fill(&self.gpu, &mut scratch.f32, &bytes, "f32 activations")?;
         }
@@ -401,7 +387,7 @@ fn record(
     batch: &mut super::Batch,
     kernel: &Kernel,
     ty: GgmlType,
-    input: Input,
+    input: ActivationFormat,
     weights: &Buffer,
     inputs: &DeviceInputs<'_>,
     out: &Buffer,
@@ -411,12 +397,12 @@ fn record(
 ) -> Result<(), VulkanError> {
     let missing = |what: &str| VulkanError::Usage(format!("{ty} weights need {what} inputs, none were given"));
     match input {
-        Input::Q8_0 => {
+        ActivationFormat::Q8_0 => {
             let (xq, xd) = inputs.q8_0.ok_or_else(|| missing("Q8_0"))?;
             let blocks = u32_of(k / 32, "blocks per row")?;
             shaders::mat_vec_q8_0(batch, kernel, weights, xq, xd, out, rows, blocks, n)
         }
-        Input::Q8K => {
+        ActivationFormat::Q8K => {
             let (xq, xd, xs) = inputs.q8_k.ok_or_else(|| missing("Q8_K"))?;
             let blocks = u32_of(k / 256, "super-blocks per row")?;
             if ty == GgmlType::Q4K {
@@ -425,7 +411,7 @@ fn record(
                 shaders::mat_vec_q6_k(batch, kernel, weights, xq, xd, out, rows, blocks, n)
             }
         }
-        Input::F32 => {
+        ActivationFormat::F32 => {
             let xf = inputs.f32.ok_or_else(|| missing("f32"))?;
             shaders::mat_vec_f16(batch, kernel, weights, xf, out, rows, u32_of(k, "columns")?, n)
         }

@@ -57,7 +57,7 @@ pub const LAYER_NORM: Shader = shader!("layer_norm", 4, 8);
 /// Softmax of each row in place (x; push: n, rows per head, first position or u32::MAX).
 pub const SOFTMAX: Shader = shader!("softmax", 1, 12);
 
-/// GELU (erf form) in place, the CPU's algorithm (x, the CPU's constants; push: n).
+/// GELU (erf form) in place, the CPU's algorithm (x, the CPU's constants from [`gelu_constants`]; push: n).
 pub const GELU: Shader = shader!("gelu", 2, 4);
 
 /// f32 rows → Q8_0 activation blocks, the CPU's quants and scales (x, quants, scales; push: blocks).
@@ -453,21 +453,28 @@ pub fn silu_mul(batch: &mut Batch, kernel: &Kernel, gate: &Buffer, up: &Buffer, 
     batch.dispatch(kernel, &[gate, up], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
 }
 
-/// `x = gelu(x)` over `n` f32 in place ([`crate::kernels::scalar::gelu_f32`], whose constants the shader
-/// reads from a buffer this records with it).
-pub fn gelu(batch: &mut Batch, kernel: &Kernel, x: &Buffer, n: u32) -> Result<(), VulkanError> {
+/// The constants [`gelu`] reads, the CPU's own (kernels::scalar): ERF_TAYLOR, ERFC_NR, GELU_CLAMP,
+/// GELU_TAYLOR_LO, GELU_TAYLOR_HI, 1/√2 (the exp constants are exact.glsl's, by their bits). Made once per
+/// program, read by every dispatch.
+pub fn gelu_constants(gpu: &super::Gpu) -> Result<Buffer, VulkanError> {
     use crate::kernels::scalar as k;
-    check_kernel(kernel, &GELU)?;
-    check_size(x, n as u64 * 4, "gelu input")?;
-    let mut consts: Vec<f32> = Vec::with_capacity(36);
+    let mut consts: Vec<f32> = Vec::with_capacity(GELU_CONSTANTS);
     consts.extend_from_slice(&k::ERF_TAYLOR);
     consts.extend_from_slice(&k::ERFC_NR);
-    consts.extend_from_slice(&k::EXP_P);
-    consts.extend_from_slice(&[k::EXP_C1, k::EXP_C2, k::LOG2E, k::EXP_LO, k::EXP_HI, k::ROUND_MAGIC]);
     consts.extend_from_slice(&[k::GELU_CLAMP, k::GELU_TAYLOR_LO, k::GELU_TAYLOR_HI, std::f32::consts::FRAC_1_SQRT_2]);
-    let bytes: Vec<u8> = consts.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let table = Buffer::with_data(batch.gpu(), &bytes, super::MemoryKind::Host, "gelu constants")?;
-    batch.dispatch(kernel, &[x, &table], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
+    debug_assert_eq!(consts.len(), GELU_CONSTANTS);
+    Buffer::with_floats(gpu, &consts, super::MemoryKind::Device, "gelu constants")
+}
+
+const GELU_CONSTANTS: usize = 24;
+
+/// `x = gelu(x)` over `n` f32 in place ([`crate::kernels::scalar::gelu_f32`]), with the table of
+/// [`gelu_constants`].
+pub fn gelu(batch: &mut Batch, kernel: &Kernel, x: &Buffer, constants: &Buffer, n: u32) -> Result<(), VulkanError> {
+    check_kernel(kernel, &GELU)?;
+    check_size(x, n as u64 * 4, "gelu input")?;
+    check_size(constants, GELU_CONSTANTS as u64 * 4, "gelu constants")?;
+    batch.dispatch(kernel, &[x, constants], &n.to_le_bytes(), [n.div_ceil(256).max(1), 1, 1])
 }
 
 /// `out = a + b` over `n` f32 (`out` may be `a`).
@@ -690,10 +697,6 @@ mod tests {
     /// Unit roundoff of f32.
     const U: f64 = 1.0 / (1u64 << 24) as f64;
 
-    fn f32_bytes(v: &[f32]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_le_bytes()).collect()
-    }
-
     #[test]
     fn the_spirv_is_the_committed_spirv() {
         if !SPIRV_FROM.starts_with("glslc") {
@@ -765,8 +768,8 @@ mod tests {
             let eps = 1e-6;
             let mut want = vec![0f32; rows * d];
             crate::kernels::rms_norm(&x, &w, eps, &mut want);
-            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
-            let wb = Buffer::with_data(&g, &f32_bytes(&w), MemoryKind::Device, "weight").unwrap();
+            let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
+            let wb = Buffer::with_floats(&g, &w, MemoryKind::Device, "weight").unwrap();
             let ob = Buffer::new(&g, (rows * d * 4) as u64, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
             rms_norm(&mut batch, &kernel, &xb, &wb, &ob, rows as u32, d as u32, eps).unwrap();
@@ -790,9 +793,9 @@ mod tests {
             let eps = 1e-6;
             let mut want = vec![0f32; rows * d];
             crate::kernels::layer_norm(&x, &w, &b, eps, &mut want);
-            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
-            let wb = Buffer::with_data(&g, &f32_bytes(&w), MemoryKind::Device, "weight").unwrap();
-            let bb = Buffer::with_data(&g, &f32_bytes(&b), MemoryKind::Device, "bias").unwrap();
+            let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
+            let wb = Buffer::with_floats(&g, &w, MemoryKind::Device, "weight").unwrap();
+            let bb = Buffer::with_floats(&g, &b, MemoryKind::Device, "bias").unwrap();
             let ob = Buffer::new(&g, (rows * d * 4) as u64, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
             layer_norm(&mut batch, &kernel, &xb, &wb, &bb, &ob, rows as u32, d as u32, eps).unwrap();
@@ -810,7 +813,7 @@ mod tests {
             let rows = 3;
             // Scores down to −24 below the maximum: e^−24 ≈ 4e-11, normal, as every result here is.
             let x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-12.0f32..12.0)).collect();
-            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "scores").unwrap();
+            let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "scores").unwrap();
             let mut batch = g.batch().unwrap();
             softmax(&mut batch, &kernel, &xb, rows as u32, n as u32).unwrap();
             batch.run("softmax").unwrap();
@@ -873,7 +876,7 @@ mod tests {
         let xs: Vec<u8> = x.iter().flat_map(|b| b.bsums.iter().flat_map(|s| (*s as i32).to_le_bytes())).collect();
         (
             Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap(),
-            Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap(),
+            Buffer::with_floats(g, &xd, MemoryKind::Host, "xd").unwrap(),
             Buffer::with_data(g, &xs, MemoryKind::Host, "xs").unwrap(),
         )
     }
@@ -889,7 +892,7 @@ mod tests {
             let xq: Vec<u8> = x.iter().flat_map(|b| b.qs.iter().map(|q| *q as u8)).collect();
             let xd: Vec<f32> = x.iter().map(|b| b.d).collect();
             let xqb = Buffer::with_data(g, &xq, MemoryKind::Host, "xq").unwrap();
-            let xdb = Buffer::with_data(g, &f32_bytes(&xd), MemoryKind::Host, "xd").unwrap();
+            let xdb = Buffer::with_floats(g, &xd, MemoryKind::Host, "xd").unwrap();
             let mut batch = g.batch().unwrap();
             mat_vec_q8_0(&mut batch, kernel, &wb, &xqb, &xdb, &ob, &Rows::all(rows as u32), blocks as u32, n as u32)
                 .unwrap();
@@ -968,9 +971,9 @@ mod tests {
             let mut x: Vec<f32> = (0..rows * heads * head_dim).map(|_| rng.gen_range(-8.0f32..8.0)).collect();
             let angles: Vec<f32> = (0..rows * head_dim / 2).map(|_| rng.gen_range(-100.0f32..100.0)).collect();
             let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
-            let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
-            let cb = Buffer::with_data(&g, &f32_bytes(&cos), MemoryKind::Device, "cos").unwrap();
-            let sb = Buffer::with_data(&g, &f32_bytes(&sin), MemoryKind::Device, "sin").unwrap();
+            let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
+            let cb = Buffer::with_floats(&g, &cos, MemoryKind::Device, "cos").unwrap();
+            let sb = Buffer::with_floats(&g, &sin, MemoryKind::Device, "sin").unwrap();
             let mut batch = g.batch().unwrap();
             rope_rows(&mut batch, &kernel, &xb, &cb, &sb, rows as u32, heads as u32, head_dim as u32).unwrap();
             batch.run("rope").unwrap();
@@ -1006,8 +1009,8 @@ mod tests {
         // Down to −60: silu(−60) ≈ −5e-25, normal, and so are its products with up.
         let mut gate: Vec<f32> = (0..n).map(|_| rng.gen_range(-60.0f32..30.0)).collect();
         let up: Vec<f32> = (0..n).map(|_| rng.gen_range(-4.0f32..4.0)).collect();
-        let gb = Buffer::with_data(&g, &f32_bytes(&gate), MemoryKind::Host, "gate").unwrap();
-        let ub = Buffer::with_data(&g, &f32_bytes(&up), MemoryKind::Host, "up").unwrap();
+        let gb = Buffer::with_floats(&g, &gate, MemoryKind::Host, "gate").unwrap();
+        let ub = Buffer::with_floats(&g, &up, MemoryKind::Host, "up").unwrap();
         let mut batch = g.batch().unwrap();
         silu_mul(&mut batch, &kernel, &gb, &ub, n as u32).unwrap();
         batch.run("silu_mul").unwrap();
@@ -1033,11 +1036,11 @@ mod tests {
                     .collect();
                 let wbytes: Vec<u8> = match ty {
                     GgmlType::F16 => w.iter().flat_map(|v| crate::quant::f32_to_f16_bits(*v).to_le_bytes()).collect(),
-                    _ => f32_bytes(&w),
+                    _ => w.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 };
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
                 let wb = Buffer::with_data(&g, &wbytes, MemoryKind::Device, "weights").unwrap();
-                let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+                let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
                 let ob = Buffer::new(&g, (n * rows * 4) as u64, MemoryKind::Host, "out").unwrap();
                 let mut batch = g.batch().unwrap();
                 mat_vec_f16(&mut batch, &kernel, &wb, &xb, &ob, &Rows::all(rows as u32), cols as u32, n as u32)
@@ -1077,9 +1080,9 @@ mod tests {
         x.extend([r2, r2.next_up(), r2.next_down(), h, h.next_up(), h.next_down(), 0.0, -0.0, 1e-30, -1e-30]);
         x.extend([30.0, -30.0, 1e6, -1e6, f32::MAX]);
         let n = x.len();
-        let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+        let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
         let mut batch = g.batch().unwrap();
-        gelu(&mut batch, &kernel, &xb, n as u32).unwrap();
+        gelu(&mut batch, &kernel, &xb, &gelu_constants(&g).unwrap(), n as u32).unwrap();
         batch.run("gelu").unwrap();
         let want: Vec<f32> = x.iter().map(|&v| scalar::gelu_f32(v)).collect();
         let erfc_branch = x.iter().filter(|&&v| v * std::f32::consts::FRAC_1_SQRT_2 >= scalar::GELU_TAYLOR_HI).count();
@@ -1101,7 +1104,7 @@ mod tests {
         let (a, b, d) = (v(), v(), v());
         let angles: Vec<f32> = (0..head_dim / 2).map(|i| 0.37 * i as f32).collect();
         let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|x| (x.cos(), x.sin())).unzip();
-        let buf = |v: &[f32], what: &str| Buffer::with_data(&g, &f32_bytes(v), MemoryKind::Device, what).unwrap();
+        let buf = |v: &[f32], what: &str| Buffer::with_floats(&g, v, MemoryKind::Device, what).unwrap();
         let (ab, bb, db, cb, sb) = (buf(&a, "a"), buf(&b, "b"), buf(&d, "d"), buf(&cos, "cos"), buf(&sin, "sin"));
         let c = Buffer::new(&g, (n * 4) as u64, MemoryKind::Device, "c").unwrap();
         let e = Buffer::new(&g, (n * 4) as u64, MemoryKind::Host, "e").unwrap();
@@ -1127,8 +1130,8 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|_| rng.gen_range(-1e3f32..1e3)).collect();
             let b: Vec<f32> = (0..n).map(|_| rng.gen_range(-1e3f32..1e3)).collect();
             let (ab, bb) = (
-                Buffer::with_data(&g, &f32_bytes(&a), MemoryKind::Host, "a").unwrap(),
-                Buffer::with_data(&g, &f32_bytes(&b), MemoryKind::Host, "b").unwrap(),
+                Buffer::with_floats(&g, &a, MemoryKind::Host, "a").unwrap(),
+                Buffer::with_floats(&g, &b, MemoryKind::Host, "b").unwrap(),
             );
             let ob = Buffer::new(&g, (n * 4) as u64, MemoryKind::Host, "out").unwrap();
             let mut batch = g.batch().unwrap();
@@ -1150,8 +1153,8 @@ mod tests {
         let (rows, width) = (7usize, 300usize);
         let x: Vec<f32> = (0..rows * width).map(|_| rng.gen_range(-1e3f32..1e3)).collect();
         let bias: Vec<f32> = (0..width).map(|_| rng.gen_range(-1e3f32..1e3)).collect();
-        let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
-        let bb = Buffer::with_data(&g, &f32_bytes(&bias), MemoryKind::Host, "bias").unwrap();
+        let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
+        let bb = Buffer::with_floats(&g, &bias, MemoryKind::Host, "bias").unwrap();
         let mut batch = g.batch().unwrap();
         // In place, as the models use it.
         add_bias(&mut batch, &kernel, &xb, &bb, &xb, (rows * width) as u32, width as u32).unwrap();
@@ -1184,7 +1187,7 @@ mod tests {
             *v = k as f32 + 0.5 - 16.0;
         }
         let want = scalar::quantize_q8_0_activations(&x);
-        let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+        let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
         let qb = Buffer::new(&g, (blocks * 32) as u64, MemoryKind::Host, "quants").unwrap();
         let db = Buffer::new(&g, (blocks * 4) as u64, MemoryKind::Host, "scales").unwrap();
         let mut batch = g.batch().unwrap();
@@ -1215,7 +1218,7 @@ mod tests {
         x[768 + 3] = 9.0;
         x[768 + 7] = -9.0;
         let want = crate::kernels::kquants::quantize_q8_k_activations(&x);
-        let xb = Buffer::with_data(&g, &f32_bytes(&x), MemoryKind::Host, "x").unwrap();
+        let xb = Buffer::with_floats(&g, &x, MemoryKind::Host, "x").unwrap();
         let qb = Buffer::new(&g, (blocks * 256) as u64, MemoryKind::Host, "quants").unwrap();
         let db = Buffer::new(&g, (blocks * 4) as u64, MemoryKind::Host, "scales").unwrap();
         let sb = Buffer::new(&g, (blocks * 64) as u64, MemoryKind::Host, "sums").unwrap();
@@ -1255,7 +1258,7 @@ mod tests {
             };
             let mut want = vec![0f32; n * c];
             crate::kernels::attention(&part(0), &part(1), &part(2), n, n, heads, heads, d, None, &mut want);
-            let qb = Buffer::with_data(&g, &f32_bytes(&qkv), MemoryKind::Host, "qkv").unwrap();
+            let qb = Buffer::with_floats(&g, &qkv, MemoryKind::Host, "qkv").unwrap();
             let sb = Buffer::new(&g, (heads * n * n * 4) as u64, MemoryKind::Device, "scores").unwrap();
             let ob = Buffer::new(&g, (n * c * 4) as u64, MemoryKind::Host, "out").unwrap();
             let at =
@@ -1282,7 +1285,7 @@ mod tests {
         let v: Vec<f32> = (0..nk * kv_heads * d).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
         let mut want = vec![0f32; nq * heads * d];
         crate::kernels::attention(&q, &k, &v, nq, nk, heads, kv_heads, d, Some(first), &mut want);
-        let buf = |x: &[f32], what| Buffer::with_data(&g, &f32_bytes(x), MemoryKind::Host, what).unwrap();
+        let buf = |x: &[f32], what| Buffer::with_floats(&g, x, MemoryKind::Host, what).unwrap();
         let (qb, kb, vb) = (buf(&q, "q"), buf(&k, "k"), buf(&v, "v"));
         let sb = Buffer::new(&g, (heads * nq * nk * 4) as u64, MemoryKind::Device, "scores").unwrap();
         let ob = Buffer::new(&g, (nq * heads * d * 4) as u64, MemoryKind::Host, "out").unwrap();
@@ -1341,7 +1344,7 @@ mod tests {
             let values: Vec<HeadRows<'_>> = vr.iter().map(|data| HeadRows { ty: GgmlType::F16, data }).collect();
             let mut want = vec![0f32; nq * heads * d];
             crate::kernels::attention_rows(&q, nq, heads, d, &keys, &values, nk, Some(first), &mut want);
-            let qb = Buffer::with_data(&g, &f32_bytes(&q), MemoryKind::Host, "q").unwrap();
+            let qb = Buffer::with_floats(&g, &q, MemoryKind::Host, "q").unwrap();
             let kbuf = Buffer::with_data(&g, &kb, MemoryKind::Device, "keys").unwrap();
             let vbuf = Buffer::with_data(&g, &vb, MemoryKind::Device, "values").unwrap();
             let sb = Buffer::new(&g, (heads * nq * nk * 4) as u64, MemoryKind::Device, "scores").unwrap();
@@ -1419,7 +1422,7 @@ mod tests {
         let kernel = g.kernel(&PIXEL_SHUFFLE).unwrap();
         let (grid, c) = (8usize, 5usize);
         let vit: Vec<f32> = (0..grid * grid * c).map(|i| i as f32).collect();
-        let vb = Buffer::with_data(&g, &f32_bytes(&vit), MemoryKind::Host, "vit").unwrap();
+        let vb = Buffer::with_floats(&g, &vit, MemoryKind::Host, "vit").unwrap();
         let ob = Buffer::new(&g, (vit.len() * 4) as u64, MemoryKind::Host, "out").unwrap();
         for (version, v1) in
             [(crate::model::projector::PixelShuffle::V2, false), (crate::model::projector::PixelShuffle::V1, true)]
