@@ -32,7 +32,8 @@ if [ ! -d "$fixtures/sailvl2-tiny" ]; then
 fi
 
 # --- the C library and the CLI (for the model and the expected answer)
-cargo build --release -p sail-edge-ffi
+# The same packages as c-api.sh (and so the same features of runtime as the test build): no second build.
+cargo build --release -p sail-edge-ffi -p sail-edge
 cargo build --release --bin sail-edge
 header=ffi/include/sail_edge.h
 test -f "$header" || { echo "error: $header missing" >&2; exit 1; }

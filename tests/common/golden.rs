@@ -152,6 +152,11 @@ pub const CASES: [&str; 4] = ["page", "astronaut", "text_only", "video3"];
 ///
 /// `placement` puts the linear layers somewhere (the CPU, or a Vulkan device: the same bounds hold).
 pub fn check_f32(fixture: &str, placement: &Placement) {
+    check_f32_cases(fixture, placement, &CASES);
+}
+
+/// [`check_f32`] on some of the golden cases.
+pub fn check_f32_cases(fixture: &str, placement: &Placement, cases: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let files = convert_to(fixture, Mix::F32, dir.path());
     let mut vlm = Vlm::load_with(&files, &f32_kv()).unwrap();
@@ -159,7 +164,7 @@ pub fn check_f32(fixture: &str, placement: &Placement) {
         let report = vlm.place(placement);
         eprintln!("{fixture}: {}", report.summary());
     }
-    for case in CASES {
+    for &case in cases {
         let g = Golden::load(fixture, case);
         let run = run_case(&vlm, &g, Logits::Last);
         let want_ids: Vec<u32> = g.ids("input_ids").iter().map(|&i| i as u32).collect();
