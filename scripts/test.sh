@@ -66,9 +66,7 @@ else
     other_paths+=(avx2)
 fi
 for isa in "${other_paths[@]}"; do
-    # --workspace: the features the test build above unified, so nothing is compiled again.
-    SAIL_EDGE_ISA=$isa SAIL_EDGE_EXPECT_PATH=$isa \
-        cargo test --release --workspace --test decoder_goldens --test pipeline_goldens
+    SAIL_EDGE_ISA=$isa SAIL_EDGE_EXPECT_PATH=$isa cargo test --release --test decoder_goldens --test pipeline_goldens
 done
 
 section "the library example prints what sail-edge describe prints"
@@ -128,9 +126,13 @@ section "aarch64 kernels under qemu-user (NEON, dotprod, i8mm)"
 # compared on each tier the CPU has and names the ones it lacks; SAIL_EDGE_EXPECT_ISA makes the tests
 # assert which optional features each CPU reported, so a run that silently skipped a path fails.
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+# (`-p sail-edge` beside `-p runtime`: the dependencies resolve with the features the aarch64 builds below
+# use, so tokenizers, image and the rest are compiled once for this target, not twice; sail-edge has no
+# library, so `--lib` still runs runtime's tests only.)
 for cpu_expect in max:dotprod,i8mm cortex-a76:dotprod cortex-a53:neon; do
     QEMU_CPU=${cpu_expect%%:*} SAIL_EDGE_EXPECT_ISA=${cpu_expect#*:} \
-        cargo test --release -p runtime --target aarch64-unknown-linux-gnu --lib -- --show-output kernels repack::
+        cargo test --release -p runtime -p sail-edge --target aarch64-unknown-linux-gnu --lib \
+        -- --show-output kernels repack::
 done
 # The decoder goldens (reference logits, llama.cpp's f32/q8_0/q4_0 and MoE files) and the repack cache's
 # tests (llama.cpp's q4_0/q8_0/MoE files decoded from the repacked layouts; another architecture's cache
