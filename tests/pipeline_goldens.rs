@@ -15,12 +15,12 @@ use runtime::pipeline::Vlm;
 
 #[test]
 fn dense_f32_matches_the_reference() {
-    check_f32("sailvl2-tiny", &Placement::cpu());
+    check_f32("sailvl2-tiny", &Placement::cpu(), &CASES);
 }
 
 #[test]
 fn moe_f32_matches_the_reference() {
-    check_f32("sailvl2-moe-tiny", &Placement::cpu());
+    check_f32("sailvl2-moe-tiny", &Placement::cpu(), &CASES);
 }
 
 /// Cosine between llama.cpp's q4_0 logits and the reference's, for `text_only`.

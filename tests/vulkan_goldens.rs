@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::golden::{check_f32_cases, convert_to, f32_kv, max_abs_diff, run_case, Golden};
+use common::golden::{check_f32, convert_to, f32_kv, max_abs_diff, run_case, Golden};
 
 use quantize::Mix;
 use runtime::backend::{BackendChoice, Placement};
@@ -53,7 +53,7 @@ fn vulkan() -> Placement {
 #[test]
 fn dense_f32_through_vulkan_matches_the_reference() {
     if have_vulkan("dense_f32_through_vulkan_matches_the_reference") {
-        check_f32_cases("sailvl2-tiny", &vulkan(), &["page", "text_only"]);
+        check_f32("sailvl2-tiny", &vulkan(), &["page", "text_only"]);
     }
 }
 
@@ -62,7 +62,7 @@ fn dense_f32_through_vulkan_matches_the_reference() {
 #[test]
 fn moe_f32_through_vulkan_matches_the_reference() {
     if have_vulkan("moe_f32_through_vulkan_matches_the_reference") {
-        check_f32_cases("sailvl2-moe-tiny", &vulkan(), &["astronaut", "text_only"]);
+        check_f32("sailvl2-moe-tiny", &vulkan(), &["astronaut", "text_only"]);
     }
 }
 

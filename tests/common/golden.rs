@@ -150,13 +150,9 @@ pub const CASES: [&str; 4] = ["page", "astronaut", "text_only", "video3"];
 /// 8-bit step after normalization (0.02); features and logits within 1e-3 × max(1, |golden|max) (f32
 /// accumulation-order noise through 2 + 3 layers); ids identical; the first 8 greedy tokens identical.
 ///
-/// `placement` puts the linear layers somewhere (the CPU, or a Vulkan device: the same bounds hold).
-pub fn check_f32(fixture: &str, placement: &Placement) {
-    check_f32_cases(fixture, placement, &CASES);
-}
-
-/// [`check_f32`] on some of the golden cases.
-pub fn check_f32_cases(fixture: &str, placement: &Placement, cases: &[&str]) {
+/// `placement` puts the linear layers somewhere (the CPU, or a Vulkan device: the same bounds hold); `cases`
+/// are the golden cases to run ([`CASES`] for all of them).
+pub fn check_f32(fixture: &str, placement: &Placement, cases: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let files = convert_to(fixture, Mix::F32, dir.path());
     let mut vlm = Vlm::load_with(&files, &f32_kv()).unwrap();
